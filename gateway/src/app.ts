@@ -1,0 +1,72 @@
+import Koa from 'koa';
+import type Redis from 'ioredis';
+import { checkHealth, type Logger, type Metrics, type TokenVerifier } from '@ptw/common';
+import type { Clients } from './clients';
+import type { GatewayConfig } from './config';
+import { authMiddleware } from './middleware/auth';
+import { jsonBody } from './middleware/body';
+import { requestMiddleware } from './middleware/request';
+import { allowedMethods, apiRouter } from './routes';
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  log: Logger;
+  metrics: Metrics;
+  verify: TokenVerifier;
+  clients: Clients;
+  redis: Redis;
+}
+
+async function redisUp(redis: Redis): Promise<boolean> {
+  try {
+    return (await Promise.race([redis.ping(), new Promise((r) => setTimeout(() => r('timeout'), 500))])) === 'PONG';
+  } catch {
+    return false;
+  }
+}
+
+/** Builds the Koa application (no listening: `main.ts` does that, tests use the callback). */
+export function createApp(deps: GatewayDeps): Koa {
+  const app = new Koa({ proxy: deps.config.PTW_TRUST_PROXY });
+  const router = apiRouter(deps.clients);
+  const services = {
+    sync: deps.config.PTW_SYNC_ADDR,
+    workflow: deps.config.PTW_WORKFLOW_ADDR,
+    export: deps.config.PTW_EXPORT_ADDR,
+    health: deps.config.PTW_HEALTH_ADDR,
+  };
+
+  app.use(requestMiddleware(deps.log, deps.metrics));
+  app.use(async (ctx, next) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (ctx.path === '/healthz') {
+      ctx.body = { status: 'ok' };
+      return;
+    }
+    if (ctx.path === '/readyz') {
+      const [redis, ...states] = await Promise.all([
+        redisUp(deps.redis),
+        ...Object.values(services).map((addr) => checkHealth(addr, '', 1000)),
+      ]);
+      const checks: Record<string, string> = { redis: redis ? 'ok' : 'unavailable' };
+      Object.keys(services).forEach((name, i) => (checks[name] = states[i]));
+      const ready = redis && states.every((s) => s === 'SERVING');
+      ctx.status = ready ? 200 : 503;
+      if (!ready) ctx.set('Retry-After', '5');
+      // A service is SERVING only while its store connection is up, so this covers the store too.
+      ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
+      return;
+    }
+    if (ctx.path === '/metrics') {
+      ctx.type = deps.metrics.registry.contentType;
+      ctx.body = await deps.metrics.registry.metrics();
+      return;
+    }
+    return next();
+  });
+  app.use(authMiddleware(deps.verify));
+  app.use(jsonBody(deps.config.PTW_BODY_LIMIT_BYTES));
+  app.use(router.routes());
+  app.use(allowedMethods(router));
+  return app;
+}

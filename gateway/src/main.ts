@@ -1,0 +1,51 @@
+import http from 'node:http';
+import Redis from 'ioredis';
+import { createLogger, createTokenVerifier, loadConfig, Metrics, onShutdownSignal, runMain, type Logger } from '@ptw/common';
+import { createApp } from './app';
+import { closeClients, createClients } from './clients';
+import { gatewayConfigSchema } from './config';
+
+export interface StartedGateway {
+  port: number;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+/** Starts the HTTP gateway (default 127.0.0.1:8080). */
+export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedGateway> {
+  const config = loadConfig(gatewayConfigSchema, env);
+  const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL });
+  const metrics = new Metrics('gateway');
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  redis.on('error', () => undefined); // reconnects by itself; readiness and throttling report the outage
+  const clients = createClients(config, metrics);
+  const app = createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis });
+  const server = http.createServer(app.callback());
+  server.requestTimeout = 5 * 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.GATEWAY_PORT, config.GATEWAY_HOST, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  log.info({ event: 'started', endpoint: `http:${port}` }, 'gateway listening');
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, config.PTW_SHUTDOWN_GRACE_MS).unref();
+      });
+      closeClients(clients);
+      redis.disconnect();
+    })();
+    return stopping;
+  };
+  if (opts.handleSignals) onShutdownSignal(log, stop);
+  return { port, log, stop };
+}
+
+if (require.main === module) runMain('gateway', () => start(process.env, { handleSignals: true }));

@@ -1,0 +1,24 @@
+import type { Context, Next } from 'koa';
+import { bearerToken, type TokenVerifier } from '@ptw/common';
+import { HttpError } from '../errors';
+import type { GatewayState } from '../state';
+
+const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/** Requires a valid bearer JWT on every route but the probes and metrics (SPEC §3). */
+export function authMiddleware(verify: TokenVerifier) {
+  return async (ctx: Context, next: Next) => {
+    if (PUBLIC_PATHS.has(ctx.path)) return next();
+    const state = ctx.state as GatewayState;
+    const token = bearerToken(ctx.get('authorization') || undefined);
+    const challenge = { 'WWW-Authenticate': 'Bearer realm="ptw"' };
+    if (!token) throw new HttpError(401, 'unauthenticated', 'Authentication credentials were not provided', undefined, challenge);
+    try {
+      state.principal = await verify(token);
+    } catch (err) {
+      throw new HttpError(401, 'unauthenticated', (err as Error).message, undefined, challenge);
+    }
+    state.token = token;
+    return next();
+  };
+}

@@ -1,0 +1,45 @@
+import type { Context, Next } from 'koa';
+import { HttpError } from '../errors';
+
+const METHODS_WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
+
+/**
+ * Reads a JSON body up to `limit` bytes: over it → 413, not JSON → 400, non-object → 400. An empty
+ * body is `{}`. The body is stored on `ctx.request.body`.
+ */
+export function jsonBody(limit: number) {
+  return async (ctx: Context, next: Next) => {
+    if (!METHODS_WITH_BODY.has(ctx.method)) return next();
+    const declared = Number(ctx.get('content-length') || 0);
+    if (declared > limit) throw tooLarge(limit);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of ctx.req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw tooLarge(limit);
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    let body: unknown = {};
+    if (text.trim() !== '') {
+      const type = ctx.get('content-type');
+      if (type && !/^application\/([\w.+-]+\+)?json\b/i.test(type)) {
+        throw new HttpError(415, 'unsupported_media_type', 'Request body must be application/json');
+      }
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
+      }
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new HttpError(400, 'invalid_body', 'Request body must be a JSON object');
+    }
+    (ctx.request as unknown as { body: unknown }).body = body;
+    return next();
+  };
+}
+
+function tooLarge(limit: number): HttpError {
+  return new HttpError(413, 'payload_too_large', `Request body exceeds ${limit} bytes`, { limit_bytes: limit });
+}

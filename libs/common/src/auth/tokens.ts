@@ -1,0 +1,87 @@
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { jwtVerify, SignJWT, errors as joseErrors } from 'jose';
+import { z } from 'zod';
+import { unauthenticated } from '../errors';
+import { ROLES, type Principal } from './principal';
+
+export interface AuthConfig {
+  PTW_JWT_SECRET?: string;
+  PTW_JWT_PUBLIC_KEY?: string;
+  PTW_JWT_ALG: 'HS256' | 'RS256' | 'ES256';
+  PTW_JWT_ISSUER: string;
+  PTW_JWT_AUDIENCE: string;
+}
+
+const claimsSchema = z.object({
+  sub: z.string().min(1).max(128),
+  role: z.enum(ROLES),
+  project_ids: z.array(z.string().min(1).max(128)).max(1000),
+});
+
+export type TokenVerifier = (token: string) => Promise<Principal>;
+
+function verificationKey(cfg: AuthConfig): KeyObject {
+  if (cfg.PTW_JWT_ALG === 'HS256') return createSecretKey(Buffer.from(cfg.PTW_JWT_SECRET ?? '', 'utf8'));
+  return createPublicKey(cfg.PTW_JWT_PUBLIC_KEY ?? '');
+}
+
+/**
+ * Builds the verifier every process uses: one algorithm only (so `alg: none` and algorithm
+ * confusion are refused), issuer, audience and `exp` required. Any failure is UNAUTHENTICATED
+ * with a generic message.
+ */
+export function createTokenVerifier(cfg: AuthConfig): TokenVerifier {
+  const key = verificationKey(cfg);
+  return async (token: string) => {
+    try {
+      const { payload } = await jwtVerify(token, key, {
+        algorithms: [cfg.PTW_JWT_ALG],
+        issuer: cfg.PTW_JWT_ISSUER,
+        audience: cfg.PTW_JWT_AUDIENCE,
+        requiredClaims: ['exp', 'sub'],
+        clockTolerance: 5,
+      });
+      const claims = claimsSchema.parse(payload);
+      return { user_id: claims.sub, role: claims.role, project_ids: claims.project_ids };
+    } catch (err) {
+      if (err instanceof z.ZodError) throw unauthenticated('Token claims are invalid');
+      if (err instanceof joseErrors.JWTExpired) throw unauthenticated('Token has expired');
+      throw unauthenticated('Token is invalid');
+    }
+  };
+}
+
+export interface MintOptions {
+  user: string;
+  role: Principal['role'];
+  projects: string[];
+  /** Lifetime in seconds. */
+  ttlSeconds: number;
+}
+
+/** Mints an HS256 development token (and the services' own token when no other is configured). */
+export async function mintToken(cfg: Pick<AuthConfig, 'PTW_JWT_SECRET' | 'PTW_JWT_ISSUER' | 'PTW_JWT_AUDIENCE'>, o: MintOptions): Promise<string> {
+  if (!cfg.PTW_JWT_SECRET) throw new Error('PTW_JWT_SECRET is required to mint tokens');
+  return new SignJWT({ role: o.role, project_ids: o.projects })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(o.user)
+    .setIssuer(cfg.PTW_JWT_ISSUER)
+    .setAudience(cfg.PTW_JWT_AUDIENCE)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + o.ttlSeconds)
+    .sign(createSecretKey(Buffer.from(cfg.PTW_JWT_SECRET, 'utf8')));
+}
+
+/** Parses `30s`, `15m`, `1h`, `7d` into seconds. */
+export function parseTtl(ttl: string): number {
+  const m = /^(\d+)([smhd])$/.exec(ttl.trim());
+  if (!m) throw new Error(`invalid ttl "${ttl}" (expected e.g. 30s, 15m, 1h, 7d)`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** Extracts the token from an `Authorization: Bearer <token>` value. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const m = /^Bearer\s+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*\.?[A-Za-z0-9\-_.+/=]*)$/i.exec(header.trim());
+  return m?.[1];
+}

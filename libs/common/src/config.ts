@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/** Thrown when the environment does not satisfy a service's configuration schema. */
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+
+/** Settings every process shares: store, Redis, auth, logs and the service addresses. */
+export const baseConfigSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  MONGO_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// URL').default('mongodb://127.0.0.1:27017/ptw'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected a redis:// URL').default('redis://127.0.0.1:6379'),
+  PTW_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  PTW_JWT_PUBLIC_KEY: z.string().optional(),
+  PTW_JWT_ALG: z.enum(['HS256', 'RS256', 'ES256']).default('HS256'),
+  PTW_JWT_ISSUER: z.string().min(1).default('ptw-dev'),
+  PTW_JWT_AUDIENCE: z.string().min(1).default('ptw-api'),
+  /** Token the services present to each other; minted from PTW_JWT_SECRET when absent. */
+  PTW_SERVICE_TOKEN: z.string().optional(),
+  LOG_DIR: z.string().default('logs'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  PTW_SYNC_ADDR: hostPort.default('127.0.0.1:50051'),
+  PTW_WORKFLOW_ADDR: hostPort.default('127.0.0.1:50052'),
+  PTW_EXPORT_ADDR: hostPort.default('127.0.0.1:50053'),
+  PTW_HEALTH_ADDR: hostPort.default('127.0.0.1:50054'),
+  /** Deadline for one gRPC call from the gateway or a service, in milliseconds. */
+  PTW_GRPC_DEADLINE_MS: z.coerce.number().int().min(50).max(600_000).default(10_000),
+  PTW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
+});
+
+export type BaseConfig = z.infer<typeof baseConfigSchema>;
+
+/**
+ * Validates `env` against `schema` once at start-up. Every problem is reported at once, by
+ * variable name, so a misconfigured deployment fails fast with one clear message.
+ */
+export function loadConfig<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<S> {
+  const cleaned: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+  }
+  const cfg = result.data as z.infer<S> & Partial<BaseConfig>;
+  if ('PTW_JWT_ALG' in cfg) {
+    if (cfg.PTW_JWT_ALG === 'HS256' && !cfg.PTW_JWT_SECRET) {
+      throw new ConfigError(['PTW_JWT_SECRET: required when PTW_JWT_ALG is HS256']);
+    }
+    if (cfg.PTW_JWT_ALG !== 'HS256' && !cfg.PTW_JWT_PUBLIC_KEY) {
+      throw new ConfigError([`PTW_JWT_PUBLIC_KEY: required when PTW_JWT_ALG is ${cfg.PTW_JWT_ALG}`]);
+    }
+  }
+  return cfg;
+}
+
+/** Builds the listen address of a service: `PTW_GRPC_LISTEN` wins, else its own client address. */
+export function listenAddress(addr: string, env: Record<string, string | undefined> = process.env): string {
+  return env.PTW_GRPC_LISTEN || addr;
+}

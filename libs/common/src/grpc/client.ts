@@ -1,0 +1,79 @@
+import {
+  credentials,
+  Metadata,
+  status as Status,
+  type CallOptions,
+  type Client,
+  type ClientUnaryCall,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import type { Metrics } from '../metrics';
+import { AUTHORIZATION_KEY, REQUEST_ID_KEY } from './context';
+
+/** Who the call is made for: the bearer token to forward and the request id to carry. */
+export interface CallCredentials {
+  token: string;
+  reqId?: string;
+  deadlineMs?: number;
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** A ts-proto client's unary methods as `(request, credentials) => Promise<response>`. */
+export type PromiseClient<C> = {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  [K in keyof C as C[K] extends (req: any, md: Metadata, o: Partial<CallOptions>, cb: (...a: any[]) => void) => ClientUnaryCall ? K : never]: C[K] extends UnaryMethod<infer Req, infer Res>
+    ? (request: Req, creds: CallCredentials) => Promise<Res>
+    : never;
+};
+
+/** Builds the outgoing metadata: bearer token and request id. */
+export function callMetadata(creds: CallCredentials): Metadata {
+  const md = new Metadata();
+  md.set(AUTHORIZATION_KEY, `Bearer ${creds.token}`);
+  if (creds.reqId) md.set(REQUEST_ID_KEY, creds.reqId);
+  return md;
+}
+
+export type ClientCtor<C> = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: object) => C;
+
+/**
+ * Creates a ts-proto client for `address` and a promise view of its unary methods that always sets
+ * a deadline and forwards the caller's token and request id.
+ */
+export function createClient<C extends Client>(
+  Ctor: ClientCtor<C>,
+  address: string,
+  opts: { defaultDeadlineMs: number; metrics?: Metrics },
+): { raw: C; call: PromiseClient<C> } {
+  const raw = new Ctor(address, credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  });
+  const call = new Proxy({} as PromiseClient<C>, {
+    get(_t, prop: string) {
+      const fn = (raw as unknown as Record<string, UnaryMethod<unknown, unknown>>)[prop];
+      if (typeof fn !== 'function') return undefined;
+      return (request: unknown, creds: CallCredentials) =>
+        new Promise((resolve, reject) => {
+          const deadline = new Date(Date.now() + (creds.deadlineMs ?? opts.defaultDeadlineMs));
+          fn.call(raw, request, callMetadata(creds), { deadline }, (err, res) => {
+            opts.metrics?.grpcClientCalls.inc({ method: prop, code: Status[err?.code ?? Status.OK] });
+            if (err) reject(err);
+            else resolve(res);
+          });
+        });
+    },
+  });
+  return { raw, call };
+}
+
+/** True when `err` is a gRPC status error. */
+export function isServiceError(err: unknown): err is ServiceError {
+  return typeof err === 'object' && err !== null && typeof (err as ServiceError).code === 'number' && 'metadata' in err;
+}

@@ -1,0 +1,193 @@
+import {
+  Metadata,
+  Server,
+  ServerCredentials,
+  status as Status,
+  type ServerErrorResponse,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { AppError, DETAILS_METADATA_KEY, unauthenticated } from '../errors';
+import type { TokenVerifier } from '../auth/tokens';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { AUTHORIZATION_KEY, normalizeRequestId, REQUEST_ID_KEY, type CallContext } from './context';
+import { bearerToken } from '../auth/tokens';
+
+type MethodDef = {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestDeserialize: (b: Buffer) => unknown;
+  responseSerialize: (v: never) => Buffer;
+};
+
+type ReqOf<M> = M extends { requestDeserialize: (b: Buffer) => infer R } ? R : never;
+type ResOf<M> = M extends { responseSerialize: (v: infer R) => Buffer } ? R : never;
+
+/** A unary handler: the decoded request in, the response out; throw an AppError to fail. */
+export type UnaryFn<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+/** A server-streaming handler: write messages with `out.write`; resolve when done. */
+export type StreamFn<Req, Res> = (req: Req, ctx: CallContext, out: ServerWritableStream<Req, Res>) => Promise<void>;
+
+/** The async handlers of a ts-proto service definition, typed from the generated code. */
+export type Handlers<D> = {
+  [K in keyof D]: D[K] extends { responseStream: true }
+    ? StreamFn<ReqOf<D[K]>, ResOf<D[K]>>
+    : UnaryFn<ReqOf<D[K]>, ResOf<D[K]>>;
+};
+
+export interface ServiceKit {
+  log: Logger;
+  metrics: Metrics;
+  verify: TokenVerifier;
+}
+
+/** Converts anything thrown into the one status the caller sees; unexpected errors are logged with stack. */
+export function toServiceError(err: unknown, log: Logger): ServerErrorResponse {
+  const metadata = new Metadata();
+  if (err instanceof AppError) {
+    if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, JSON.stringify(err.details));
+    return Object.assign(new Error(err.message), { code: err.code, details: err.message, metadata });
+  }
+  log.error({ err, outcome: 'internal_error' }, 'unexpected error');
+  return Object.assign(new Error('Internal error'), { code: Status.INTERNAL, details: 'Internal error', metadata });
+}
+
+/**
+ * Turns `async (request, ctx) => response` handlers into a grpc-js implementation: verifies the
+ * caller's bearer token from metadata (UNAUTHENTICATED otherwise), carries `req_id` into a child
+ * logger, maps errors once, records metrics and one log line per call. Methods without a handler
+ * answer UNIMPLEMENTED.
+ */
+export function implement<D extends Record<string, MethodDef>>(
+  definition: D,
+  handlers: Partial<Handlers<D>>,
+  kit: ServiceKit,
+): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {};
+  for (const [name, def] of Object.entries(definition)) {
+    const handler = handlers[name as keyof D] as
+      | ((req: unknown, ctx: CallContext, out?: unknown) => Promise<unknown>)
+      | undefined;
+    const method = def.path;
+
+    const run = async (
+      call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>,
+    ): Promise<{ ok: true; value: unknown } | { ok: false; error: ServerErrorResponse }> => {
+      const started = process.hrtime.bigint();
+      const reqId = normalizeRequestId(call.metadata.get(REQUEST_ID_KEY)[0]);
+      let log = kit.log.child({ req_id: reqId });
+      const controller = new AbortController();
+      call.on('cancelled', () => controller.abort());
+      let code: Status = Status.OK;
+      let principalId: string | undefined;
+      try {
+        if (!handler) throw new AppError(Status.UNIMPLEMENTED, `${method} is not implemented yet`);
+        const token = bearerToken(String(call.metadata.get(AUTHORIZATION_KEY)[0] ?? ''));
+        if (!token) throw unauthenticated();
+        const principal = await kit.verify(token);
+        principalId = principal.user_id;
+        log = log.child({ user_id: principal.user_id });
+        const ctx: CallContext = { principal, token, reqId, log, metadata: call.metadata, signal: controller.signal };
+        const value = await handler(call.request, ctx, call);
+        return { ok: true, value };
+      } catch (err) {
+        const error = toServiceError(err, log);
+        code = error.code ?? Status.UNKNOWN;
+        return { ok: false, error };
+      } finally {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        kit.metrics.grpcServerHandled.inc({ method, code: Status[code] });
+        kit.metrics.grpcServerDuration.observe({ method }, seconds);
+        log.info(
+          { event: 'grpc_call', endpoint: method, status_code: Status[code], duration_ms: Math.round(seconds * 1000), user_id: principalId },
+          'grpc call',
+        );
+      }
+    };
+
+    impl[name] = def.responseStream
+      ? (call: ServerWritableStream<unknown, unknown>) => {
+          void run(call).then((r) => {
+            if (r.ok) call.end();
+            else call.emit('error', r.error);
+          });
+        }
+      : (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+          void run(call).then((r) => (r.ok ? callback(null, r.value) : callback(r.error)));
+        };
+  }
+  return impl;
+}
+
+export interface RegisteredService {
+  /** Fully qualified name, e.g. `ptw.sync.v1.SyncService` (the grpc.health.v1 service name). */
+  name: string;
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+export interface GrpcServerHandle {
+  port: number;
+  server: Server;
+  health: HealthImplementation;
+  setServing(serving: boolean): void;
+  /** Graceful: NOT_SERVING, drain in-flight calls up to `graceMs`, then force. */
+  stop(graceMs: number): Promise<void>;
+}
+
+/**
+ * Starts a gRPC server with the given services, grpc.health.v1 (the empty name and every service
+ * name registered explicitly) and server reflection over `protoFiles`.
+ */
+export async function startGrpcServer(opts: {
+  listen: string;
+  services: RegisteredService[];
+  protoFiles: string[];
+  protoRoot: string;
+}): Promise<GrpcServerHandle> {
+  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const names = opts.services.map((s) => s.name);
+  const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
+  for (const n of names) initial[n] = 'NOT_SERVING';
+  const health = new HealthImplementation(initial);
+  health.addToServer(server);
+  for (const s of opts.services) server.addService(s.definition, s.implementation);
+  const pkg = loadSync(opts.protoFiles, { includeDirs: [opts.protoRoot], keepCase: true });
+  new ReflectionService(pkg).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const setServing = (serving: boolean) => {
+    const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+    health.setStatus('', st);
+    for (const n of names) health.setStatus(n, st);
+  };
+  setServing(true);
+  return {
+    port,
+    server,
+    health,
+    setServing,
+    stop: (graceMs: number) =>
+      new Promise<void>((resolve) => {
+        setServing(false);
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,302 @@
+import { Schema, type Connection, type InferSchemaType, type Model } from 'mongoose';
+
+const opts = { versionKey: false as const };
+
+export const PERMIT_STATUSES = [
+  'draft',
+  'submitted',
+  'under_review',
+  'approved',
+  'active',
+  'suspended',
+  'completed',
+  'cancelled',
+  'expired',
+  'rejected',
+] as const;
+export type PermitStatus = (typeof PERMIT_STATUSES)[number];
+
+const projectSchema = new Schema({ _id: String, name: { type: String, required: true } }, opts);
+
+const userSchema = new Schema(
+  {
+    _id: String,
+    name: { type: String, required: true },
+    email: { type: String, required: true },
+    role: { type: String, required: true, enum: ['worker', 'supervisor', 'manager', 'service'] },
+    project_ids: { type: [String], default: [] },
+  },
+  opts,
+);
+// Escalations go to "the project's managers".
+userSchema.index({ project_ids: 1, role: 1 });
+
+const closeoutItemSchema = new Schema({ key: String, label: String, required: Boolean }, { _id: false });
+
+const permitTypeSchema = new Schema(
+  {
+    _id: String,
+    name: { type: String, required: true },
+    category: { type: String, required: true },
+    risk_level: { type: String, required: true },
+    validity_hours: { type: Number, default: 8 },
+    escalation_hours: { type: Number, default: 4 },
+    requires_isolation: { type: Boolean, default: false },
+    closeout_items: { type: [closeoutItemSchema], default: [] },
+    active: { type: Boolean, default: true },
+  },
+  opts,
+);
+permitTypeSchema.index({ active: 1, name: 1 });
+
+const permitSchema = new Schema(
+  {
+    permit_number: { type: String, required: true },
+    project_id: { type: String, required: true },
+    permit_type_id: { type: String, required: true },
+    title: { type: String, required: true },
+    description: { type: String, default: '' },
+    location: { type: String, default: '' },
+    priority: { type: String, default: 'medium' },
+    probability: { type: Number, default: 1 },
+    severity: { type: Number, default: 1 },
+    risk_score: { type: Number, default: 1 },
+    risk_level: { type: String, default: 'low' },
+    control_measures: { type: String, default: '' },
+    ppe_requirements: { type: [String], default: [] },
+    safety_checklist: { type: Schema.Types.Mixed, default: {} },
+    planned_start_time: Date,
+    planned_end_time: Date,
+    actual_start_time: Date,
+    actual_end_time: Date,
+    status: { type: String, required: true, enum: PERMIT_STATUSES, default: 'draft' },
+    created_by: { type: String, required: true },
+    verifier_id: String,
+    approver_id: String,
+    submitted_at: Date,
+    verified_at: Date,
+    approved_at: Date,
+    version: { type: Number, required: true, default: 1 },
+    created_at: { type: Date, required: true },
+    updated_at: { type: Date, required: true },
+  },
+  { ...opts, minimize: false },
+);
+permitSchema.index({ permit_number: 1 }, { unique: true });
+permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
+permitSchema.index({ project_id: 1, created_at: -1 });
+permitSchema.index({ status: 1, planned_end_time: 1 });
+permitSchema.index({ project_id: 1, planned_end_time: 1 });
+
+/**
+ * One row per written version of a permit, isolation point or closeout. Its unique index is the
+ * optimistic-concurrency guard: of two writers starting from version N only one can insert N+1,
+ * on FerretDB (whose findAndModify is not atomic) as on MongoDB.
+ */
+const revisionSchema = new Schema(
+  {
+    entity: { type: String, required: true },
+    entity_id: { type: String, required: true },
+    version: { type: Number, required: true },
+    user_id: String,
+    at: { type: Date, required: true },
+  },
+  opts,
+);
+revisionSchema.index({ entity: 1, entity_id: 1, version: 1 }, { unique: true });
+
+const auditEventSchema = new Schema(
+  {
+    permit_id: { type: String, required: true },
+    project_id: { type: String, required: true },
+    action: { type: String, required: true },
+    from: String,
+    to: String,
+    user_id: { type: String, required: true },
+    comments: { type: String, default: '' },
+    at: { type: Date, required: true },
+  },
+  opts,
+);
+auditEventSchema.index({ permit_id: 1, at: 1 });
+
+const workflowStepSchema = new Schema(
+  {
+    permit_id: { type: String, required: true },
+    project_id: { type: String, required: true },
+    step: { type: String, required: true, enum: ['verification', 'approval'] },
+    assignee_id: String,
+    status: { type: String, required: true, enum: ['pending', 'completed', 'rejected'] },
+    started_at: { type: Date, required: true },
+    completed_at: Date,
+    limit_hours: { type: Number, required: true },
+  },
+  opts,
+);
+workflowStepSchema.index({ assignee_id: 1, status: 1 });
+workflowStepSchema.index({ status: 1, started_at: 1 });
+workflowStepSchema.index({ permit_id: 1, step: 1, status: 1 });
+
+const isolationPointSchema = new Schema(
+  {
+    permit_id: { type: String, required: true },
+    project_id: { type: String, required: true },
+    name: { type: String, required: true },
+    energy_type: { type: String, required: true },
+    required: { type: Boolean, default: true },
+    status: { type: String, required: true, enum: ['assigned', 'isolated', 'verified', 'deisolated'], default: 'assigned' },
+    lock_ids: { type: [String], default: [] },
+    notes: { type: String, default: '' },
+    isolated_by: String,
+    isolated_at: Date,
+    verified_by: String,
+    verified_at: Date,
+    deisolated_by: String,
+    deisolated_at: Date,
+    version: { type: Number, required: true, default: 1 },
+  },
+  opts,
+);
+isolationPointSchema.index({ permit_id: 1 });
+isolationPointSchema.index({ project_id: 1, status: 1 });
+
+const closeoutSchema = new Schema(
+  {
+    permit_id: { type: String, required: true },
+    project_id: { type: String, required: true },
+    checklist: { type: Schema.Types.Mixed, default: {} },
+    remarks: { type: String, default: '' },
+    completed: { type: Boolean, default: false },
+    completed_at: Date,
+    completed_by: String,
+    version: { type: Number, required: true, default: 1 },
+  },
+  { ...opts, minimize: false },
+);
+closeoutSchema.index({ permit_id: 1 }, { unique: true });
+
+const notificationSchema = new Schema(
+  {
+    user_id: { type: String, required: true },
+    type: { type: String, required: true },
+    title: { type: String, required: true },
+    message: { type: String, required: true },
+    data: { type: Schema.Types.Mixed, default: {} },
+    dedupe_key: { type: String, required: true },
+    read: { type: Boolean, default: false },
+    read_at: Date,
+    created_at: { type: Date, required: true },
+  },
+  { ...opts, minimize: false },
+);
+// A notification can never be sent twice, even by racing workers (SPEC §2).
+notificationSchema.index({ user_id: 1, dedupe_key: 1 }, { unique: true });
+notificationSchema.index({ user_id: 1, read: 1, created_at: -1 });
+
+/** Idempotency of offline sync: one applied result per (device, offline id, entity). */
+const syncReceiptSchema = new Schema(
+  {
+    device_id: { type: String, required: true },
+    offline_id: { type: String, required: true },
+    entity: { type: String, required: true },
+    server_id: String,
+    new_version: Number,
+    user_id: String,
+    at: { type: Date, required: true },
+  },
+  opts,
+);
+syncReceiptSchema.index({ device_id: 1, offline_id: 1, entity: 1 }, { unique: true });
+
+const syncEventSchema = new Schema(
+  {
+    device_id: String,
+    user_id: String,
+    project_id: String,
+    entity: String,
+    outcome: { type: String, required: true, enum: ['applied', 'conflict', 'rejected'] },
+    reason: String,
+    at: { type: Date, required: true },
+  },
+  opts,
+);
+syncEventSchema.index({ at: 1, outcome: 1 });
+
+const exportEventSchema = new Schema(
+  {
+    user_id: String,
+    project_ids: [String],
+    export_type: { type: String, required: true },
+    permit_count: Number,
+    bytes: Number,
+    duration_ms: Number,
+    detailed: Boolean,
+    outcome: String,
+    at: { type: Date, required: true },
+  },
+  opts,
+);
+exportEventSchema.index({ at: 1 });
+
+const jobRunSchema = new Schema(
+  {
+    job: { type: String, required: true },
+    slot: { type: String, required: true },
+    attempt: { type: Number, required: true },
+    started_at: { type: Date, required: true },
+    finished_at: Date,
+    duration_ms: Number,
+    outcome: { type: String, required: true, enum: ['running', 'success', 'error'] },
+    error_type: String,
+    error_message: String,
+  },
+  opts,
+);
+// Exactly one execution per attempt of a scheduled slot, whatever the number of workers.
+jobRunSchema.index({ job: 1, slot: 1, attempt: 1 }, { unique: true });
+jobRunSchema.index({ job: 1, started_at: -1 });
+
+const jobStateSchema = new Schema(
+  {
+    _id: String,
+    last_run_at: Date,
+    last_success_at: Date,
+    last_error: String,
+    last_duration_ms: Number,
+  },
+  opts,
+);
+
+const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
+
+const schemas = {
+  Project: [projectSchema, 'projects'],
+  User: [userSchema, 'users'],
+  PermitType: [permitTypeSchema, 'permit_types'],
+  Permit: [permitSchema, 'permits'],
+  Revision: [revisionSchema, 'revisions'],
+  AuditEvent: [auditEventSchema, 'audit_events'],
+  WorkflowStep: [workflowStepSchema, 'workflow_steps'],
+  IsolationPoint: [isolationPointSchema, 'isolation_points'],
+  Closeout: [closeoutSchema, 'closeouts'],
+  Notification: [notificationSchema, 'notifications'],
+  SyncReceipt: [syncReceiptSchema, 'sync_receipts'],
+  SyncEvent: [syncEventSchema, 'sync_events'],
+  ExportEvent: [exportEventSchema, 'export_events'],
+  JobRun: [jobRunSchema, 'job_runs'],
+  JobState: [jobStateSchema, 'job_states'],
+  Counter: [counterSchema, 'counters'],
+} as const;
+
+type Schemas = typeof schemas;
+export type Doc<K extends keyof Schemas> = InferSchemaType<Schemas[K][0]>;
+export type Models = { [K in keyof Schemas]: Model<Doc<K>> };
+
+/** Registers every model of SPEC §2 (and the bookkeeping collections) on a connection. */
+export function registerModels(conn: Connection): Models {
+  const out = {} as Record<string, Model<unknown>>;
+  for (const [name, [schema, collection]] of Object.entries(schemas)) {
+    out[name] = conn.models[name] ?? conn.model(name, schema as Schema, collection);
+  }
+  return out as unknown as Models;
+}

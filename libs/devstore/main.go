@@ -1,0 +1,56 @@
+// Command ferretdb-local runs FerretDB (a MongoDB-wire-compatible server) embedded, so developers and
+// CI get a local store without a MongoDB binary. The upstream cmd/ferretdb panics when installed with
+// `go install` (its generated version file is missing from the module), the embeddable package does not.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	handler := flag.String("handler", "sqlite", "backend: sqlite or postgresql")
+	sqliteDir := flag.String("sqlite-dir", "./data", "data folder for the sqlite backend")
+	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL for the postgresql backend")
+	flag.Parse()
+
+	if err := os.MkdirAll(*sqliteDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot create data folder:", err)
+		os.Exit(1)
+	}
+
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:      ferretdb.ListenerConfig{TCP: *listen},
+		Logger:        logger,
+		Handler:       *handler,
+		SQLiteURL:     "file:" + *sqliteDir + "/",
+		PostgreSQLURL: *pgURL,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferretdb:", err)
+		os.Exit(1)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// MongoDBURI blocks until the listener is up; the parent process waits for this line and
+	// reads the actual address from it (the port may be 0 = any free port).
+	go fmt.Println("ready", f.MongoDBURI())
+	if err := f.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "ferretdb:", err)
+		os.Exit(1)
+	}
+}

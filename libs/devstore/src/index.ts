@@ -1,0 +1,114 @@
+/**
+ * The local stack's stores: FerretDB (built from ./main.go) standing in for MongoDB, and Redis.
+ * Used by `make up` and by the end-to-end tests; `MONGO_URL` / `REDIS_URL` make both unnecessary.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const STORE_BINARY = path.resolve(__dirname, '..', 'bin', 'ferretdb-local');
+
+export interface RunningStore {
+  /** mongodb:// URL of the running store, database name included. */
+  url: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts FerretDB (SQLite backend) on a free loopback port with its own data folder and resolves
+ * once it accepts connections.
+ */
+export async function startStore(opts: { dataDir?: string; port?: number; database?: string } = {}): Promise<RunningStore> {
+  if (!fs.existsSync(STORE_BINARY)) {
+    throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
+  }
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-'));
+  const child = spawn(STORE_BINARY, ['--listen', `127.0.0.1:${opts.port ?? 0}`, '--sqlite-dir', dataDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const base = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`store did not start within 30 s: ${stderr}`)), 30_000);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ready (mongodb:\/\/[^\s]+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1].replace(/\/$/, ''));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`store exited with code ${code}: ${stderr}`));
+    });
+  });
+  return {
+    url: `${base}/${opts.database ?? 'ptw'}`,
+    process: child,
+    stop: () => stopChild(child),
+  };
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. */
+export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** True when something accepts TCP connections on host:port within `timeoutMs`. */
+export function canConnect(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/**
+ * Returns a Redis URL: the one on 127.0.0.1:6379 when it answers, else a `redis-server` started on
+ * that port without persistence (the machine's package), like `.ci/run` does.
+ */
+export async function ensureRedis(): Promise<string> {
+  const url = 'redis://127.0.0.1:6379';
+  if (await canConnect('127.0.0.1', 6379)) return url;
+  const r = spawnSync('redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '-::1', '--port', '6379', '--save', '', '--appendonly', 'no'], {
+    stdio: 'inherit',
+  });
+  if (r.error || r.status !== 0) throw new Error('Redis is not answering on 127.0.0.1:6379 and redis-server could not be started');
+  for (let i = 0; i < 50; i++) {
+    if (await canConnect('127.0.0.1', 6379)) return url;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('redis-server started but does not answer on 127.0.0.1:6379');
+}
+
+/** A free TCP port on loopback (for processes that cannot report the port they bound). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(addr.port));
+    });
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * Runs the whole system as real processes: the store (unless MONGO_URL), Redis (unless REDIS_URL),
+ * the four services and the gateway, each `node <pkg>/dist/main.js` with its own ports. Used by
+ * `make up` and by the end-to-end tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { canConnect, ensureRedis, freePort, startStore, stopChild, type RunningStore } from './index';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const SERVICES = ['workflow', 'sync', 'export', 'health'] as const;
+export type ProcessName = (typeof SERVICES)[number] | 'gateway';
+
+export interface StackOptions {
+  /** Fixed ports (make up) or free ones (tests). */
+  ports: 'default' | 'free';
+  logDir: string;
+  mongoUrl?: string;
+  redisUrl?: string;
+  /** Extra environment for every process. */
+  env?: Record<string, string>;
+  /** Where child output goes; default: discarded (the log files keep it). */
+  stdio?: 'inherit' | 'ignore';
+}
+
+export interface Stack {
+  gatewayUrl: string;
+  mongoUrl: string;
+  redisUrl: string;
+  env: Record<string, string>;
+  procs: Record<ProcessName, ChildProcess>;
+  store?: RunningStore;
+  start(name: ProcessName): Promise<ChildProcess>;
+  stop(): Promise<void>;
+}
+
+const DEFAULTS: Record<ProcessName, { grpc?: number; metrics?: number; http?: number }> = {
+  sync: { grpc: 50051, metrics: 9101 },
+  workflow: { grpc: 50052, metrics: 9102 },
+  export: { grpc: 50053, metrics: 9103 },
+  health: { grpc: 50054, metrics: 9104 },
+  gateway: { http: 8080 },
+};
+
+async function waitForPort(port: number, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode} during start-up (see its log)`);
+    if (await canConnect('127.0.0.1', port, 300)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} did not listen on ${port} within ${timeoutMs} ms`);
+}
+
+/** Starts everything and resolves when every process accepts connections. */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  fs.mkdirSync(opts.logDir, { recursive: true });
+  let store: RunningStore | undefined;
+  const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: path.join(opts.logDir, 'store-data') })).url;
+  const redisUrl = opts.redisUrl ?? (await ensureRedis());
+  const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : freePort());
+  const grpcPorts = {} as Record<string, number>;
+  const metricsPorts = {} as Record<string, number>;
+  for (const s of SERVICES) {
+    grpcPorts[s] = await port(DEFAULTS[s].grpc);
+    metricsPorts[s] = await port(DEFAULTS[s].metrics);
+  }
+  const httpPort = await port(DEFAULTS.gateway.http);
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    MONGO_URL: mongoUrl,
+    REDIS_URL: redisUrl,
+    LOG_DIR: opts.logDir,
+    PTW_SYNC_ADDR: `127.0.0.1:${grpcPorts.sync}`,
+    PTW_WORKFLOW_ADDR: `127.0.0.1:${grpcPorts.workflow}`,
+    PTW_EXPORT_ADDR: `127.0.0.1:${grpcPorts.export}`,
+    PTW_HEALTH_ADDR: `127.0.0.1:${grpcPorts.health}`,
+    GATEWAY_PORT: String(httpPort),
+    ...opts.env,
+  };
+  const procs = {} as Record<ProcessName, ChildProcess>;
+  const start = async (name: ProcessName): Promise<ChildProcess> => {
+    const main = path.join(REPO_ROOT, name === 'gateway' ? 'gateway' : `services/${name}`, 'dist', 'main.js');
+    const child = spawn(process.execPath, [main], {
+      env: name === 'gateway' ? env : { ...env, PTW_METRICS_LISTEN: `127.0.0.1:${metricsPorts[name]}` },
+      stdio: ['ignore', opts.stdio ?? 'ignore', opts.stdio === 'inherit' ? 'inherit' : 'pipe'],
+    });
+    procs[name] = child;
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    try {
+      await waitForPort(name === 'gateway' ? httpPort : grpcPorts[name], child, name);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${stderr}`);
+    }
+    return child;
+  };
+  const stop = async () => {
+    await Promise.all(Object.values(procs).map((p) => stopChild(p, 15_000)));
+    await store?.stop();
+  };
+  try {
+    for (const s of SERVICES) await start(s);
+    await start('gateway');
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { gatewayUrl: `http://127.0.0.1:${httpPort}`, mongoUrl, redisUrl, env, procs, store, start, stop };
+}

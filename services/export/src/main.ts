@@ -1,0 +1,30 @@
+import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, exportPb } from '@ptw/proto';
+import { exportHandlers } from './handlers';
+
+/** Starts the export service. */
+export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
+  const config = loadConfig(serviceConfigSchema, env);
+  return startService({
+    name: 'export',
+    config,
+    address: config.PTW_EXPORT_ADDR,
+    defaultMetricsListen: '127.0.0.1:9103',
+    protoRoot: PROTO_ROOT,
+    protoFiles: [PROTO_FILES.export],
+    handleSignals: opts.handleSignals,
+    build: async (rt) => {
+      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-export' });
+      const models = registerModels(conn);
+      await ensureIndexes(conn);
+      return {
+        services: [{ name: SERVICE_NAMES.export, definition: exportPb.ExportServiceService, implementation: exportHandlers(models, rt) }],
+        close: () => conn.close(),
+        watchHealth: (setServing) => watchConnection(conn, setServing),
+      };
+    },
+  });
+}
+
+if (require.main === module) runMain('export', () => start(process.env, { handleSignals: true }));

@@ -1,0 +1,30 @@
+import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
+import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, syncPb } from '@ptw/proto';
+import { syncHandlers } from './handlers';
+
+/** Starts the sync service. */
+export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
+  const config = loadConfig(serviceConfigSchema, env);
+  return startService({
+    name: 'sync',
+    config,
+    address: config.PTW_SYNC_ADDR,
+    defaultMetricsListen: '127.0.0.1:9101',
+    protoRoot: PROTO_ROOT,
+    protoFiles: [PROTO_FILES.sync],
+    handleSignals: opts.handleSignals,
+    build: async (rt) => {
+      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-sync' });
+      const models = registerModels(conn);
+      await ensureIndexes(conn);
+      return {
+        services: [{ name: SERVICE_NAMES.sync, definition: syncPb.SyncServiceService, implementation: syncHandlers(models, rt) }],
+        close: () => conn.close(),
+        watchHealth: (setServing) => watchConnection(conn, setServing),
+      };
+    },
+  });
+}
+
+if (require.main === module) runMain('sync', () => start(process.env, { handleSignals: true }));
