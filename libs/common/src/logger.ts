@@ -45,7 +45,7 @@ function safeValue(key: string, value: unknown): unknown {
  * Keeps bunyan's core fields and the allow-listed ones, redacts values that do not look like
  * identifiers, and reduces an `err` to its type and stack frames (an error message can quote input).
  */
-export function sanitizeRecord(rec: Record<string, unknown>): Record<string, unknown> {
+export function sanitizeRecord(rec: Record<string, unknown>, loggerName?: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(rec)) {
     if (BUNYAN_CORE.has(key)) out[key] = value;
@@ -60,13 +60,18 @@ export function sanitizeRecord(rec: Record<string, unknown>): Record<string, unk
       }
     } else if (SAFE_FIELDS.has(key)) out[key] = safeValue(key, value);
   }
+  // A call site's own `name` field would replace the logger's name (and could be a person's name).
+  if (loggerName !== undefined) out.name = loggerName;
   return out;
 }
 
 class SafeStream {
-  constructor(private readonly sink: NodeJS.WritableStream) {}
+  constructor(
+    private readonly sink: NodeJS.WritableStream,
+    private readonly name: string,
+  ) {}
   write(rec: Record<string, unknown>): void {
-    this.sink.write(JSON.stringify(sanitizeRecord(rec)) + '\n');
+    this.sink.write(JSON.stringify(sanitizeRecord(rec, this.name)) + '\n');
   }
 }
 
@@ -99,11 +104,11 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
     fs.mkdirSync(opts.dir, { recursive: true });
     const file = fs.createWriteStream(path.join(opts.dir, `${name}.log`), { flags: 'a' });
     openFiles.add(file);
-    streams.push({ type: 'raw', level, stream: new SafeStream(file) as unknown as NodeJS.WritableStream });
+    streams.push({ type: 'raw', level, stream: new SafeStream(file, name) as unknown as NodeJS.WritableStream });
   }
   if (opts.stdout ?? process.env.NODE_ENV !== 'test') {
-    streams.push({ type: 'raw', level, stream: new SafeStream(process.stdout) as unknown as NodeJS.WritableStream });
+    streams.push({ type: 'raw', level, stream: new SafeStream(process.stdout, name) as unknown as NodeJS.WritableStream });
   }
-  if (opts.sink) streams.push({ type: 'raw', level, stream: new SafeStream(opts.sink) as unknown as NodeJS.WritableStream });
+  if (opts.sink) streams.push({ type: 'raw', level, stream: new SafeStream(opts.sink, name) as unknown as NodeJS.WritableStream });
   return bunyan.createLogger({ name, level, streams });
 }

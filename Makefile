@@ -1,0 +1,50 @@
+# PTW platform. `make up` runs everything, `make test` runs every test; both do their own set-up.
+SHELL := /bin/bash
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+STORE_BIN := libs/devstore/bin/ferretdb-local
+INSTALLED := node_modules/.ptw-installed
+SERVICE ?= gateway
+
+.PHONY: up test unit e2e build deps store proto proto-check logs bench clean
+
+## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
+up: build store
+	node libs/devstore/dist/up.js
+
+## Every test: stale generated code check, unit, component and end-to-end suites.
+test: build store
+	bash test/run-all.sh
+
+unit: build
+	npx jest --selectProjects unit
+
+e2e: build store
+	npx jest --selectProjects e2e --runInBand
+
+deps: $(INSTALLED)
+$(INSTALLED): package-lock.json package.json
+	npm ci
+	@touch $@
+
+build: deps
+	npx tsc -b
+
+## The local MongoDB-compatible store (FerretDB embedded, see libs/devstore/main.go); rebuilt only when its sources change.
+store: $(STORE_BIN)
+$(STORE_BIN): libs/devstore/main.go libs/devstore/go.mod libs/devstore/go.sum
+	cd libs/devstore && $(GO) build -o bin/ferretdb-local .
+
+## Regenerate the TypeScript of protos/ into libs/proto/src/gen.
+proto: deps
+	npm run -w @ptw/proto generate
+
+## Fails when libs/proto/src/gen is not what protos/ generates.
+proto-check: deps
+	npm run -w @ptw/proto check
+
+## Pretty-print a service's log: make logs SERVICE=sync
+logs:
+	tail -n 200 -F logs/$(SERVICE).log | npx bunyan
+
+clean:
+	rm -rf node_modules */dist */*/dist libs/devstore/bin logs
