@@ -19,9 +19,9 @@ export class HttpError extends Error {
 }
 
 function parseDetails(raw: unknown): unknown {
-  if (typeof raw !== 'string') return undefined;
+  if (!Buffer.isBuffer(raw) && typeof raw !== 'string') return undefined;
   try {
-    return JSON.parse(raw);
+    return JSON.parse(raw.toString());
   } catch {
     return undefined;
   }

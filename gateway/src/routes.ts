@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { CallCredentials } from '@ptw/common';
+import { parseInput, type CallCredentials } from '@ptw/common';
+import { z } from 'zod';
 import type { Clients } from './clients';
 import { HttpError } from './errors';
 import type { GatewayState } from './state';
@@ -13,21 +14,138 @@ export function creds(ctx: Context): CallCredentials {
   return { token: s.token ?? '', reqId: s.reqId };
 }
 
-/** Records the matched route pattern for the access line and metrics. */
-function endpoint(ctx: Context): void {
-  (ctx.state as GatewayState).endpoint = `${API_PREFIX}${(ctx as unknown as { _matchedRoute?: string })._matchedRoute?.slice(API_PREFIX.length) ?? ''}`;
+/** The parsed JSON body (an object; see middleware/body.ts). */
+export function body(ctx: Context): Record<string, unknown> {
+  return ((ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {}) as Record<string, unknown>;
 }
 
-/** The HTTP API of SPEC §4 (routes arrive with the issues that bring their behaviour). */
+/** A single query parameter as a string ('' when absent); repeated parameters are refused. */
+function query(ctx: Context, name: string): string {
+  const v = ctx.query[name];
+  if (Array.isArray(v)) throw new HttpError(400, 'invalid_argument', `${name}: given more than once`, { field: name });
+  return v ?? '';
+}
+
+function intQuery(ctx: Context, name: string, dflt: number): number {
+  const v = query(ctx, name);
+  if (v === '') return dflt;
+  if (!/^\d{1,6}$/.test(v)) throw new HttpError(400, 'invalid_argument', `${name}: expected a positive integer`, { field: name });
+  return Number(v);
+}
+
+/** The permit list filters of SPEC §4 from the query string (shared with exports). */
+export function permitFilter(ctx: Context) {
+  const status = query(ctx, 'status');
+  return {
+    status: status ? status.split(',').map((s) => s.trim()).filter(Boolean) : [],
+    permit_type: query(ctx, 'permit_type'),
+    project: query(ctx, 'project'),
+    created_from: query(ctx, 'created_from'),
+    created_to: query(ctx, 'created_to'),
+    planned_end_from: query(ctx, 'planned_end_from'),
+    planned_end_to: query(ctx, 'planned_end_to'),
+    q: query(ctx, 'q'),
+  };
+}
+
+const transitionBody = z.object({ status: z.string().min(1).max(40), comments: z.string().max(2000).default('') }).strict();
+const updateIsolationBody = z
+  .object({
+    point_id: z.string().min(1).max(64),
+    action: z.enum(['isolate', 'verify', 'deisolate']),
+    lock_ids: z.array(z.string().min(1).max(100)).max(50).default([]),
+    notes: z.string().max(2000).default(''),
+  })
+  .strict();
+const pointBody = z.object({ name: z.string(), energy_type: z.string(), required: z.boolean().default(true), lock_ids: z.array(z.string()).default([]) }).strict();
+const assignIsolationBody = z.union([z.object({ points: z.array(pointBody).min(1).max(100) }).strict(), pointBody]);
+const updateCloseoutBody = z
+  .object({
+    checklist: z.record(z.string().max(100), z.object({ done: z.boolean().optional(), comments: z.string().max(2000).optional() }).strict()).default({}),
+    remarks: z.string().max(5000).optional(),
+  })
+  .strict();
+const versionBody = z.object({ version: z.number().int('expected an integer').min(1) }).loose();
+
+/** The HTTP API of SPEC §4. Each route validates its input, calls one RPC and returns its answer. */
 export function apiRouter(clients: Clients): Router {
   const router = new Router({ prefix: API_PREFIX });
+  const wf = clients.workflow.call;
   router.use(async (ctx, next) => {
-    endpoint(ctx);
+    const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
+    (ctx.state as GatewayState).endpoint = matched ?? ctx.path;
     await next();
   });
 
   router.get('/permit-types/', async (ctx) => {
-    ctx.body = (await clients.workflow.call.listPermitTypes({}, creds(ctx))).results;
+    ctx.body = (await wf.listPermitTypes({}, creds(ctx))).results;
+  });
+
+  router.get('/permits/kpis/', async (ctx) => {
+    ctx.body = await clients.export.call.getKpis({ project: query(ctx, 'project') }, creds(ctx));
+  });
+
+  router.get('/permits/', async (ctx) => {
+    ctx.body = await wf.listPermits({ filter: permitFilter(ctx), page: intQuery(ctx, 'page', 1), page_size: intQuery(ctx, 'page_size', 20) }, creds(ctx));
+  });
+  router.post('/permits/', async (ctx) => {
+    ctx.status = 201;
+    ctx.body = await wf.createPermit({ data: body(ctx) }, creds(ctx));
+  });
+  router.get('/permits/:id/', async (ctx) => {
+    ctx.body = await wf.getPermit({ id: ctx.params.id }, creds(ctx));
+  });
+  router.patch('/permits/:id/', async (ctx) => {
+    const { version, ...changes } = parseInput(versionBody, body(ctx));
+    ctx.body = await wf.updatePermit({ id: ctx.params.id, version, changes }, creds(ctx));
+  });
+  router.post('/permits/:id/transition/', async (ctx) => {
+    const b = parseInput(transitionBody, body(ctx));
+    ctx.body = await wf.transitionPermit({ id: ctx.params.id, status: b.status, comments: b.comments }, creds(ctx));
+  });
+
+  router.get('/permits/:id/isolation/', async (ctx) => {
+    ctx.body = await wf.getIsolation({ permit_id: ctx.params.id }, creds(ctx));
+  });
+  router.post('/permits/:id/assign_isolation/', async (ctx) => {
+    const b = parseInput(assignIsolationBody, body(ctx));
+    ctx.status = 201;
+    ctx.body = await wf.assignIsolation({ permit_id: ctx.params.id, points: 'points' in b ? b.points : [b] }, creds(ctx));
+  });
+  router.post('/permits/:id/update_isolation/', async (ctx) => {
+    const b = parseInput(updateIsolationBody, body(ctx));
+    ctx.body = await wf.updateIsolation({ permit_id: ctx.params.id, ...b }, creds(ctx));
+  });
+
+  router.get('/permits/:id/closeout/', async (ctx) => {
+    ctx.body = await wf.getCloseout({ permit_id: ctx.params.id }, creds(ctx));
+  });
+  router.post('/permits/:id/update_closeout/', async (ctx) => {
+    const b = parseInput(updateCloseoutBody, body(ctx));
+    ctx.body = await wf.updateCloseout({ permit_id: ctx.params.id, checklist: b.checklist, remarks: b.remarks }, creds(ctx));
+  });
+  router.post('/permits/:id/complete_closeout/', async (ctx) => {
+    parseInput(z.object({}).strict(), body(ctx));
+    ctx.body = await wf.completeCloseout({ permit_id: ctx.params.id }, creds(ctx));
+  });
+
+  router.get('/workflow/my-tasks/', async (ctx) => {
+    ctx.body = (await wf.myTasks({}, creds(ctx))).results;
+  });
+
+  router.get('/notifications/', async (ctx) => {
+    const unread = query(ctx, 'unread');
+    if (unread && unread !== 'true' && unread !== 'false') throw new HttpError(400, 'invalid_argument', 'unread: expected true or false', { field: 'unread' });
+    ctx.body = await wf.listNotifications({ page: intQuery(ctx, 'page', 1), page_size: intQuery(ctx, 'page_size', 20), unread_only: unread === 'true' }, creds(ctx));
+  });
+  router.get('/notifications/unread-count/', async (ctx) => {
+    ctx.body = await wf.unreadNotificationCount({}, creds(ctx));
+  });
+  router.post('/notifications/mark-all-read/', async (ctx) => {
+    ctx.body = await wf.markAllNotificationsRead({}, creds(ctx));
+  });
+  router.post('/notifications/:id/read/', async (ctx) => {
+    ctx.body = await wf.markNotificationRead({ id: ctx.params.id }, creds(ctx));
   });
 
   return router;

@@ -29,8 +29,11 @@ export const failedPrecondition = (message: string, details?: unknown) =>
   new AppError(Status.FAILED_PRECONDITION, message, details);
 export const unimplemented = (what: string) => new AppError(Status.UNIMPLEMENTED, `${what} is not implemented yet`);
 
-/** gRPC trailer key that carries AppError details as JSON. */
-export const DETAILS_METADATA_KEY = 'ptw-error-details';
+/** gRPC trailer key that carries AppError details as UTF-8 JSON (binary key: values may be any text). */
+export const DETAILS_METADATA_KEY = 'ptw-error-details-bin';
+
+/** Largest metadata block (error details carry a permit's server state on conflicts). */
+export const MAX_METADATA_BYTES = 512 * 1024;
 
 /** HTTP status and error code the gateway answers for each gRPC status (ENGINEERING habit 3). */
 export const GRPC_TO_HTTP: Readonly<Record<number, { http: number; code: string }>> = {

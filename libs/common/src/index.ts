@@ -12,3 +12,4 @@ export * from './grpc/client';
 export * from './service';
 export * from './time';
 export * from './grpc/health-client';
+export * from './validation';

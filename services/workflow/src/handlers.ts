@@ -1,9 +1,11 @@
-import { implement, type ServiceRuntime, type BaseConfig } from '@ptw/common';
+import { implement, type ServiceRuntime } from '@ptw/common';
 import type { Models } from '@ptw/db';
+import * as d from '@ptw/domain';
 import { workflowPb } from '@ptw/proto';
+import type { WorkflowConfig } from './config';
 
-/** gRPC handlers of the workflow service; the ones a later issue brings answer UNIMPLEMENTED. */
-export function workflowHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
+/** gRPC handlers of the workflow service: thin adapters over @ptw/domain. */
+export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConfig>) {
   return implement(
     workflowPb.WorkflowServiceService,
     {
@@ -21,6 +23,40 @@ export function workflowHandlers(models: Models, rt: ServiceRuntime<BaseConfig>)
             closeout_items: t.closeout_items.map((i) => ({ key: i.key ?? '', label: i.label ?? '', required: !!i.required })),
           })),
         };
+      },
+      listPermits: (req, ctx) => d.listPermits(models, ctx.principal, req.filter ?? {}, req.page || 1, req.page_size || 20),
+      createPermit: async (req, ctx) => d.toPermitMessage(await d.createPermit(models, ctx.principal, req.data)),
+      getPermit: async (req, ctx) => d.toPermitMessage(await d.getScopedPermit(models, ctx.principal, req.id)),
+      updatePermit: async (req, ctx) => d.toPermitMessage(await d.updatePermit(models, ctx.principal, req.id, req.version, req.changes)),
+      transitionPermit: async (req, ctx) => d.toPermitMessage(await d.transitionPermit(models, ctx.principal, req.id, req.status, req.comments)),
+      getIsolation: (req, ctx) => d.getIsolation(models, ctx.principal, req.permit_id),
+      assignIsolation: (req, ctx) => d.assignIsolation(models, ctx.principal, req.permit_id, req.points),
+      updateIsolation: (req, ctx) =>
+        d.updateIsolation(models, ctx.principal, req.permit_id, {
+          point_id: req.point_id,
+          action: req.action,
+          lock_ids: req.lock_ids.length ? req.lock_ids : undefined,
+          notes: req.notes || undefined,
+        }),
+      getCloseout: (req, ctx) => d.getCloseout(models, ctx.principal, req.permit_id),
+      updateCloseout: (req, ctx) =>
+        d.updateCloseout(models, ctx.principal, req.permit_id, {
+          ...(Object.keys(req.checklist).length ? { checklist: req.checklist } : {}),
+          ...(req.remarks !== undefined ? { remarks: req.remarks } : {}),
+        }),
+      completeCloseout: (req, ctx) => d.completeCloseout(models, ctx.principal, req.permit_id),
+      myTasks: async (_req, ctx) => ({ results: await d.myTasks(models, ctx.principal) }),
+      listNotifications: (req, ctx) => d.listNotifications(models, ctx.principal, req.page || 1, req.page_size || 20, req.unread_only),
+      unreadNotificationCount: (_req, ctx) => d.unreadCount(models, ctx.principal),
+      markNotificationRead: (req, ctx) => d.markRead(models, ctx.principal, req.id),
+      markAllNotificationsRead: (_req, ctx) => d.markAllRead(models, ctx.principal),
+      getWorkflowStats: async () => {
+        const now = new Date();
+        const [overdue_verification, overdue_approval] = await Promise.all([
+          models.Permit.countDocuments(d.overdueVerificationQuery(rt.config, now)),
+          models.Permit.countDocuments(d.overdueApprovalQuery(rt.config, now)),
+        ]);
+        return { overdue_verification, overdue_approval, jobs: [] };
       },
     },
     rt,

@@ -1,11 +1,12 @@
-import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, workflowPb } from '@ptw/proto';
+import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
 
 /** Starts the workflow service (permit lifecycle, isolation, closeout, notifications, jobs). */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
-  const config = loadConfig(serviceConfigSchema, env);
+  const config = loadConfig(workflowConfigSchema, env);
   return startService({
     name: 'workflow',
     config,

@@ -7,6 +7,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { MAX_METADATA_BYTES } from '../errors';
 import type { Metrics } from '../metrics';
 import { AUTHORIZATION_KEY, REQUEST_ID_KEY } from './context';
 
@@ -54,6 +55,7 @@ export function createClient<C extends Client>(
   const raw = new Ctor(address, credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.max_metadata_size': MAX_METADATA_BYTES,
   });
   const call = new Proxy({} as PromiseClient<C>, {
     get(_t, prop: string) {

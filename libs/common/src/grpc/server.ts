@@ -13,7 +13,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { AppError, DETAILS_METADATA_KEY, unauthenticated } from '../errors';
+import { AppError, DETAILS_METADATA_KEY, MAX_METADATA_BYTES, unauthenticated } from '../errors';
 import type { TokenVerifier } from '../auth/tokens';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -53,7 +53,7 @@ export interface ServiceKit {
 export function toServiceError(err: unknown, log: Logger): ServerErrorResponse {
   const metadata = new Metadata();
   if (err instanceof AppError) {
-    if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, JSON.stringify(err.details));
+    if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, Buffer.from(JSON.stringify(err.details), 'utf8'));
     return Object.assign(new Error(err.message), { code: err.code, details: err.message, metadata });
   }
   log.error({ err, outcome: 'internal_error' }, 'unexpected error');
@@ -153,7 +153,7 @@ export async function startGrpcServer(opts: {
   protoFiles: string[];
   protoRoot: string;
 }): Promise<GrpcServerHandle> {
-  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024, 'grpc.max_metadata_size': MAX_METADATA_BYTES });
   const names = opts.services.map((s) => s.name);
   const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
   for (const n of names) initial[n] = 'NOT_SERVING';

@@ -87,6 +87,9 @@ permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, planned_end_time: 1 });
 permitSchema.index({ project_id: 1, planned_end_time: 1 });
+// Overdue verification / approval counts (KPIs and health).
+permitSchema.index({ status: 1, submitted_at: 1 });
+permitSchema.index({ status: 1, verified_at: 1 });
 
 /**
  * One row per written version of a permit, isolation point or closeout. Its unique index is the
@@ -127,7 +130,9 @@ const workflowStepSchema = new Schema(
     step: { type: String, required: true, enum: ['verification', 'approval'] },
     assignee_id: String,
     status: { type: String, required: true, enum: ['pending', 'completed', 'rejected'] },
-    started_at: { type: Date, required: true },
+    // Unset until the step is due (approval starts when verification completes), so SLA and
+    // overdue queries on started_at never count a step that is still waiting for its turn.
+    started_at: Date,
     completed_at: Date,
     limit_hours: { type: Number, required: true },
   },

@@ -203,8 +203,8 @@ export interface GetCloseoutRequest {
 }
 
 export interface CloseoutItemUpdate {
-  done: boolean;
-  comments: string;
+  done?: boolean | undefined;
+  comments?: string | undefined;
 }
 
 export interface UpdateCloseoutRequest {
@@ -229,7 +229,8 @@ export interface WorkflowStep {
   step: string;
   assignee_id: string;
   status: string;
-  started_at: string;
+  /** Unset until the step is due: the approval step starts when verification completes. */
+  started_at?: string | undefined;
   limit_hours: number;
   permit_number: string;
   permit_title: string;
@@ -3560,15 +3561,15 @@ export const GetCloseoutRequest: MessageFns<GetCloseoutRequest> = {
 };
 
 function createBaseCloseoutItemUpdate(): CloseoutItemUpdate {
-  return { done: false, comments: "" };
+  return { done: undefined, comments: undefined };
 }
 
 export const CloseoutItemUpdate: MessageFns<CloseoutItemUpdate> = {
   encode(message: CloseoutItemUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.done !== false) {
+    if (message.done !== undefined) {
       writer.uint32(8).bool(message.done);
     }
-    if (message.comments !== "") {
+    if (message.comments !== undefined) {
       writer.uint32(18).string(message.comments);
     }
     return writer;
@@ -3617,17 +3618,17 @@ export const CloseoutItemUpdate: MessageFns<CloseoutItemUpdate> = {
 
   fromJSON(object: any): CloseoutItemUpdate {
     return {
-      done: isSet(object.done) ? globalThis.Boolean(object.done) : false,
-      comments: isSet(object.comments) ? globalThis.String(object.comments) : "",
+      done: isSet(object.done) ? globalThis.Boolean(object.done) : undefined,
+      comments: isSet(object.comments) ? globalThis.String(object.comments) : undefined,
     };
   },
 
   toJSON(message: CloseoutItemUpdate): unknown {
     const obj: any = {};
-    if (message.done !== false) {
+    if (message.done !== undefined) {
       obj.done = message.done;
     }
-    if (message.comments !== "") {
+    if (message.comments !== undefined) {
       obj.comments = message.comments;
     }
     return obj;
@@ -3638,8 +3639,8 @@ export const CloseoutItemUpdate: MessageFns<CloseoutItemUpdate> = {
   },
   fromPartial(object: DeepPartial<CloseoutItemUpdate>): CloseoutItemUpdate {
     const message = createBaseCloseoutItemUpdate();
-    message.done = object.done ?? false;
-    message.comments = object.comments ?? "";
+    message.done = object.done ?? undefined;
+    message.comments = object.comments ?? undefined;
     return message;
   },
 };
@@ -3946,7 +3947,7 @@ function createBaseWorkflowStep(): WorkflowStep {
     step: "",
     assignee_id: "",
     status: "",
-    started_at: "",
+    started_at: undefined,
     limit_hours: 0,
     permit_number: "",
     permit_title: "",
@@ -3971,7 +3972,7 @@ export const WorkflowStep: MessageFns<WorkflowStep> = {
     if (message.status !== "") {
       writer.uint32(42).string(message.status);
     }
-    if (message.started_at !== "") {
+    if (message.started_at !== undefined) {
       writer.uint32(50).string(message.started_at);
     }
     if (message.limit_hours !== 0) {
@@ -4113,7 +4114,7 @@ export const WorkflowStep: MessageFns<WorkflowStep> = {
         ? globalThis.String(object.startedAt)
         : isSet(object.started_at)
         ? globalThis.String(object.started_at)
-        : "",
+        : undefined,
       limit_hours: isSet(object.limitHours)
         ? globalThis.Number(object.limitHours)
         : isSet(object.limit_hours)
@@ -4154,7 +4155,7 @@ export const WorkflowStep: MessageFns<WorkflowStep> = {
     if (message.status !== "") {
       obj.status = message.status;
     }
-    if (message.started_at !== "") {
+    if (message.started_at !== undefined) {
       obj.startedAt = message.started_at;
     }
     if (message.limit_hours !== 0) {
@@ -4182,7 +4183,7 @@ export const WorkflowStep: MessageFns<WorkflowStep> = {
     message.step = object.step ?? "";
     message.assignee_id = object.assignee_id ?? "";
     message.status = object.status ?? "";
-    message.started_at = object.started_at ?? "";
+    message.started_at = object.started_at ?? undefined;
     message.limit_hours = object.limit_hours ?? 0;
     message.permit_number = object.permit_number ?? "";
     message.permit_title = object.permit_title ?? "";

@@ -1,0 +1,276 @@
+/**
+ * Permit repository operations: every read is project-scoped, every write is version-guarded by
+ * the revisions unique index (see @ptw/db claimVersion), every transition is audited.
+ */
+import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
+import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
+import { isValidObjectId } from 'mongoose';
+import { createPermitSchema, parseInput, permitFilterSchema, updatePermitSchema, type PermitFields } from './input';
+import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from './rules';
+import { toPermitMessage } from './serialize';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type PermitDoc = Record<string, any> & { _id: unknown; version: number; status: PermitStatus; project_id: string };
+
+/** Loads a permit the caller may see; any other (unknown, malformed id, other project) is NOT_FOUND. */
+export async function getScopedPermit(models: Models, who: Principal, id: string): Promise<PermitDoc> {
+  if (!isValidObjectId(id) || !/^[0-9a-f]{24}$/i.test(id)) throw notFound('Permit not found');
+  const doc = (await models.Permit.findById(id).lean()) as PermitDoc | null;
+  if (!doc || !inScope(who, doc.project_id)) throw notFound('Permit not found');
+  return doc;
+}
+
+/** The projects a caller may filter on: their own (service tokens: any). */
+function projectFilter(who: Principal, requested?: string): Record<string, unknown> {
+  if (requested) return who.role === 'service' || who.project_ids.includes(requested) ? { project_id: requested } : { project_id: { $in: [] } };
+  return who.role === 'service' ? {} : { project_id: { $in: who.project_ids } };
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export interface PermitFilterInput {
+  status?: string[];
+  permit_type?: string;
+  project?: string;
+  created_from?: string;
+  created_to?: string;
+  planned_end_from?: string;
+  planned_end_to?: string;
+  q?: string;
+}
+
+/** Builds the MongoDB query for the list filters of SPEC §4 within the caller's projects. */
+export function permitQuery(who: Principal, raw: PermitFilterInput): Record<string, unknown> {
+  const clean = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '' && v !== undefined && !(Array.isArray(v) && v.length === 0)));
+  const f = parseInput(permitFilterSchema, clean);
+  const q: Record<string, unknown> = projectFilter(who, f.project);
+  if (f.status) {
+    const bad = f.status.find((s) => !(PERMIT_STATUSES as readonly string[]).includes(s));
+    if (bad !== undefined) throw invalidArgument(`status: unknown status "${bad.slice(0, 40)}"`, { field: 'status' });
+    q.status = { $in: f.status };
+  }
+  if (f.permit_type) q.permit_type_id = f.permit_type;
+  const range = (from?: Date, to?: Date) => ({ ...(from ? { $gte: from } : {}), ...(to ? { $lte: to } : {}) });
+  if (f.created_from || f.created_to) q.created_at = range(f.created_from, f.created_to);
+  if (f.planned_end_from || f.planned_end_to) q.planned_end_time = range(f.planned_end_from, f.planned_end_to);
+  if (f.q) {
+    const rx = { $regex: escapeRegex(f.q), $options: 'i' };
+    q.$or = [{ title: rx }, { permit_number: rx }, { location: rx }, { description: rx }];
+  }
+  return q;
+}
+
+/** One page of the caller's permits, newest first. */
+export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number) {
+  if (!Number.isInteger(page) || page < 1) throw invalidArgument('page: expected an integer ≥ 1', { field: 'page' });
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw invalidArgument('page_size: expected an integer from 1 to 100', { field: 'page_size' });
+  const q = permitQuery(who, filter);
+  const [count, docs] = await Promise.all([
+    models.Permit.countDocuments(q),
+    models.Permit.find(q).sort({ created_at: -1, _id: -1 }).skip((page - 1) * pageSize).limit(pageSize).lean(),
+  ]);
+  return { count, results: docs.map((d) => toPermitMessage(d)) };
+}
+
+const year = (d: Date) => d.getUTCFullYear();
+
+/**
+ * Next permit number PTW-YYYY-NNNNNN. The counter's $inc is not atomic on FerretDB, so two
+ * creators may get the same number: the permits' unique index refuses the second insert and the
+ * caller retries with a fresh number (numbers may have gaps, never duplicates).
+ */
+async function nextPermitNumber(models: Models, now: Date): Promise<string> {
+  const key = `permit_number:${year(now)}`;
+  const c = await models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
+  return `PTW-${year(now)}-${String(c?.seq ?? 1).padStart(6, '0')}`;
+}
+
+async function loadActiveType(models: Models, typeId: string) {
+  const type = await models.PermitType.findOne({ _id: typeId, active: true }).lean();
+  if (!type) throw invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' });
+  return type;
+}
+
+function checkTimes(start: Date | undefined | null, end: Date | undefined | null): void {
+  if (start && end && end.getTime() <= start.getTime()) {
+    throw invalidArgument('planned_end_time: must be after planned_start_time', { field: 'planned_end_time' });
+  }
+}
+
+/** Creates a draft permit for the caller (SPEC §4 POST /permits/). */
+export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date()): Promise<PermitDoc> {
+  const input = parseInput(createPermitSchema, data ?? {}) as PermitFields & { title: string; permit_type_id: string };
+  let projectId = input.project_id;
+  if (!projectId) {
+    if (who.project_ids.length !== 1) throw invalidArgument('project_id: required when you belong to more than one project', { field: 'project_id' });
+    projectId = who.project_ids[0];
+  }
+  if (!inScope(who, projectId)) throw permissionDenied('project_id: you are not a member of this project');
+  await loadActiveType(models, input.permit_type_id);
+  checkTimes(input.planned_start_time, input.planned_end_time);
+  const p = input.probability ?? 1;
+  const s = input.severity ?? 1;
+  const base = {
+    ...input,
+    project_id: projectId,
+    priority: input.priority ?? 'medium',
+    probability: p,
+    severity: s,
+    ...risk(p, s),
+    status: 'draft' as const,
+    created_by: who.user_id,
+    verifier_id: input.verifier_id ?? undefined,
+    approver_id: input.approver_id ?? undefined,
+    version: 1,
+    created_at: now,
+    updated_at: now,
+  };
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const permit_number = await nextPermitNumber(models, now);
+    try {
+      const created = await models.Permit.create({ ...base, permit_number });
+      await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
+      await audit(models, created.toObject() as PermitDoc, 'create', undefined, 'draft', who.user_id, '', now);
+      return created.toObject() as PermitDoc;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
+    }
+  }
+  throw conflict('Could not allocate a permit number, retry');
+}
+
+/** Writes one audit event. */
+export async function audit(models: Models, permit: PermitDoc, action: string, from: string | undefined, to: string | undefined, userId: string, comments: string, at: Date): Promise<void> {
+  await models.AuditEvent.create({ permit_id: String(permit._id), project_id: permit.project_id, action, from, to, user_id: userId, comments, at });
+}
+
+/** A 409 carrying the server's current state, for the client to merge. */
+export async function staleVersion(models: Models, id: string, sentVersion: number | undefined) {
+  const current = await models.Permit.findById(id).lean();
+  return conflict(
+    sentVersion === undefined ? 'Permit was changed concurrently, retry' : `Stale version ${sentVersion}: the permit is at version ${current?.version}`,
+    { server_version: current?.version, server_state: current ? toPermitMessage(current) : undefined },
+  );
+}
+
+/**
+ * Applies `set` to a permit read at `doc.version`: claims the next version (unique index), then
+ * updates with `{_id, version}` as the filter. Returns the new document or throws a 409 with the
+ * server state when another writer got there first.
+ */
+export async function guardedPermitWrite(models: Models, doc: PermitDoc, set: Record<string, unknown>, userId: string, now: Date, sentVersion?: number): Promise<PermitDoc> {
+  const id = String(doc._id);
+  if (!(await claimVersion(models, 'permit', id, doc.version, userId))) throw await staleVersion(models, id, sentVersion);
+  const updated = (await models.Permit.findOneAndUpdate(
+    { _id: id, version: doc.version },
+    { $set: { ...set, version: doc.version + 1, updated_at: now } },
+    { new: true },
+  ).lean()) as PermitDoc | null;
+  if (!updated) throw await staleVersion(models, id, sentVersion);
+  return updated;
+}
+
+/** Who may edit which permit: the creator while draft/rejected; supervisors and managers until it ends. */
+function editRefusal(who: Principal, doc: PermitDoc): string | undefined {
+  if (TERMINAL.has(doc.status)) return `Permit is ${doc.status}; it can no longer be edited`;
+  if (who.role === 'service' || hasRole(who, 'supervisor')) return undefined;
+  if (doc.created_by !== who.user_id) return 'Only the creator, a supervisor or a manager may edit this permit';
+  if (doc.status !== 'draft' && doc.status !== 'rejected') return 'Only drafts can be edited by their creator';
+  return undefined;
+}
+
+/** PATCH: edits with `version`; a stale version is a 409 with the server state. */
+export async function updatePermit(models: Models, who: Principal, id: string, version: number, changes: unknown, now = new Date()): Promise<PermitDoc> {
+  const doc = await getScopedPermit(models, who, id);
+  const input = parseInput(updatePermitSchema, changes ?? {});
+  if (!Number.isInteger(version) || version < 1) throw invalidArgument('version: required integer ≥ 1', { field: 'version' });
+  const refusal = editRefusal(who, doc);
+  if (refusal) throw TERMINAL.has(doc.status) ? failedPrecondition(refusal) : permissionDenied(refusal);
+  if (version !== doc.version) throw await staleVersion(models, id, version);
+  checkTimes(input.planned_start_time ?? doc.planned_start_time, input.planned_end_time ?? doc.planned_end_time);
+  const set: Record<string, unknown> = { ...input };
+  if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? doc.probability, input.severity ?? doc.severity));
+  const updated = await guardedPermitWrite(models, doc, set, who.user_id, now, version);
+  await audit(models, updated, 'update', doc.status, doc.status, who.user_id, '', now);
+  return updated;
+}
+
+/** Options of a transition: `system` is the jobs' own actor. */
+export interface TransitionOptions {
+  now?: Date;
+}
+
+/**
+ * Moves a permit along the status machine with its gates (isolation before approval, closeout and
+ * de-isolation before completion), stamps, workflow steps and an audit event.
+ */
+export async function transitionPermit(models: Models, who: Principal, id: string, toRaw: string, comments: string, opts: TransitionOptions = {}): Promise<PermitDoc> {
+  const now = opts.now ?? new Date();
+  const doc = await getScopedPermit(models, who, id);
+  if (!(PERMIT_STATUSES as readonly string[]).includes(toRaw)) throw invalidArgument(`status: unknown status "${toRaw.slice(0, 40)}"`, { field: 'status' });
+  if (typeof comments !== 'string' || comments.length > 2000) throw invalidArgument('comments: at most 2000 characters', { field: 'comments' });
+  const to = toRaw as PermitStatus;
+  const from = doc.status;
+  if (!isAllowedTransition(from, to)) throw failedPrecondition(`Invalid status transition from ${from} to ${to}`, { from, to });
+  const refusal = transitionRefusal(who, doc as never, to);
+  if (refusal) throw permissionDenied(refusal);
+  await checkGates(models, doc, to);
+
+  const set: Record<string, unknown> = { status: to };
+  const stamp = STAMPS[to];
+  if (stamp) set[stamp] = now;
+  if (to === 'active' && !doc.actual_start_time) set.actual_start_time = now;
+  if ((to === 'completed' || to === 'expired' || (to === 'cancelled' && from === 'suspended')) && !doc.actual_end_time) set.actual_end_time = now;
+  const updated = await guardedPermitWrite(models, doc, set, who.user_id, now);
+  await audit(models, updated, 'status_change', from, to, who.user_id, comments, now);
+  await moveSteps(models, updated, from, to, now);
+  return updated;
+}
+
+async function checkGates(models: Models, doc: PermitDoc, to: PermitStatus): Promise<void> {
+  const id = String(doc._id);
+  if (to === 'approved') {
+    const type = await models.PermitType.findById(doc.permit_type_id).lean();
+    if (type?.requires_isolation) {
+      const points = await models.IsolationPoint.find({ permit_id: id, required: true }, { status: 1, name: 1 }).lean();
+      if (points.length === 0) throw failedPrecondition('This permit type requires isolation: assign and verify its isolation points before approval');
+      const unverified = points.filter((p) => p.status !== 'verified').map((p) => p.name);
+      if (unverified.length) throw failedPrecondition(`Required isolation points are not verified: ${unverified.join(', ')}`, { unverified });
+    }
+  }
+  if (to === 'completed') {
+    const closeout = await models.Closeout.findOne({ permit_id: id }, { completed: 1 }).lean();
+    if (!closeout?.completed) throw failedPrecondition('Closeout must be completed before the permit is completed');
+    const stillIsolated = await models.IsolationPoint.find({ permit_id: id, status: { $in: ['isolated', 'verified'] } }, { name: 1 }).lean();
+    if (stillIsolated.length) throw failedPrecondition(`Isolation points are not de-isolated: ${stillIsolated.map((p) => p.name).join(', ')}`, { isolated: stillIsolated.map((p) => p.name) });
+  }
+}
+
+/**
+ * Workflow steps follow the permit: submit opens verification (due now) and approval (due once
+ * verified); verify completes verification and starts approval; approve completes approval;
+ * reject, withdraw or return closes what is pending as rejected (a new submit opens new steps).
+ */
+async function moveSteps(models: Models, permit: PermitDoc, from: PermitStatus, to: PermitStatus, now: Date): Promise<void> {
+  const id = String(permit._id);
+  const pending = { permit_id: id, status: 'pending' };
+  if (to === 'submitted') {
+    if (from === 'under_review') await models.WorkflowStep.updateMany(pending, { $set: { status: 'rejected', completed_at: now } });
+    const type = await models.PermitType.findById(permit.permit_type_id, { escalation_hours: 1 }).lean();
+    const limit = type?.escalation_hours ?? 4;
+    await models.WorkflowStep.insertMany([
+      { permit_id: id, project_id: permit.project_id, step: 'verification', assignee_id: permit.verifier_id, status: 'pending', started_at: now, limit_hours: limit },
+      { permit_id: id, project_id: permit.project_id, step: 'approval', assignee_id: permit.approver_id, status: 'pending', limit_hours: limit },
+    ]);
+  } else if (to === 'under_review') {
+    await models.WorkflowStep.updateMany({ ...pending, step: 'verification' }, { $set: { status: 'completed', completed_at: now } });
+    await models.WorkflowStep.updateMany({ ...pending, step: 'approval' }, { $set: { started_at: now } });
+  } else if (to === 'approved') {
+    await models.WorkflowStep.updateMany({ ...pending, step: 'approval' }, { $set: { status: 'completed', completed_at: now } });
+  } else if (to === 'rejected' || to === 'draft' || to === 'cancelled') {
+    await models.WorkflowStep.updateMany(pending, { $set: { status: 'rejected', completed_at: now } });
+  }
+}
