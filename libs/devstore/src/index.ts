@@ -112,3 +112,18 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * A store for one test file: a database of its own on MONGO_URL when set (real MongoDB), else a
+ * fresh FerretDB process with its own data folder.
+ */
+export async function testStore(name: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const db = `ptw_${name.replace(/[^A-Za-z0-9_]/g, '_')}_${process.pid}_${Date.now()}`;
+  if (process.env.MONGO_URL) {
+    const u = new URL(process.env.MONGO_URL);
+    u.pathname = `/${db}`;
+    return { url: u.toString(), stop: async () => undefined };
+  }
+  const store = await startStore({ database: db });
+  return { url: store.url, stop: () => store.stop() };
+}

@@ -4,7 +4,8 @@
  * closeout items. Safe to run again (upserts by id).
  */
 import { baseConfigSchema, createLogger, loadConfig } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels } from '@ptw/db';
+import { connectMongo, ensureIndexes, registerModels, PERMIT_STATUSES, type Models } from '@ptw/db';
+import { createPermit } from '@ptw/domain';
 
 export const DEMO_PROJECTS = [
   { _id: 'p1', name: 'North Refinery Turnaround' },
@@ -61,18 +62,51 @@ export const DEMO_PERMIT_TYPES = [
   },
 ];
 
-async function main(): Promise<void> {
-  const config = loadConfig(baseConfigSchema.pick({ MONGO_URL: true, LOG_LEVEL: true }));
-  const log = createLogger('seed', { level: config.LOG_LEVEL });
-  const conn = await connectMongo(config.MONGO_URL, log, { appName: 'ptw-seed' });
-  const m = registerModels(conn);
-  await ensureIndexes(conn);
+/**
+ * Upserts the demo projects, users and permit types; on a store without permits also creates one
+ * demo permit in every status (placed directly in that status: demo data, not a workflow run).
+ */
+export async function seed(m: Models, now = new Date()): Promise<{ permits: number }> {
   const upsert = <T extends { _id: string }>(model: { bulkWrite(ops: unknown[]): Promise<unknown> }, docs: T[]) =>
     model.bulkWrite(docs.map((d) => ({ updateOne: { filter: { _id: d._id }, update: { $set: d }, upsert: true } })));
   await upsert(m.Project, DEMO_PROJECTS);
   await upsert(m.User, DEMO_USERS);
   await upsert(m.PermitType, DEMO_PERMIT_TYPES.map((t) => ({ ...t, active: true })));
-  process.stdout.write(`seeded ${DEMO_PROJECTS.length} projects, ${DEMO_USERS.length} users, ${DEMO_PERMIT_TYPES.length} permit types\n`);
+  if ((await m.Permit.estimatedDocumentCount()) > 0) return { permits: 0 };
+  const worker = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
+  const hour = 3600_000;
+  for (const [i, status] of PERMIT_STATUSES.entries()) {
+    const p = await createPermit(
+      m,
+      worker,
+      {
+        permit_type_id: 'hot-work',
+        title: `Demo ${status} permit: weld pump P-10${i} bracket`,
+        location: `Unit ${i + 1}`,
+        probability: 1 + (i % 5),
+        severity: 1 + ((i * 2) % 5),
+        ppe_requirements: ['helmet', 'gloves'],
+        planned_start_time: new Date(now.getTime() - 2 * hour).toISOString(),
+        planned_end_time: new Date(now.getTime() + (i + 1) * hour).toISOString(),
+      },
+      now,
+    );
+    const stamps: Record<string, Date> = {};
+    if (!['draft', 'cancelled'].includes(status)) stamps.submitted_at = new Date(now.getTime() - hour);
+    if (['approved', 'active', 'suspended', 'completed', 'expired'].includes(status)) Object.assign(stamps, { verified_at: now, approved_at: now });
+    await m.Permit.updateOne({ _id: p._id }, { $set: { status, ...stamps } });
+  }
+  return { permits: PERMIT_STATUSES.length };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(baseConfigSchema.pick({ MONGO_URL: true, LOG_LEVEL: true }));
+  const log = createLogger('seed', { level: config.LOG_LEVEL, stdout: false });
+  const conn = await connectMongo(config.MONGO_URL, log, { appName: 'ptw-seed' });
+  const m = registerModels(conn);
+  await ensureIndexes(conn);
+  const r = await seed(m);
+  process.stdout.write(`seeded ${DEMO_PROJECTS.length} projects, ${DEMO_USERS.length} users, ${DEMO_PERMIT_TYPES.length} permit types, ${r.permits} demo permits\n`);
   await conn.close();
 }
 
