@@ -67,6 +67,54 @@ const updateCloseoutBody = z
   .strict();
 const versionBody = z.object({ version: z.number().int('expected an integer').min(1) }).loose();
 
+export const SYNC_MAX_BYTES = 1024 * 1024;
+export const SYNC_MAX_CHANGES = 500;
+
+const syncEnvelope = z
+  .object({
+    device_id: z.string().regex(/^[A-Za-z0-9_.:\-]{1,128}$/, 'expected 1-128 letters, digits or _.:-'),
+    client_time: z.string().max(40).optional(),
+    changes: z.array(z.unknown()).max(SYNC_MAX_CHANGES, `at most ${SYNC_MAX_CHANGES} changes per request`),
+  })
+  .strict();
+
+const syncChange = z
+  .object({
+    entity: z.string().max(40),
+    op: z.string().max(40),
+    offline_id: z.string().max(128),
+    server_id: z.string().max(64).nullish(),
+    client_version: z.number().int('expected an integer').min(0).max(2 ** 31 - 1).nullish(),
+    data: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
+/**
+ * Sync request from the HTTP body: the envelope must be valid (else 400/413, nothing applied);
+ * a change of the wrong shape is passed on marked invalid, so it is rejected alone.
+ */
+function syncRequest(ctx: Context) {
+  if (((ctx.state as { bodyBytes?: number }).bodyBytes ?? 0) > SYNC_MAX_BYTES) {
+    throw new HttpError(413, 'payload_too_large', `A sync request is at most ${SYNC_MAX_BYTES} bytes`, { limit_bytes: SYNC_MAX_BYTES });
+  }
+  const env = parseInput(syncEnvelope, body(ctx));
+  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : '');
+  return {
+    device_id: env.device_id,
+    client_time: env.client_time,
+    changes: env.changes.map((raw) => {
+      const r = syncChange.safeParse(raw);
+      if (r.success) {
+        return { ...r.data, server_id: r.data.server_id ?? undefined, client_version: r.data.client_version ?? undefined, invalid_reason: '' };
+      }
+      const o = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+      const issue = r.error.issues[0];
+      const field = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.map(String).join('.') || 'change';
+      return { entity: str(o.entity), op: str(o.op), offline_id: str(o.offline_id), server_id: undefined, client_version: undefined, data: {}, invalid_reason: `${field}: ${issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message}` };
+    }),
+  };
+}
+
 /** The HTTP API of SPEC §4. Each route validates its input, calls one RPC and returns its answer. */
 export function apiRouter(clients: Clients): Router {
   const router = new Router({ prefix: API_PREFIX });
@@ -75,6 +123,10 @@ export function apiRouter(clients: Clients): Router {
     const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
     (ctx.state as GatewayState).endpoint = matched ?? ctx.path;
     await next();
+  });
+
+  router.post('/sync-offline-data/', async (ctx) => {
+    ctx.body = await clients.sync.call.syncOfflineData(syncRequest(ctx), { ...creds(ctx), deadlineMs: 120_000 });
   });
 
   router.get('/permit-types/', async (ctx) => {

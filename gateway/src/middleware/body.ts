@@ -36,6 +36,7 @@ export function jsonBody(limit: number) {
       throw new HttpError(400, 'invalid_body', 'Request body must be a JSON object');
     }
     (ctx.request as unknown as { body: unknown }).body = body;
+    (ctx.state as { bodyBytes?: number }).bodyBytes = size;
     return next();
   };
 }

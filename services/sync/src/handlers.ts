@@ -1,17 +1,49 @@
-import { implement, since24h, type BaseConfig, type ServiceRuntime } from '@ptw/common';
+import { canManage, implement, invalidArgument, permissionDenied, since24h, type BaseConfig, type ServiceRuntime } from '@ptw/common';
 import type { Models } from '@ptw/db';
 import { syncPb } from '@ptw/proto';
+import { syncBatch } from './batch';
 
+const DEVICE_ID = /^[A-Za-z0-9_.:\-]{1,128}$/;
+export const MAX_CHANGES = 500;
 
-/** gRPC handlers of the sync service; the ones a later issue brings answer UNIMPLEMENTED. */
+/** gRPC handlers of the sync service. */
 export function syncHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
+  const outcomesTotal = rt.metrics.counter('ptw_sync_outcomes_total', 'Offline sync changes by outcome', ['outcome']);
   return implement(
     syncPb.SyncServiceService,
     {
-      getSyncStats: async (req) => {
+      syncOfflineData: async (req, ctx) => {
+        const started = Date.now();
+        if (!DEVICE_ID.test(req.device_id)) throw invalidArgument('device_id: expected 1-128 letters, digits or _.:-', { field: 'device_id' });
+        if (req.changes.length > MAX_CHANGES) throw invalidArgument(`changes: at most ${MAX_CHANGES} per request`, { field: 'changes' });
+        const { response } = await syncBatch(models, ctx.principal, req);
+        const s = response.summary!;
+        outcomesTotal.inc({ outcome: 'applied' }, s.applied);
+        outcomesTotal.inc({ outcome: 'conflict' }, s.conflicts);
+        outcomesTotal.inc({ outcome: 'rejected' }, s.rejected);
+        ctx.log.info(
+          {
+            event: 'sync_offline_data',
+            device_id: req.device_id,
+            applied_count: s.applied,
+            conflict_count: s.conflicts,
+            rejected_count: s.rejected,
+            duration_ms: Date.now() - started,
+            outcome: 'ok',
+          },
+          'sync_offline_data',
+        );
+        return response;
+      },
+      getSyncStats: async (req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
         const since = since24h(req.since);
-        const count = (outcome: string) => models.SyncEvent.countDocuments({ at: { $gte: since }, outcome });
-        const [applied, conflicts, rejected] = await Promise.all([count('applied'), count('conflict'), count('rejected')]);
+        const count = (q: Record<string, unknown>) => models.SyncEvent.countDocuments({ at: { $gte: since }, ...q });
+        const [applied, conflicts, rejected] = await Promise.all([
+          count({ outcome: 'applied', reason: { $ne: 'already_applied' } }),
+          count({ outcome: 'conflict' }),
+          count({ outcome: 'rejected' }),
+        ]);
         return { applied, conflicts, rejected };
       },
     },

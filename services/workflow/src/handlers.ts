@@ -1,4 +1,4 @@
-import { implement, type ServiceRuntime } from '@ptw/common';
+import { canManage, implement, permissionDenied, type ServiceRuntime } from '@ptw/common';
 import type { Models } from '@ptw/db';
 import * as d from '@ptw/domain';
 import { workflowPb } from '@ptw/proto';
@@ -50,7 +50,8 @@ export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConf
       unreadNotificationCount: (_req, ctx) => d.unreadCount(models, ctx.principal),
       markNotificationRead: (req, ctx) => d.markRead(models, ctx.principal, req.id),
       markAllNotificationsRead: (_req, ctx) => d.markAllRead(models, ctx.principal),
-      getWorkflowStats: async () => {
+      getWorkflowStats: async (_req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
         const now = new Date();
         const [overdue_verification, overdue_approval] = await Promise.all([
           models.Permit.countDocuments(d.overdueVerificationQuery(rt.config, now)),

@@ -204,6 +204,8 @@ const syncReceiptSchema = new Schema(
     device_id: { type: String, required: true },
     offline_id: { type: String, required: true },
     entity: { type: String, required: true },
+    // pending while the winner of the claim applies the change; applied once it is written.
+    status: { type: String, required: true, enum: ['pending', 'applied'] },
     server_id: String,
     new_version: Number,
     user_id: String,

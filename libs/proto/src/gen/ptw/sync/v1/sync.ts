@@ -33,7 +33,14 @@ export interface Change {
   offline_id: string;
   server_id?: string | undefined;
   client_version?: number | undefined;
-  data: { [key: string]: any } | undefined;
+  data:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Set by the gateway when the change's JSON did not have the right shape (the change is then
+   * rejected as validation_error with this text, the rest of the batch is still applied).
+   */
+  invalid_reason: string;
 }
 
 export interface SyncOfflineDataRequest {
@@ -92,7 +99,15 @@ export interface GetSyncStatsResponse {
 }
 
 function createBaseChange(): Change {
-  return { entity: "", op: "", offline_id: "", server_id: undefined, client_version: undefined, data: undefined };
+  return {
+    entity: "",
+    op: "",
+    offline_id: "",
+    server_id: undefined,
+    client_version: undefined,
+    data: undefined,
+    invalid_reason: "",
+  };
 }
 
 export const Change: MessageFns<Change> = {
@@ -114,6 +129,9 @@ export const Change: MessageFns<Change> = {
     }
     if (message.data !== undefined) {
       Struct.encode(Struct.wrap(message.data), writer.uint32(50).fork()).join();
+    }
+    if (message.invalid_reason !== "") {
+      writer.uint32(58).string(message.invalid_reason);
     }
     return writer;
   },
@@ -179,6 +197,14 @@ export const Change: MessageFns<Change> = {
             message.data = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.invalid_reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -211,6 +237,11 @@ export const Change: MessageFns<Change> = {
         ? globalThis.Number(object.client_version)
         : undefined,
       data: isObject(object.data) ? object.data : undefined,
+      invalid_reason: isSet(object.invalidReason)
+        ? globalThis.String(object.invalidReason)
+        : isSet(object.invalid_reason)
+        ? globalThis.String(object.invalid_reason)
+        : "",
     };
   },
 
@@ -234,6 +265,9 @@ export const Change: MessageFns<Change> = {
     if (message.data !== undefined) {
       obj.data = message.data;
     }
+    if (message.invalid_reason !== "") {
+      obj.invalidReason = message.invalid_reason;
+    }
     return obj;
   },
 
@@ -248,6 +282,7 @@ export const Change: MessageFns<Change> = {
     message.server_id = object.server_id ?? undefined;
     message.client_version = object.client_version ?? undefined;
     message.data = object.data ?? undefined;
+    message.invalid_reason = object.invalid_reason ?? "";
     return message;
   },
 };
