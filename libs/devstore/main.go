@@ -20,6 +20,9 @@ func main() {
 	handler := flag.String("handler", "sqlite", "backend: sqlite or postgresql")
 	sqliteDir := flag.String("sqlite-dir", "./data", "data folder for the sqlite backend")
 	pgURL := flag.String("postgresql-url", "", "PostgreSQL URL for the postgresql backend")
+	// WAL (FerretDB's default) with synchronous=NORMAL skips the fsync of every commit: a local or
+	// CI store survives a crash of the process, not a power cut, and writes are several times faster.
+	sqliteParams := flag.String("sqlite-params", "_pragma=synchronous(normal)", "SQLite URI parameters")
 	flag.Parse()
 
 	if err := os.MkdirAll(*sqliteDir, 0o755); err != nil {
@@ -35,7 +38,7 @@ func main() {
 		Listener:      ferretdb.ListenerConfig{TCP: *listen},
 		Logger:        logger,
 		Handler:       *handler,
-		SQLiteURL:     "file:" + *sqliteDir + "/",
+		SQLiteURL:     "file:" + *sqliteDir + "/?" + *sqliteParams,
 		PostgreSQLURL: *pgURL,
 	})
 	if err != nil {

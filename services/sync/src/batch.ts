@@ -28,8 +28,9 @@ async function once(models: Models, who: Principal, deviceId: string, c: syncPb.
   const key = { device_id: deviceId, offline_id: c.offline_id, entity: c.entity };
   const started = Date.now();
   while (Date.now() - started < WAIT_MS) {
+    let receiptId: unknown;
     try {
-      await models.SyncReceipt.create({ ...key, status: 'pending', user_id: who.user_id, at: new Date() });
+      receiptId = (await models.SyncReceipt.create({ ...key, status: 'pending', user_id: who.user_id, at: new Date() }))._id;
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
       const r = await models.SyncReceipt.findOne(key).lean();
@@ -48,14 +49,15 @@ async function once(models: Models, who: Principal, deviceId: string, c: syncPb.
     try {
       outcome = await applyChange(models, who, c);
     } catch (err) {
-      await models.SyncReceipt.deleteOne({ ...key, status: 'pending' });
+      await models.SyncReceipt.deleteOne({ _id: receiptId });
       throw err;
     }
+    // By _id: FerretDB's SQLite backend pushes down only _id filters.
     if (outcome.kind === 'applied') {
-      await models.SyncReceipt.updateOne(key, { $set: { status: 'applied', server_id: outcome.value.server_id, new_version: outcome.value.new_version } });
+      await models.SyncReceipt.updateOne({ _id: receiptId }, { $set: { status: 'applied', server_id: outcome.value.server_id, new_version: outcome.value.new_version } });
     } else {
       // Nothing was written: free the offline id so the corrected change can be sent again.
-      await models.SyncReceipt.deleteOne({ ...key, status: 'pending' });
+      await models.SyncReceipt.deleteOne({ _id: receiptId });
     }
     return outcome;
   }
