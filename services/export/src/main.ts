@@ -1,11 +1,12 @@
-import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, exportPb } from '@ptw/proto';
+import { exportConfigSchema } from './config';
 import { exportHandlers } from './handlers';
 
 /** Starts the export service. */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
-  const config = loadConfig(serviceConfigSchema, env);
+  const config = loadConfig(exportConfigSchema, env);
   return startService({
     name: 'export',
     config,

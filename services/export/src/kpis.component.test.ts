@@ -1,0 +1,131 @@
+/**
+ * KPIs through the real export service on a real store, with permits placed at known ages.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { testStore } from '@ptw/devstore';
+import { exportPb } from '@ptw/proto';
+import type { Connection } from 'mongoose';
+import { start } from './main';
+
+jest.setTimeout(120_000);
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+let store: { url: string; stop(): Promise<void> };
+let svc: StartedService;
+let conn: Connection;
+let m: Models;
+let ex: ReturnType<typeof createClient<exportPb.ExportServiceClient>>['call'];
+const H = 3600_000;
+const now = Date.now();
+const ago = (h: number) => new Date(now - h * H);
+const tok = async (role: Role, projects: string[]) => ({ token: await mintToken(auth, { user: `u-${role}`, role, projects, ttlSeconds: 600 }) });
+let n = 0;
+
+function permit(status: string, extra: Record<string, unknown> = {}, project = 'p1') {
+  n++;
+  return {
+    permit_number: `PTW-2026-${String(900000 + n)}`,
+    project_id: project,
+    permit_type_id: 'hot-work',
+    title: `K${n}`,
+    status,
+    created_by: 'u-worker',
+    version: 1,
+    created_at: ago(48),
+    updated_at: ago(48),
+    ...extra,
+  };
+}
+
+beforeAll(async () => {
+  store = await testStore('kpis');
+  conn = await connectMongo(store.url, createLogger('t', { stdout: false }), { appName: 't' });
+  m = registerModels(conn);
+  await ensureIndexes(conn);
+  await m.Permit.insertMany([
+    permit('draft'),
+    permit('draft'),
+    // verification SLA 4 h from submitted_at: 1 h (not overdue), 6 h, 10 h (overdue by 2 and 6)
+    permit('submitted', { submitted_at: ago(1) }),
+    permit('submitted', { submitted_at: ago(6) }),
+    permit('submitted', { submitted_at: ago(10) }),
+    // approval SLA 4 h from verified_at: 5 h overdue by 1
+    permit('under_review', { submitted_at: ago(9), verified_at: ago(5) }),
+    permit('approved'),
+    // expiring soon (within 4 h): ends in 1 h and 3 h; one ends in 6 h; one already past (closeout pending)
+    permit('active', { planned_end_time: new Date(now + 3 * H) }),
+    permit('active', { planned_end_time: new Date(now + 1 * H) }),
+    permit('active', { planned_end_time: new Date(now + 6 * H) }),
+    permit('active', { planned_end_time: ago(2) }),
+    permit('suspended'),
+    permit('completed', { updated_at: new Date(now) }),
+    permit('completed', { updated_at: ago(72) }),
+    permit('cancelled', { updated_at: new Date(now) }),
+    permit('expired'),
+    permit('rejected'),
+    // another project: never counted for a p1 manager
+    permit('submitted', { submitted_at: ago(30) }, 'p2'),
+    permit('active', { planned_end_time: new Date(now + H) }, 'p2'),
+  ]);
+  await m.IsolationPoint.insertMany([
+    { permit_id: 'x', project_id: 'p1', name: 'a', energy_type: 'e', status: 'isolated', version: 1 },
+    { permit_id: 'x', project_id: 'p1', name: 'b', energy_type: 'e', status: 'verified', version: 1 },
+    { permit_id: 'y', project_id: 'p2', name: 'c', energy_type: 'e', status: 'isolated', version: 1 },
+  ]);
+  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) });
+  ex = createClient(exportPb.ExportServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 30_000 }).call;
+});
+
+afterAll(async () => {
+  await svc?.stop();
+  await conn?.close();
+  await store?.stop();
+});
+
+it('when a p1 manager reads KPIs, then every count covers exactly p1', async () => {
+  const k = await ex.getKpis({ project: '' }, await tok('manager', ['p1']));
+  expect(k.counts).toEqual({
+    total_open: 2 + 3 + 1 + 1 + 4 + 1,
+    draft: 2,
+    submitted: 3,
+    under_review: 1,
+    approved: 1,
+    active: 4,
+    suspended: 1,
+    completed_today: 1,
+    cancelled_today: 1,
+    expired: 1,
+    rejected: 1,
+  });
+  expect(k.overdue).toEqual({ pending_verification: 2, pending_approval: 1, expiring_soon: 2, isolation_pending: 1, closeout_pending: 1 });
+});
+
+it('when KPIs are read, then top_overdue is sorted by hours overdue and expiring_soon by end time', async () => {
+  const k = await ex.getKpis({ project: 'p1' }, await tok('manager', ['p1', 'p2']));
+  expect(k.lists!.top_overdue.map((r) => [r.status, Math.round(r.hours)])).toEqual([
+    ['submitted', 6],
+    ['submitted', 2],
+    ['under_review', 1],
+  ]);
+  expect(k.lists!.expiring_soon.map((r) => Math.round(r.hours))).toEqual([1, 3]);
+});
+
+it('when many permits are overdue, then each list holds at most 10', async () => {
+  await m.Permit.insertMany(Array.from({ length: 15 }, (_, i) => permit('submitted', { submitted_at: ago(20 + i) }, 'p3')));
+  await m.Permit.insertMany(Array.from({ length: 12 }, (_, i) => permit('active', { planned_end_time: new Date(now + (i + 1) * 10 * 60_000) }, 'p3')));
+  const k = await ex.getKpis({ project: 'p3' }, await tok('manager', ['p3']));
+  expect(k.lists!.top_overdue).toHaveLength(10);
+  expect(k.lists!.top_overdue[0].hours).toBeGreaterThan(k.lists!.top_overdue[9].hours);
+  expect(k.lists!.expiring_soon).toHaveLength(10);
+  expect(k.overdue!.pending_verification).toBe(15);
+});
+
+it('when a worker or supervisor asks, then PERMISSION_DENIED; a foreign project is NOT_FOUND', async () => {
+  await expect(ex.getKpis({ project: '' }, await tok('worker', ['p1']))).rejects.toMatchObject({ code: 7 });
+  await expect(ex.getKpis({ project: '' }, await tok('supervisor', ['p1']))).rejects.toMatchObject({ code: 7 });
+  await expect(ex.getKpis({ project: 'p2' }, await tok('manager', ['p1']))).rejects.toMatchObject({ code: 5 });
+});
