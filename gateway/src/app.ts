@@ -7,6 +7,7 @@ import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { requestMiddleware } from './middleware/request';
 import { allowedMethods, apiRouter } from './routes';
+import { createThrottle } from './throttle';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -28,7 +29,8 @@ async function redisUp(redis: Redis): Promise<boolean> {
 /** Builds the Koa application (no listening: `main.ts` does that, tests use the callback). */
 export function createApp(deps: GatewayDeps): Koa {
   const app = new Koa({ proxy: deps.config.PTW_TRUST_PROXY });
-  const router = apiRouter(deps.clients);
+  const throttle = createThrottle({ redis: deps.redis, config: deps.config, log: deps.log, metrics: deps.metrics });
+  const router = apiRouter(deps.clients, throttle);
   const services = {
     sync: deps.config.PTW_SYNC_ADDR,
     workflow: deps.config.PTW_WORKFLOW_ADDR,
@@ -36,6 +38,9 @@ export function createApp(deps: GatewayDeps): Koa {
     health: deps.config.PTW_HEALTH_ADDR,
   };
 
+  // Errors Koa sees outside the request middleware (e.g. a streamed export failing mid-way).
+  app.silent = true;
+  app.on('error', (err: Error) => deps.log.warn({ err, event: 'response_stream_error' }, 'response stream failed'));
   app.use(requestMiddleware(deps.log, deps.metrics));
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

@@ -1,5 +1,6 @@
 import { baseConfigSchema } from '@ptw/common';
 import { z } from 'zod';
+import { throttleConfigShape } from './throttle/config';
 
 /** Gateway settings on top of the shared ones. */
 export const gatewayConfigSchema = baseConfigSchema.extend({
@@ -9,6 +10,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   PTW_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024 + 64 * 1024),
   /** Trust X-Forwarded-For (only behind a proxy that sets it). */
   PTW_TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** Throttle rates, failure modes and Redis deadline (SPEC §4 "Throttling"). */
+  ...throttleConfigShape,
 });
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;

@@ -1,10 +1,13 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { parseInput, type CallCredentials } from '@ptw/common';
+import { canManage, parseInput, type CallCredentials } from '@ptw/common';
+import type { healthPb } from '@ptw/proto';
 import { z } from 'zod';
 import type { Clients } from './clients';
 import { HttpError } from './errors';
 import type { GatewayState } from './state';
+import type { Throttle } from './throttle';
+import { exportRoute } from './export';
 
 export const API_PREFIX = '/api/v1/ptw';
 
@@ -20,7 +23,7 @@ export function body(ctx: Context): Record<string, unknown> {
 }
 
 /** A single query parameter as a string ('' when absent); repeated parameters are refused. */
-function query(ctx: Context, name: string): string {
+export function query(ctx: Context, name: string): string {
   const v = ctx.query[name];
   if (Array.isArray(v)) throw new HttpError(400, 'invalid_argument', `${name}: given more than once`, { field: name });
   return v ?? '';
@@ -115,8 +118,28 @@ function syncRequest(ctx: Context) {
   };
 }
 
+/** The manage capability (SPEC §2) checked at the edge too, so a worker never reaches the service. */
+export function requireManage(ctx: Context): void {
+  const p = (ctx.state as GatewayState).principal;
+  if (!p || !canManage(p)) throw new HttpError(403, 'permission_denied', 'This route is for managers only');
+}
+
+/** SPEC §8's JSON: job fields that never happened are null, not absent. */
+function healthBody(r: healthPb.HealthReport) {
+  return {
+    ...r,
+    jobs: r.jobs.map((j) => ({
+      name: j.name,
+      last_run_at: j.last_run_at ?? null,
+      last_success_at: j.last_success_at ?? null,
+      last_error: j.last_error ?? null,
+      last_duration_ms: j.last_duration_ms ?? null,
+    })),
+  };
+}
+
 /** The HTTP API of SPEC §4. Each route validates its input, calls one RPC and returns its answer. */
-export function apiRouter(clients: Clients): Router {
+export function apiRouter(clients: Clients, throttle: Throttle): Router {
   const router = new Router({ prefix: API_PREFIX });
   const wf = clients.workflow.call;
   router.use(async (ctx, next) => {
@@ -125,7 +148,7 @@ export function apiRouter(clients: Clients): Router {
     await next();
   });
 
-  router.post('/sync-offline-data/', async (ctx) => {
+  router.post('/sync-offline-data/', throttle.middleware('ptw_sync'), async (ctx) => {
     ctx.body = await clients.sync.call.syncOfflineData(syncRequest(ctx), { ...creds(ctx), deadlineMs: 120_000 });
   });
 
@@ -133,7 +156,21 @@ export function apiRouter(clients: Clients): Router {
     ctx.body = (await wf.listPermitTypes({}, creds(ctx))).results;
   });
 
-  router.get('/permits/kpis/', async (ctx) => {
+  router.get('/permits/health/', async (ctx) => {
+    requireManage(ctx);
+    ctx.body = healthBody(await clients.health.call.getHealth({}, creds(ctx)));
+  });
+
+  router.get('/throttle-status/', async (ctx) => {
+    requireManage(ctx);
+    const user = query(ctx, 'user') || (ctx.state as GatewayState).principal!.user_id;
+    ctx.body = { user, scopes: await throttle.status(user) };
+  });
+
+  router.post('/permits/bulk_export_pdf/', throttle.middleware('ptw_bulk_export'), exportRoute(clients, 'pdf'));
+  router.post('/permits/bulk_export_excel/', throttle.middleware('ptw_bulk_export'), exportRoute(clients, 'excel'));
+
+  router.get('/permits/kpis/', throttle.middleware('ptw_kpi'), async (ctx) => {
     ctx.body = await clients.export.call.getKpis({ project: query(ctx, 'project') }, creds(ctx));
   });
 
@@ -185,18 +222,18 @@ export function apiRouter(clients: Clients): Router {
     ctx.body = (await wf.myTasks({}, creds(ctx))).results;
   });
 
-  router.get('/notifications/', async (ctx) => {
+  router.get('/notifications/', throttle.middleware('ptw_notifications'), async (ctx) => {
     const unread = query(ctx, 'unread');
     if (unread && unread !== 'true' && unread !== 'false') throw new HttpError(400, 'invalid_argument', 'unread: expected true or false', { field: 'unread' });
     ctx.body = await wf.listNotifications({ page: intQuery(ctx, 'page', 1), page_size: intQuery(ctx, 'page_size', 20), unread_only: unread === 'true' }, creds(ctx));
   });
-  router.get('/notifications/unread-count/', async (ctx) => {
+  router.get('/notifications/unread-count/', throttle.middleware('ptw_notifications'), async (ctx) => {
     ctx.body = await wf.unreadNotificationCount({}, creds(ctx));
   });
-  router.post('/notifications/mark-all-read/', async (ctx) => {
+  router.post('/notifications/mark-all-read/', throttle.middleware('ptw_notifications'), async (ctx) => {
     ctx.body = await wf.markAllNotificationsRead({}, creds(ctx));
   });
-  router.post('/notifications/:id/read/', async (ctx) => {
+  router.post('/notifications/:id/read/', throttle.middleware('ptw_notifications'), async (ctx) => {
     ctx.body = await wf.markNotificationRead({ id: ctx.params.id }, creds(ctx));
   });
 

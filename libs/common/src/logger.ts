@@ -26,6 +26,7 @@ export const SAFE_FIELDS: ReadonlySet<string> = new Set([
   'job',
   'attempt',
   'event',
+  'scope',
 ]);
 
 const BUNYAN_CORE = new Set(['v', 'level', 'name', 'hostname', 'pid', 'time', 'msg', 'src']);

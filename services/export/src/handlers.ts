@@ -1,15 +1,61 @@
-import { canManage, implement, permissionDenied, since24h, type ServiceRuntime } from '@ptw/common';
+import { canManage, implement, permissionDenied, since24h, type Handlers, type ServiceRuntime } from '@ptw/common';
 import type { Models } from '@ptw/db';
 import { exportPb } from '@ptw/proto';
 import type { ExportConfig } from './config';
 import { computeKpis } from './kpis';
+import { exportFilename, streamExcel, streamPdfZip } from './render';
+import { exportRecords, selectPermits } from './source';
+import { grpcChunkWriter } from './stream';
 
 
 /** gRPC handlers of the export service; the ones a later issue brings answer UNIMPLEMENTED. */
 export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>) {
+  const exportsTotal = rt.metrics.counter('ptw_exports_total', 'Bulk exports by type and outcome', ['export_type', 'outcome']);
+  const exportedPermits = rt.metrics.counter('ptw_exported_permits_total', 'Permits written into bulk exports', ['export_type']);
+
+  /** One bulk export: select, send metadata, stream the file, record the export event. */
+  const bulk =
+    (kind: 'pdf' | 'excel'): Handlers<typeof exportPb.ExportServiceService>['bulkExportPdf'] =>
+    async (req, ctx, call) => {
+      const started = Date.now();
+      const exportType = kind === 'pdf' ? 'bulk_export_pdf' : 'bulk_export_excel';
+      const { query, count } = await selectPermits(models, ctx.principal, req, rt.config.PTW_BULK_EXPORT_LIMIT);
+      const filename = exportFilename(kind, new Date());
+      const contentType = kind === 'pdf' ? 'application/zip' : 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
+      call.write({ payload: { $case: 'meta', value: { filename, content_type: contentType, permit_count: count } } });
+      let outcome = 'success';
+      let result = { permitCount: 0, bytes: 0 };
+      try {
+        const records = exportRecords(models, query, ctx.signal);
+        const out = grpcChunkWriter(call);
+        result = kind === 'pdf' ? await streamPdfZip(records, out, { signal: ctx.signal }) : await streamExcel(records, out, { detailed: req.detailed, signal: ctx.signal });
+      } catch (err) {
+        outcome = ctx.signal.aborted ? 'cancelled' : 'error';
+        throw err;
+      } finally {
+        const duration = Date.now() - started;
+        exportsTotal.inc({ export_type: exportType, outcome });
+        exportedPermits.inc({ export_type: exportType }, result.permitCount);
+        await models.ExportEvent.create({
+          user_id: ctx.principal.user_id,
+          project_ids: ctx.principal.project_ids,
+          export_type: exportType,
+          permit_count: result.permitCount || count,
+          bytes: result.bytes,
+          duration_ms: duration,
+          detailed: req.detailed,
+          outcome,
+          at: new Date(),
+        });
+        ctx.log.info({ event: exportType, export_type: exportType, permit_count: result.permitCount, detailed: req.detailed, duration_ms: duration, outcome }, exportType);
+      }
+    };
+
   return implement(
     exportPb.ExportServiceService,
     {
+      bulkExportPdf: bulk('pdf'),
+      bulkExportExcel: bulk('excel'),
       getKpis: async (req, ctx) => {
         const started = Date.now();
         const kpis = await computeKpis(models, ctx.principal, req.project, rt.config);

@@ -1,9 +1,16 @@
-import { implement, loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { canManage, implement, loadConfig, permissionDenied, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
 import { healthPb, PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '@ptw/proto';
+import { z } from 'zod';
+import { createAggregator } from './aggregate';
+
+const healthConfigSchema = serviceConfigSchema.extend({
+  /** Deadline of each figure asked from a peer: a down service costs at most this. */
+  PTW_HEALTH_PEER_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1200),
+});
 
 /** Starts the health service, which aggregates the other services' figures over gRPC. */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
-  const config = loadConfig(serviceConfigSchema, env);
+  const config = loadConfig(healthConfigSchema, env);
   return startService({
     name: 'health',
     config,
@@ -12,9 +19,32 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.health],
     handleSignals: opts.handleSignals,
-    build: async (rt) => ({
-      services: [{ name: SERVICE_NAMES.health, definition: healthPb.HealthServiceService, implementation: implement(healthPb.HealthServiceService, {}, rt) }],
-    }),
+    build: async (rt) => {
+      const aggregator = createAggregator(
+        { sync: config.PTW_SYNC_ADDR, workflow: config.PTW_WORKFLOW_ADDR, export: config.PTW_EXPORT_ADDR },
+        { deadlineMs: config.PTW_HEALTH_PEER_DEADLINE_MS, metrics: rt.metrics },
+      );
+      return {
+        services: [
+          {
+            name: SERVICE_NAMES.health,
+            definition: healthPb.HealthServiceService,
+            implementation: implement(
+              healthPb.HealthServiceService,
+              {
+                getHealth: async (_req, ctx) => {
+                  if (!canManage(ctx.principal)) throw permissionDenied('Health is for managers and operators only');
+                  // Peers are asked with this service's own token: the figures are system-wide.
+                  return aggregator.report(await rt.serviceToken(), ctx.reqId);
+                },
+              },
+              rt,
+            ),
+          },
+        ],
+        close: async () => aggregator.close(),
+      };
+    },
   });
 }
 

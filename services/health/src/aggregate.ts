@@ -1,0 +1,70 @@
+/**
+ * GetHealth (SPEC §8): real figures gathered over gRPC from their owners, each with its own short
+ * deadline, so a service that is down makes the report degraded instead of failing it.
+ */
+import { checkHealth, createClient, type Metrics } from '@ptw/common';
+import { exportPb, SERVICE_NAMES, syncPb, workflowPb, type healthPb } from '@ptw/proto';
+
+export interface Peers {
+  sync: string;
+  workflow: string;
+  export: string;
+}
+
+export interface Aggregator {
+  report(token: string, reqId: string): Promise<healthPb.HealthReport>;
+  close(): void;
+}
+
+/** Settles `p`, or undefined after `ms` or on error. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Builds the aggregator with one client per peer; every peer call has `deadlineMs`. */
+export function createAggregator(peers: Peers, opts: { deadlineMs: number; metrics: Metrics }): Aggregator {
+  const o = { defaultDeadlineMs: opts.deadlineMs, metrics: opts.metrics };
+  const sync = createClient(syncPb.SyncServiceClient, peers.sync, o);
+  const workflow = createClient(workflowPb.WorkflowServiceClient, peers.workflow, o);
+  const exporter = createClient(exportPb.ExportServiceClient, peers.export, o);
+  return {
+    close() {
+      sync.raw.close();
+      workflow.raw.close();
+      exporter.raw.close();
+    },
+    async report(token, reqId) {
+      const creds = { token, reqId, deadlineMs: opts.deadlineMs };
+      const [syncStats, exportStats, wfStats, syncState, wfState, exportState] = await Promise.all([
+        within(sync.call.getSyncStats({ since: '' }, creds), opts.deadlineMs + 200),
+        within(exporter.call.getExportStats({ since: '' }, creds), opts.deadlineMs + 200),
+        within(workflow.call.getWorkflowStats({}, creds), opts.deadlineMs + 200),
+        checkHealth(peers.sync, SERVICE_NAMES.sync, opts.deadlineMs),
+        checkHealth(peers.workflow, SERVICE_NAMES.workflow, opts.deadlineMs),
+        checkHealth(peers.export, SERVICE_NAMES.export, opts.deadlineMs),
+      ]);
+      const state = (s: string, answered: unknown) => (s === 'SERVING' && !answered ? 'UNAVAILABLE' : s);
+      const services = {
+        sync: state(syncState, syncStats),
+        workflow: state(wfState, wfStats),
+        export: state(exportState, exportStats),
+      };
+      return {
+        as_of: new Date().toISOString(),
+        sync: { applied_last_24h: syncStats?.applied ?? 0, conflicts_last_24h: syncStats?.conflicts ?? 0, rejected_last_24h: syncStats?.rejected ?? 0 },
+        exports: { bulk_exports_last_24h: exportStats?.bulk_exports ?? 0 },
+        workflow: { overdue_verification: wfStats?.overdue_verification ?? 0, overdue_approval: wfStats?.overdue_approval ?? 0 },
+        jobs: wfStats?.jobs ?? [],
+        services,
+        degraded: Object.values(services).some((s) => s !== 'SERVING'),
+      };
+    },
+  };
+}
