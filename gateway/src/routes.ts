@@ -161,6 +161,17 @@ export function apiRouter(clients: Clients, throttle: Throttle): Router {
     ctx.body = healthBody(await clients.health.call.getHealth({}, creds(ctx)));
   });
 
+  router.get('/jobs/', async (ctx) => {
+    requireManage(ctx);
+    const r = await wf.listJobs({}, creds(ctx));
+    ctx.body = { jobs: healthBody({ jobs: r.jobs } as healthPb.HealthReport).jobs, recent_runs: r.recent_runs };
+  });
+  router.post('/jobs/:name/run/', async (ctx) => {
+    requireManage(ctx);
+    if (!/^[a-z_]{1,64}$/.test(ctx.params.name)) throw new HttpError(404, 'not_found', 'No such job');
+    ctx.body = await wf.runJob({ name: ctx.params.name }, { ...creds(ctx), deadlineMs: 300_000 });
+  });
+
   router.get('/throttle-status/', async (ctx) => {
     requireManage(ctx);
     const user = query(ctx, 'user') || (ctx.state as GatewayState).principal!.user_id;

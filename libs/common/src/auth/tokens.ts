@@ -1,7 +1,7 @@
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT, errors as joseErrors } from 'jose';
 import { z } from 'zod';
-import { unauthenticated } from '../errors';
+import { AppError, unauthenticated } from '../errors';
 import { ROLES, type Principal } from './principal';
 
 export interface AuthConfig {
@@ -41,9 +41,12 @@ export function createTokenVerifier(cfg: AuthConfig): TokenVerifier {
         requiredClaims: ['exp', 'sub'],
         clockTolerance: 5,
       });
+      // A token issued in the future (beyond clock skew) was minted by a wrong clock or forged.
+      if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + 60) throw unauthenticated('Token is invalid');
       const claims = claimsSchema.parse(payload);
       return { user_id: claims.sub, role: claims.role, project_ids: claims.project_ids };
     } catch (err) {
+      if (err instanceof AppError) throw err;
       if (err instanceof z.ZodError) throw unauthenticated('Token claims are invalid');
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated('Token has expired');
       throw unauthenticated('Token is invalid');
