@@ -3,6 +3,21 @@ import { HttpError } from '../errors';
 
 const METHODS_WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
+/** No API document nests deeper; deeper input would only exhaust recursive encoders downstream. */
+export const MAX_DEPTH = 32;
+
+/** True when `value` nests objects/arrays more than `max` levels (iterative: no recursion on input). */
+function depthOver(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  }
+  return false;
+}
+
 /**
  * Reads a JSON body up to `limit` bytes: over it → 413, not JSON → 400, non-object → 400. An empty
  * body is `{}`. The body is stored on `ctx.request.body`.
@@ -32,6 +47,7 @@ export function jsonBody(limit: number) {
         throw new HttpError(400, 'invalid_json', 'Request body is not valid JSON');
       }
     }
+    if (depthOver(body, MAX_DEPTH)) throw new HttpError(400, 'invalid_body', `Request body nests deeper than ${MAX_DEPTH} levels`);
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw new HttpError(400, 'invalid_body', 'Request body must be a JSON object');
     }
