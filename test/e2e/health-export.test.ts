@@ -18,6 +18,8 @@ let stack: Stack;
 let conn: Connection;
 let m: Models;
 const H = 3600_000;
+// Throttle counters live in the shared Redis across runs: user ids are unique per run.
+const RUN = Date.now().toString(36);
 
 async function req(method: string, p: string, tok: string, body?: unknown) {
   const res = await fetch(`${stack.gatewayUrl}/api/v1/ptw${p}`, {
@@ -57,7 +59,7 @@ afterAll(async () => {
 
 describe('throttling (original module cases)', () => {
   it('when ptw_sync is 2/min, then three syncs answer 200, 200, 429 with Retry-After', async () => {
-    const w = await token('u-throttle-sync', 'worker', ['p1']);
+    const w = await token(`u-throttle-sync-${RUN}`, 'worker', ['p1']);
     const statuses = [];
     let last;
     for (let i = 0; i < 3; i++) {
@@ -71,7 +73,7 @@ describe('throttling (original module cases)', () => {
 
   it('when ptw_bulk_export is 2/hour, then the third export is 429', async () => {
     await m.Permit.create(permitDoc('p1'));
-    const mgr = await token('u-throttle-export', 'manager', ['p1']);
+    const mgr = await token(`u-throttle-export-${RUN}`, 'manager', ['p1']);
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await req('POST', '/permits/bulk_export_excel/', mgr, {})).status);
     expect(statuses).toEqual([200, 200, 429]);
@@ -83,7 +85,7 @@ describe('exports (scoping and limits)', () => {
     const [a1, a2] = await m.Permit.create([permitDoc('pA'), permitDoc('pA')]);
     const [b1] = await m.Permit.create([permitDoc('pB')]);
     await m.IsolationPoint.create({ permit_id: String(a1._id), project_id: 'pA', name: 'Breaker CB-12', energy_type: 'electrical', status: 'verified', version: 1 });
-    const mgr = await token('u-export-a', 'manager', ['pA']);
+    const mgr = await token(`u-export-a-${RUN}`, 'manager', ['pA']);
     const res = await req('POST', '/permits/bulk_export_pdf/', mgr, { permit_ids: [String(a1._id), String(a2._id), String(b1._id)] });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-disposition')).toMatch(/permits_bulk_\d{8}_\d{6}\.zip/);
@@ -100,26 +102,26 @@ describe('exports (scoping and limits)', () => {
 
   it('when only foreign ids are given, then 404; when 201 permits are selected, then 400 naming the limit', async () => {
     const [b] = await m.Permit.create([permitDoc('pB')]);
-    const mgrA = await token('u-export-a2', 'manager', ['pA']);
+    const mgrA = await token(`u-export-a2-${RUN}`, 'manager', ['pA']);
     expect((await req('POST', '/permits/bulk_export_pdf/', mgrA, { permit_ids: [String(b._id)] })).status).toBe(404);
     await m.Permit.insertMany(Array.from({ length: 201 }, () => permitDoc('pBig')));
-    const mgrBig = await token('u-export-big', 'manager', ['pBig']);
+    const mgrBig = await token(`u-export-big-${RUN}`, 'manager', ['pBig']);
     const tooMany = await req('POST', '/permits/bulk_export_excel/', mgrBig, {});
     expect(tooMany.status).toBe(400);
     expect((tooMany.data as { error: { message: string } }).error.message).toMatch(/^Too many permits/);
   });
 
   it('when a worker exports, then 403; unknown body fields are 400', async () => {
-    expect((await req('POST', '/permits/bulk_export_pdf/', await token('u-w-exp', 'worker', ['pA']), {})).status).toBe(403);
-    expect((await req('POST', '/permits/bulk_export_pdf/', await token('u-m-exp', 'manager', ['pA']), { format: 'pdf' })).status).toBe(400);
+    expect((await req('POST', '/permits/bulk_export_pdf/', await token(`u-w-exp-${RUN}`, 'worker', ['pA']), {})).status).toBe(403);
+    expect((await req('POST', '/permits/bulk_export_pdf/', await token(`u-m-exp-${RUN}`, 'manager', ['pA']), { format: 'pdf' })).status).toBe(400);
   });
 });
 
 describe('health', () => {
   it('when a non-manager asks, then 403; a manager gets every key of SPEC §8', async () => {
-    expect((await req('GET', '/permits/health/', await token('u-w-h', 'worker', ['p1']))).status).toBe(403);
-    expect((await req('GET', '/permits/health/', await token('u-s-h', 'supervisor', ['p1']))).status).toBe(403);
-    const res = await req('GET', '/permits/health/', await token('u-m-h', 'manager', ['p1']));
+    expect((await req('GET', '/permits/health/', await token(`u-w-h-${RUN}`, 'worker', ['p1']))).status).toBe(403);
+    expect((await req('GET', '/permits/health/', await token(`u-s-h-${RUN}`, 'supervisor', ['p1']))).status).toBe(403);
+    const res = await req('GET', '/permits/health/', await token(`u-m-h-${RUN}`, 'manager', ['p1']));
     expect(res.status).toBe(200);
     expect(Object.keys(res.data).sort()).toEqual(['as_of', 'degraded', 'exports', 'jobs', 'services', 'sync', 'workflow']);
     expect(Object.keys(res.data.sync).sort()).toEqual(['applied_last_24h', 'conflicts_last_24h', 'rejected_last_24h']);
@@ -127,7 +129,7 @@ describe('health', () => {
   });
 
   it('when the test syncs, exports and leaves permits overdue, then health counts exactly that', async () => {
-    const mgr = await token('u-m-h2', 'manager', ['p1']);
+    const mgr = await token(`u-m-h2-${RUN}`, 'manager', ['p1']);
     const before = (await req('GET', '/permits/health/', mgr)).data;
     await m.Permit.create([
       permitDoc('p9', { status: 'submitted', submitted_at: new Date(Date.now() - 5 * H) }),
@@ -135,8 +137,8 @@ describe('health', () => {
       permitDoc('p9', { status: 'under_review', verified_at: new Date(Date.now() - 5 * H) }),
     ]);
     // N=2 applied, M=1 conflict, K=3 rejected, over two users (throttle is 2/min per user).
-    const w1 = await token('u-h-sync1', 'worker', ['p1']);
-    const w2 = await token('u-h-sync2', 'worker', ['p1']);
+    const w1 = await token(`u-h-sync1-${RUN}`, 'worker', ['p1']);
+    const w2 = await token(`u-h-sync2-${RUN}`, 'worker', ['p1']);
     const created = await req('POST', '/sync-offline-data/', w1, { device_id: 'tab-h', changes: [{ entity: 'permit', op: 'create', offline_id: 'h1', data: { permit_type_id: 'hot-work', title: 'H1' } }] });
     const id = created.data.applied[0].server_id;
     await req('POST', '/sync-offline-data/', w2, {
@@ -149,7 +151,7 @@ describe('health', () => {
         { entity: 'permit', op: 'create', offline_id: 'h6', data: { title: 1 } },
       ],
     });
-    await req('POST', '/permits/bulk_export_pdf/', await token('u-h-exp', 'manager', ['p9']), {});
+    await req('POST', '/permits/bulk_export_pdf/', await token(`u-h-exp-${RUN}`, 'manager', ['p9']), {});
     const after = (await req('GET', '/permits/health/', mgr)).data;
     expect(after.sync.applied_last_24h - before.sync.applied_last_24h).toBe(2);
     expect(after.sync.conflicts_last_24h - before.sync.conflicts_last_24h).toBe(1);
@@ -164,7 +166,7 @@ describe('health', () => {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
-    const mgr = await token('u-m-h3', 'manager', ['p1']);
+    const mgr = await token(`u-m-h3-${RUN}`, 'manager', ['p1']);
     const t0 = Date.now();
     const res = await req('GET', '/permits/health/', mgr);
     const elapsed = Date.now() - t0;

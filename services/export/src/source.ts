@@ -57,6 +57,12 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
   for (const t of types) typeCache.set(String(t._id), t);
   for (const p of projects) projectCache.set(String(p._id), p.name);
   for (const p of missingProjects) if (!projectCache.has(p)) projectCache.set(p, p);
+  const userIds = new Set<string>();
+  for (const p of permits) for (const k of ['created_by', 'verifier_id', 'approver_id']) if (p[k]) userIds.add(p[k]);
+  for (const a of audit) userIds.add(a.user_id);
+  for (const pt of points) for (const k of ['isolated_by', 'verified_by', 'deisolated_by'] as const) if (pt[k]) userIds.add(pt[k] as string);
+  const users = await models.User.find({ _id: { $in: [...userIds] } }, { name: 1 }).lean();
+  const userNames = Object.fromEntries(users.map((u) => [String(u._id), u.name]));
   const stepsBy = groupBy(steps, 'permit_id');
   const pointsBy = groupBy(points, 'permit_id');
   const auditBy = groupBy(audit, 'permit_id');
@@ -75,6 +81,7 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
       ppe_requirements: p.ppe_requirements ?? [],
       safety_checklist: p.safety_checklist ?? {},
       project_name: projectCache.get(p.project_id),
+      user_names: userNames,
       permit_type_name: type?.name ?? p.permit_type_id,
       workflow_steps: (stepsBy.get(id) ?? []) as ExportPermit['workflow_steps'],
       isolation_points: (pointsBy.get(id) ?? []) as unknown as ExportPermit['isolation_points'],

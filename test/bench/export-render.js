@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+/**
+ * Bulk export renderers: time and peak memory of the PDF ZIP and the XLSX (plain and detailed) for
+ * 100, 1000 and 5000 synthetic permits streamed to a byte-counting sink, each case in a fresh
+ * process so that one case's heap does not inflate the next. Memory stays flat when the peaks of
+ * 5000 permits are about those of 100 (ratio ≈ 1) while the count grows 50×. Peak RSS is sampled
+ * every 50 ms; as V8 collects lazily it also shows garbage, so the live memory (heap used plus
+ * Buffers right after a full GC, taken every LIVE_EVERY permits) is printed too. Prints a table; asserts nothing.
+ * Run after `npx tsc -b`:  node test/bench/export-render.js [counts…, default 100 1000 5000]
+ */
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { Writable } = require('node:stream');
+
+const root = path.resolve(__dirname, '..', '..');
+const dist = path.join(root, 'services/export/dist/render');
+const KINDS = ['pdf', 'excel', 'excel-detailed'];
+const SAMPLE_MS = 50;
+/** Permits per cursor batch: the source waits on "I/O" between batches, as a mongoose cursor does. */
+const BATCH = 100;
+const LIVE_EVERY = 250;
+
+async function runCase(kind, count) {
+  const { streamPdfZip, streamExcel } = require(dist);
+  const { samplePermit } = require(path.join(dist, 'samples.js'));
+  let peakLive = 0;
+  const live = () => {
+    global.gc();
+    const m = process.memoryUsage();
+    peakLive = Math.max(peakLive, m.heapUsed + m.arrayBuffers);
+  };
+  async function* permits() {
+    for (let i = 1; i <= count; i++) {
+      if (i % BATCH === 1) await new Promise((r) => setImmediate(r));
+      if (i % LIVE_EVERY === 0) live();
+      yield samplePermit(i);
+    }
+  }
+  let sunk = 0;
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      sunk += chunk.length;
+      cb();
+    },
+  });
+  live();
+  const baseLive = peakLive;
+  const base = process.memoryUsage();
+  let peakRss = base.rss;
+  let peakHeap = base.heapUsed;
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peakRss = Math.max(peakRss, m.rss);
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+  }, SAMPLE_MS);
+  const t0 = process.hrtime.bigint();
+  const result =
+    kind === 'pdf' ? await streamPdfZip(permits(), sink) : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  clearInterval(sampler);
+  live();
+  if (result.permitCount !== count || result.bytes !== sunk) throw new Error(`bad result ${JSON.stringify(result)} (sink saw ${sunk} bytes)`);
+  return { kind, count, seconds, bytes: result.bytes, baseRss: base.rss, peakRss, peakHeap, baseLive, peakLive };
+}
+
+const mb = (b) => (b / 1048576).toFixed(1);
+
+function main() {
+  if (process.argv[2] === '--case') {
+    runCase(process.argv[3], Number(process.argv[4])).then(
+      (r) => process.stdout.write(JSON.stringify(r)),
+      (err) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+    return;
+  }
+  try {
+    require.resolve(dist);
+  } catch {
+    console.error(`${dist} is missing: run \`npx tsc -b\` first`);
+    process.exit(1);
+  }
+  const counts = process.argv.slice(2).map(Number);
+  if (counts.length === 0) counts.push(100, 1000, 5000);
+  console.log(`node ${process.version}; peak RSS and heap sampled every ${SAMPLE_MS} ms; one process per case\n`);
+  console.log('kind            permits   seconds  permits/s   output MB  start RSS MB  peak RSS MB  peak heap MB  start live MB  peak live MB');
+  for (const kind of KINDS) {
+    const rows = counts.map((count) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', __filename, '--case', kind, String(count)], { encoding: 'utf8' })));
+    for (const r of rows) {
+      console.log(
+        `${r.kind.padEnd(14)} ${String(r.count).padStart(8)} ${r.seconds.toFixed(2).padStart(9)} ${(r.count / r.seconds).toFixed(0).padStart(10)}` +
+          ` ${mb(r.bytes).padStart(11)} ${mb(r.baseRss).padStart(13)} ${mb(r.peakRss).padStart(12)} ${mb(r.peakHeap).padStart(13)}` +
+          ` ${mb(r.baseLive).padStart(14)} ${mb(r.peakLive).padStart(13)}`,
+      );
+    }
+    const first = rows[0];
+    const last = rows[rows.length - 1];
+    console.log(
+      `${''.padEnd(14)} ${last.count} vs ${first.count} permits (${(last.count / first.count).toFixed(0)}x): ` +
+        `peak RSS ${(last.peakRss / first.peakRss).toFixed(2)}x, peak live ${(last.peakLive / first.peakLive).toFixed(2)}x ` +
+        `(+${mb(last.peakLive - first.peakLive)} MB); output ${(last.bytes / first.bytes).toFixed(0)}x\n`,
+    );
+  }
+}
+
+main();
