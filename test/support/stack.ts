@@ -11,13 +11,13 @@ export const TEST_AUTH = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-
  * Starts the real system as processes (built `dist/`), on free ports, against the store of
  * MONGO_URL or a fresh local FerretDB, and Redis; seeds the demo data.
  */
-export async function startTestStack(name: string, env: Record<string, string> = {}): Promise<Stack & { logDir: string }> {
+export async function startTestStack(name: string, env: Record<string, string> = {}, opts: { redisUrl?: string } = {}): Promise<Stack & { logDir: string }> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `ptw-${name}-`));
   const stack = await startStack({
     ports: 'free',
     logDir,
     mongoUrl: process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_${name}_${Date.now()}` : undefined,
-    redisUrl: process.env.REDIS_URL,
+    redisUrl: opts.redisUrl ?? process.env.REDIS_URL,
     env: { PTW_JWT_SECRET: DEV_JWT_SECRET, NODE_ENV: 'test', ...env },
   });
   const seed = spawnSync(process.execPath, [path.join(REPO_ROOT, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8' });

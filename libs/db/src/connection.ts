@@ -8,7 +8,8 @@ import type { Logger } from '@ptw/common';
 export async function connectMongo(url: string, log: Logger, opts: { appName: string }): Promise<Connection> {
   const conn = mongoose.createConnection(url, {
     appName: opts.appName,
-    serverSelectionTimeoutMS: 10_000,
+    // Shorter than the callers' gRPC deadline, so a lost store answers 503 rather than 504.
+    serverSelectionTimeoutMS: 4_000,
     // FerretDB has no retryable writes; MongoDB replica sets keep their default behaviour through the URL.
     retryWrites: false,
     autoIndex: false,

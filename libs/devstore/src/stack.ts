@@ -32,6 +32,10 @@ export interface Stack {
   procs: Record<ProcessName, ChildProcess>;
   store?: RunningStore;
   start(name: ProcessName): Promise<ChildProcess>;
+  /** Kills the local store (SIGKILL) — a crash, for resilience tests. */
+  killStore(): Promise<void>;
+  /** Starts the local store again on the same port and data folder. */
+  restartStore(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,7 +61,9 @@ async function waitForPort(port: number, child: ChildProcess, name: string, time
 export async function startStack(opts: StackOptions): Promise<Stack> {
   fs.mkdirSync(opts.logDir, { recursive: true });
   let store: RunningStore | undefined;
-  const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: path.join(opts.logDir, 'store-data') })).url;
+  const storeDir = path.join(opts.logDir, 'store-data');
+  const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: storeDir })).url;
+  const storePort = Number(new URL(mongoUrl).port);
   const redisUrl = opts.redisUrl ?? (await ensureRedis());
   const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : freePort());
   const grpcPorts = {} as Record<string, number>;
@@ -109,5 +115,31 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
-  return { gatewayUrl: `http://127.0.0.1:${httpPort}`, mongoUrl, redisUrl, env, procs, store, start, stop };
+  const killStore = async () => {
+    if (!store) throw new Error('the store is external (MONGO_URL); it cannot be killed here');
+    const s = store;
+    await new Promise<void>((resolve) => {
+      if (s.process.exitCode !== null || s.process.signalCode !== null) return resolve();
+      s.process.once('exit', () => resolve());
+      s.process.kill('SIGKILL');
+    });
+  };
+  const restartStore = async () => {
+    if (!store) throw new Error('the store is external (MONGO_URL); it cannot be restarted here');
+    store = await startStore({ dataDir: storeDir, port: storePort, database: new URL(mongoUrl).pathname.slice(1) });
+  };
+  return {
+    gatewayUrl: `http://127.0.0.1:${httpPort}`,
+    mongoUrl,
+    redisUrl,
+    env,
+    procs,
+    get store() {
+      return store;
+    },
+    start,
+    stop: async () => stop(),
+    killStore,
+    restartStore,
+  };
 }

@@ -100,7 +100,7 @@ function checkTimes(start: Date | undefined | null, end: Date | undefined | null
 }
 
 /** Creates a draft permit for the caller (SPEC §4 POST /permits/). */
-export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date()): Promise<PermitDoc> {
+export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date(), opts: { syncOrigin?: string } = {}): Promise<PermitDoc> {
   const input = parseInput(createPermitSchema, data ?? {}) as PermitFields & { title: string; permit_type_id: string };
   let projectId = input.project_id;
   if (!projectId) {
@@ -126,6 +126,7 @@ export async function createPermit(models: Models, who: Principal, data: unknown
     version: 1,
     created_at: now,
     updated_at: now,
+    ...(opts.syncOrigin ? { sync_origin: opts.syncOrigin } : {}),
   };
   for (let attempt = 0; attempt < 50; attempt++) {
     const permit_number = await nextPermitNumber(models, now);

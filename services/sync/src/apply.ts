@@ -87,7 +87,7 @@ async function visiblePermit(models: Models, who: Principal, id: string | undefi
 }
 
 /** Applies one change for `who`. */
-export async function applyChange(models: Models, who: Principal, c: syncPb.Change): Promise<Outcome> {
+export async function applyChange(models: Models, who: Principal, c: syncPb.Change, origin = ''): Promise<Outcome> {
   if (c.invalid_reason) return rejected(c, 'validation_error', c.invalid_reason);
   if (!SUPPORTED.has(`${c.entity}/${c.op}`)) return rejected(c, 'unsupported_entity', `Unsupported entity/op ${String(c.entity).slice(0, 40)}/${String(c.op).slice(0, 40)}`);
   const data = (c.data ?? {}) as Record<string, unknown>;
@@ -96,7 +96,7 @@ export async function applyChange(models: Models, who: Principal, c: syncPb.Chan
     const projectId = typeof data.project_id === 'string' ? data.project_id : who.project_ids.length === 1 ? who.project_ids[0] : undefined;
     if (projectId && !inScope(who, projectId)) return rejected(c, 'project_scope_violation', 'project_id: you are not a member of this project');
     try {
-      const p = await d.createPermit(models, who, data);
+      const p = await d.createPermit(models, who, data, new Date(), { syncOrigin: origin });
       return applied(c, String(p._id), p.version, p.project_id);
     } catch (err) {
       return fromError(c, err, 'permit_not_found', projectId);

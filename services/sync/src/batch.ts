@@ -3,16 +3,19 @@
  * (device_id, offline_id, entity) through a unique receipt claimed before applying, every outcome
  * persisted as a sync event.
  */
-import type { Principal } from '@ptw/common';
+import type { Logger, Principal } from '@ptw/common';
 import { isDuplicateKey, type Models } from '@ptw/db';
 import type { syncPb } from '@ptw/proto';
 import { applyChange } from './apply';
 import type { Outcome } from './outcomes';
 
 /** How long a replay waits for a concurrent copy of the same change to finish. */
-const WAIT_MS = 15_000;
-/** A claim older than this whose process never finished (crash) may be taken over. */
-const STALE_CLAIM_MS = 60_000;
+const WAIT_MS = 10_000;
+/**
+ * A claim older than this was left by a process or store that died mid-change and may be taken
+ * over (one change takes milliseconds; a whole batch holds each claim only while that change runs).
+ */
+const STALE_CLAIM_MS = 20_000;
 
 const OFFLINE_ID = /^[A-Za-z0-9_.:\-]{1,128}$/;
 
@@ -27,6 +30,8 @@ async function once(models: Models, who: Principal, deviceId: string, c: syncPb.
   }
   const key = { device_id: deviceId, offline_id: c.offline_id, entity: c.entity };
   const started = Date.now();
+  const origin = `${deviceId}/${c.offline_id}`;
+  let tookOver = false;
   while (Date.now() - started < WAIT_MS) {
     let receiptId: unknown;
     try {
@@ -41,13 +46,19 @@ async function once(models: Models, who: Principal, deviceId: string, c: syncPb.
       if (r.status === 'applied') {
         return { kind: 'applied', value: { entity: c.entity, offline_id: c.offline_id, server_id: r.server_id ?? '', new_version: r.new_version ?? 0, status: 'already_applied' } };
       }
-      if (Date.now() - new Date(r.at).getTime() > STALE_CLAIM_MS) await models.SyncReceipt.deleteOne({ _id: r._id, status: 'pending' });
-      else await sleep(25);
+      if (Date.now() - new Date(r.at).getTime() > STALE_CLAIM_MS) {
+        await models.SyncReceipt.deleteOne({ _id: r._id, status: 'pending' });
+        tookOver = true;
+      } else await sleep(25);
       continue;
     }
     let outcome: Outcome;
     try {
-      outcome = await applyChange(models, who, c);
+      // A dead claimant may have created the permit before it could record the receipt.
+      const earlier = tookOver && c.entity === 'permit' && c.op === 'create' ? await models.Permit.findOne({ sync_origin: origin }, { version: 1, project_id: 1 }).lean() : null;
+      outcome = earlier
+        ? { kind: 'applied', projectId: earlier.project_id, value: { entity: c.entity, offline_id: c.offline_id, server_id: String(earlier._id), new_version: earlier.version, status: 'applied' } }
+        : await applyChange(models, who, c, origin);
     } catch (err) {
       await models.SyncReceipt.deleteOne({ _id: receiptId });
       throw err;
@@ -73,7 +84,7 @@ export interface BatchResult {
 }
 
 /** Applies a batch in order (a later change may depend on an earlier one) and records every outcome. */
-export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest): Promise<BatchResult> {
+export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest, log?: Logger): Promise<BatchResult> {
   const outcomes: Outcome[] = [];
   for (const c of req.changes) {
     try {
@@ -89,6 +100,8 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
   }
   const at = new Date();
   if (outcomes.length) {
+    // The changes are applied (or not) already; losing their health events must not hide that
+    // from the device, so a failed event write is logged and the answer still goes out.
     await models.SyncEvent.insertMany(
       outcomes.map((o) => ({
         device_id: req.device_id,
@@ -99,7 +112,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
         reason: o.kind === 'applied' ? (o.value as syncPb.Applied).status : (o.value as { reason: string }).reason,
         at,
       })),
-    );
+    ).catch((err: unknown) => log?.warn({ event: 'sync_events_lost', err, applied_count: outcomes.length }, 'sync events not recorded'));
   }
   const pick = <K extends Outcome['kind']>(k: K) => outcomes.filter((o) => o.kind === k).map((o) => o.value);
   const appliedList = pick('applied') as syncPb.Applied[];

@@ -16,7 +16,7 @@ export function syncHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
         const started = Date.now();
         if (!DEVICE_ID.test(req.device_id)) throw invalidArgument('device_id: expected 1-128 letters, digits or _.:-', { field: 'device_id' });
         if (req.changes.length > MAX_CHANGES) throw invalidArgument(`changes: at most ${MAX_CHANGES} per request`, { field: 'changes' });
-        const { response } = await syncBatch(models, ctx.principal, req);
+        const { response } = await syncBatch(models, ctx.principal, req, ctx.log);
         const s = response.summary!;
         outcomesTotal.inc({ outcome: 'applied' }, s.applied);
         outcomesTotal.inc({ outcome: 'conflict' }, s.conflicts);

@@ -54,6 +54,9 @@ export function createClient<C extends Client>(
 ): { raw: C; call: PromiseClient<C> } {
   const raw = new Ctor(address, credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
+    // A restarted peer is found again within seconds (the default backoff grows to 2 minutes).
+    'grpc.initial_reconnect_backoff_ms': 250,
+    'grpc.max_reconnect_backoff_ms': 3000,
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     'grpc.max_metadata_size': MAX_METADATA_BYTES,
   });

@@ -15,7 +15,7 @@ type CheckFn = (req: { service: string }, opts: { deadline: Date }, cb: (e: Serv
 export function checkHealth(address: string, service = '', deadlineMs = 1000): Promise<HealthState> {
   let client = clients.get(address);
   if (!client) {
-    client = new HealthClient(address, credentials.createInsecure());
+    client = new HealthClient(address, credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 250, 'grpc.max_reconnect_backoff_ms': 3000 });
     clients.set(address, client);
   }
   const check = (client as unknown as { check: CheckFn }).check.bind(client);

@@ -49,12 +49,37 @@ export interface ServiceKit {
   verify: TokenVerifier;
 }
 
+/** Driver errors that mean "the store is not reachable right now" (retryable), by class name. */
+const STORE_UNAVAILABLE = new Set([
+  'MongoNetworkError',
+  'MongoNetworkTimeoutError',
+  'MongoServerSelectionError',
+  'MongoNotConnectedError',
+  'MongoTopologyClosedError',
+  'MongoPoolClearedError',
+  'MongoExpiredSessionError',
+]);
+
+/** True when `err` (or its cause) says the store cannot be reached. */
+export function isStoreUnavailable(err: unknown): boolean {
+  for (let e = err as { name?: string; cause?: unknown; message?: string } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.name && STORE_UNAVAILABLE.has(e.name)) return true;
+    // A bulk write cut by a lost connection is re-wrapped with only the network error's message.
+    if (e.name === 'MongoBulkWriteError' && /ECONNREFUSED|ECONNRESET|EPIPE|connection .*closed|Server selection timed out|not connected/i.test(e.message ?? '')) return true;
+  }
+  return false;
+}
+
 /** Converts anything thrown into the one status the caller sees; unexpected errors are logged with stack. */
 export function toServiceError(err: unknown, log: Logger): ServerErrorResponse {
   const metadata = new Metadata();
   if (err instanceof AppError) {
     if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, Buffer.from(JSON.stringify(err.details), 'utf8'));
     return Object.assign(new Error(err.message), { code: err.code, details: err.message, metadata });
+  }
+  if (isStoreUnavailable(err)) {
+    log.warn({ err, outcome: 'store_unavailable' }, 'store unavailable');
+    return Object.assign(new Error('Store unavailable, retry shortly'), { code: Status.UNAVAILABLE, details: 'Store unavailable, retry shortly', metadata });
   }
   log.error({ err, outcome: 'internal_error' }, 'unexpected error');
   return Object.assign(new Error('Internal error'), { code: Status.INTERNAL, details: 'Internal error', metadata });

@@ -79,10 +79,13 @@ const permitSchema = new Schema(
     version: { type: Number, required: true, default: 1 },
     created_at: { type: Date, required: true },
     updated_at: { type: Date, required: true },
+    /** `<device_id>/<offline_id>` of the offline change that created it (sync crash recovery). */
+    sync_origin: String,
   },
   { ...opts, minimize: false },
 );
 permitSchema.index({ permit_number: 1 }, { unique: true });
+permitSchema.index({ sync_origin: 1 });
 permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, planned_end_time: 1 });
