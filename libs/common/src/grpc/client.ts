@@ -57,6 +57,8 @@ export function createClient<C extends Client>(
     // A restarted peer is found again within seconds (the default backoff grows to 2 minutes).
     'grpc.initial_reconnect_backoff_ms': 250,
     'grpc.max_reconnect_backoff_ms': 3000,
+    // Spread calls over every address the name resolves to (several replicas behind one DNS name).
+    'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     'grpc.max_metadata_size': MAX_METADATA_BYTES,
   });

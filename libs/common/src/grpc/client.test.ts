@@ -1,0 +1,29 @@
+import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import { createClient } from './client';
+import { implement, startGrpcServer, type GrpcServerHandle } from './server';
+import { createLogger } from '../logger';
+import { Metrics } from '../metrics';
+import { DEV_JWT_SECRET } from '../auth/dev';
+import { createTokenVerifier, mintToken } from '../auth/tokens';
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ALG: 'HS256' as const, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+
+/** A sync "replica" whose stats answer tells which one served the call. */
+async function replica(listen: string, marker: number): Promise<GrpcServerHandle> {
+  const kit = { log: createLogger('t', { stdout: false }), metrics: new Metrics(`t${marker}`), verify: createTokenVerifier(auth) };
+  const implementation = implement(syncPb.SyncServiceService, { getSyncStats: async () => ({ applied: marker, conflicts: 0, rejected: 0 }) }, kit);
+  return startGrpcServer({ listen, services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+}
+
+it('when the target resolves to two replicas, then the client spreads calls over both (round robin)', async () => {
+  const a = await replica('127.0.0.1:0', 1);
+  const b = await replica('127.0.0.1:0', 2);
+  // Several addresses for one target, as DNS gives for a scaled compose service.
+  const client = createClient(syncPb.SyncServiceClient, `ipv4:127.0.0.1:${a.port},127.0.0.1:${b.port}`, { defaultDeadlineMs: 5000 });
+  const token = await mintToken(auth, { user: 'svc', role: 'service', projects: [], ttlSeconds: 60 });
+  const seen = new Set<number>();
+  for (let i = 0; i < 20; i++) seen.add((await client.call.getSyncStats({ since: '' }, { token })).applied);
+  client.raw.close();
+  await Promise.all([a.stop(100), b.stop(100)]);
+  expect([...seen].sort()).toEqual([1, 2]);
+});
