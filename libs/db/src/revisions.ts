@@ -14,13 +14,36 @@ function isDuplicateKey(err: unknown): boolean {
  * `{_id, version: fromVersion}`; losers get `false` and answer a conflict.
  */
 export async function claimVersion(models: Models, entity: VersionedEntity, entityId: string, fromVersion: number, userId: string): Promise<boolean> {
-  try {
-    await models.Revision.create({ entity, entity_id: entityId, version: fromVersion + 1, user_id: userId, at: new Date() });
-    return true;
-  } catch (err) {
-    if (isDuplicateKey(err)) return false;
-    throw err;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await models.Revision.create({ entity, entity_id: entityId, version: fromVersion + 1, user_id: userId, at: new Date() });
+      return true;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      if (attempt > 0 || !(await releaseOrphan(models, entity, entityId, fromVersion))) return false;
+    }
   }
+  return false;
+}
+
+/** A claim older than this whose document never moved on was left by a writer that died. */
+export const ORPHAN_CLAIM_MS = 15_000;
+
+const DOCS = { permit: 'Permit', isolation_point: 'IsolationPoint', closeout: 'Closeout' } as const;
+
+/**
+ * When a writer dies between claiming version N+1 and updating the document, the document stays at
+ * N and every later writer would conflict forever. A claim older than any call deadline whose
+ * document is still at N is released here (removed), so the next claim can win.
+ */
+export async function releaseOrphan(models: Models, entity: VersionedEntity, entityId: string, fromVersion: number): Promise<boolean> {
+  const claim = await models.Revision.findOne({ entity, entity_id: entityId, version: fromVersion + 1 }).lean();
+  if (!claim || Date.now() - new Date(claim.at).getTime() < ORPHAN_CLAIM_MS) return false;
+  const model = models[DOCS[entity]] as unknown as { findById(id: string, p: object): { lean(): Promise<{ version?: number } | null> } };
+  const doc = await model.findById(entityId, { version: 1 }).lean();
+  if (!doc || doc.version !== fromVersion) return false;
+  await models.Revision.deleteOne({ _id: claim._id });
+  return true;
 }
 
 /**
@@ -48,6 +71,8 @@ export async function claimVersions(
       failed.add(we.index ?? we.err?.index ?? -1);
     }
   }
+  // Orphaned claims (a writer died mid-write) are released for the next run to pick up.
+  for (const i of failed) if (items[i]) await releaseOrphan(models, entity, items[i].id, items[i].fromVersion);
   return new Set(items.filter((_, i) => !failed.has(i)).map((i) => i.id));
 }
 

@@ -251,6 +251,14 @@ describe('races', () => {
     expect(new Set(created.map((c) => c.permit_number)).size).toBe(50);
   });
 
+  it('when a writer died after claiming the next version, then edits conflict until the claim is older than 15 s, then succeed', async () => {
+    const p = await wf.createPermit({ data: permitInput() }, await worker());
+    const claim = await m.Revision.create({ entity: 'permit', entity_id: p.id, version: 2, user_id: 'crashed', at: new Date() });
+    await expect(wf.updatePermit({ id: p.id, version: 1, changes: { location: 'A' } }, await worker())).rejects.toMatchObject({ code: 10 });
+    await m.Revision.updateOne({ _id: claim._id }, { $set: { at: new Date(Date.now() - 20_000) } });
+    await expect(wf.updatePermit({ id: p.id, version: 1, changes: { location: 'B' } }, await worker())).resolves.toMatchObject({ version: 2, location: 'B' });
+  });
+
   it('when a stale version is sent, then 409 carries the server state', async () => {
     const p = await wf.createPermit({ data: permitInput() }, await worker());
     await wf.updatePermit({ id: p.id, version: 1, changes: { location: 'Bay 2' } }, await worker());
