@@ -168,6 +168,13 @@ it('when the store, Redis and each service die and come back under load, then no
     acknowledged.set(offline, title);
   }
 
+  // Edits work again (a version claim orphaned by the store crash is released after 15 s).
+  const editRecovered = await until('edits after the outages', async () => {
+    const g = await call('read', 'GET', `/permits/${created.body.id}/`, worker);
+    return g.status === 200 && (await call('edit', 'PATCH', `/permits/${created.body.id}/`, worker, { version: g.body.version, location: 'final' })).status === 200;
+  });
+  injected.push(`edits recovered in ${editRecovered} ms`);
+
   const conn: Connection = await mongoose.createConnection(stack.mongoUrl).asPromise();
   const m: Models = registerModels(conn);
   const stored = await m.Permit.find({ title: { $regex: `^res-${RUN}-` } }, { title: 1 }).lean();
