@@ -48,6 +48,11 @@ proto: deps
 proto-check: deps
 	npm run -w @ptw/proto check
 
+## Benchmarks (figures, not pass/fail): gateway req/s and latency, sync changes/s, export render time and memory; also written to logs/bench.md.
+bench: build store
+	@mkdir -p logs
+	set -o pipefail; { node test/bench/gateway.js && node test/bench/sync.js && node test/bench/export-render.js; } | tee logs/bench.md
+
 ## Pretty-print a service's log: make logs SERVICE=sync
 logs:
 	tail -n 200 -F logs/$(SERVICE).log | npx bunyan

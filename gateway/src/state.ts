@@ -9,4 +9,6 @@ export interface GatewayState {
   token?: string;
   /** Route pattern for logs and metrics (never the raw URL: its query may hold search text). */
   endpoint?: string;
+  /** Aborted when the client disconnects before the response is written. */
+  signal?: AbortSignal;
 }

@@ -14,7 +14,13 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
     const started = process.hrtime.bigint();
     const state = ctx.state as GatewayState;
     state.reqId = normalizeRequestId(ctx.get('x-request-id') || undefined);
-    state.log = log.child({ req_id: state.reqId });
+    state.log = log.child({ req_id: state.reqId }, true);
+    const controller = new AbortController();
+    state.signal = controller.signal;
+    // A client that goes away cancels the backend call made for it.
+    ctx.res.once('close', () => {
+      if (!ctx.res.writableFinished) controller.abort();
+    });
     ctx.set('X-Request-Id', state.reqId);
     try {
       await next();

@@ -66,13 +66,15 @@ export function sanitizeRecord(rec: Record<string, unknown>, loggerName?: string
   return out;
 }
 
+/** One bunyan raw stream: each record is filtered and serialised once, then written to every sink. */
 class SafeStream {
   constructor(
-    private readonly sink: NodeJS.WritableStream,
+    private readonly sinks: NodeJS.WritableStream[],
     private readonly name: string,
   ) {}
   write(rec: Record<string, unknown>): void {
-    this.sink.write(JSON.stringify(sanitizeRecord(rec, this.name)) + '\n');
+    const line = JSON.stringify(sanitizeRecord(rec, this.name)) + '\n';
+    for (const sink of this.sinks) sink.write(line);
   }
 }
 
@@ -100,16 +102,14 @@ export interface LoggerOptions {
 /** One logger (and one log file) per service; every line passes through the safe-field filter. */
 export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? 'info';
-  const streams: bunyan.Stream[] = [];
+  const sinks: NodeJS.WritableStream[] = [];
   if (opts.dir) {
     fs.mkdirSync(opts.dir, { recursive: true });
     const file = fs.createWriteStream(path.join(opts.dir, `${name}.log`), { flags: 'a' });
     openFiles.add(file);
-    streams.push({ type: 'raw', level, stream: new SafeStream(file, name) as unknown as NodeJS.WritableStream });
+    sinks.push(file);
   }
-  if (opts.stdout ?? process.env.NODE_ENV !== 'test') {
-    streams.push({ type: 'raw', level, stream: new SafeStream(process.stdout, name) as unknown as NodeJS.WritableStream });
-  }
-  if (opts.sink) streams.push({ type: 'raw', level, stream: new SafeStream(opts.sink, name) as unknown as NodeJS.WritableStream });
-  return bunyan.createLogger({ name, level, streams });
+  if (opts.stdout ?? process.env.NODE_ENV !== 'test') sinks.push(process.stdout);
+  if (opts.sink) sinks.push(opts.sink);
+  return bunyan.createLogger({ name, level, streams: [{ type: 'raw', level, stream: new SafeStream(sinks, name) as unknown as NodeJS.WritableStream }] });
 }

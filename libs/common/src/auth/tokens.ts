@@ -30,9 +30,26 @@ function verificationKey(cfg: AuthConfig): KeyObject {
  * confusion are refused), issuer, audience and `exp` required. Any failure is UNAUTHENTICATED
  * with a generic message.
  */
-export function createTokenVerifier(cfg: AuthConfig): TokenVerifier {
+export function createTokenVerifier(cfg: AuthConfig, opts: { cacheSize?: number } = {}): TokenVerifier {
   const key = verificationKey(cfg);
-  return async (token: string) => {
+  // A client sends the same token for its whole life: remember verified ones until they expire
+  // (bounded, oldest first out), so the signature is checked once per token, not once per request.
+  const cacheSize = opts.cacheSize ?? 5000;
+  const cache = new Map<string, { principal: Principal; until: number }>();
+  const verify = async (token: string): Promise<Principal> => {
+    const hit = cache.get(token);
+    if (hit) {
+      if (hit.until > Date.now()) return hit.principal;
+      cache.delete(token);
+    }
+    const { principal, exp } = await verifyOnce(token);
+    if (cacheSize > 0) {
+      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string);
+      cache.set(token, { principal, until: exp * 1000 });
+    }
+    return principal;
+  };
+  const verifyOnce = async (token: string): Promise<{ principal: Principal; exp: number }> => {
     try {
       const { payload } = await jwtVerify(token, key, {
         algorithms: [cfg.PTW_JWT_ALG],
@@ -44,7 +61,7 @@ export function createTokenVerifier(cfg: AuthConfig): TokenVerifier {
       // A token issued in the future (beyond clock skew) was minted by a wrong clock or forged.
       if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + 60) throw unauthenticated('Token is invalid');
       const claims = claimsSchema.parse(payload);
-      return { user_id: claims.sub, role: claims.role, project_ids: claims.project_ids };
+      return { principal: { user_id: claims.sub, role: claims.role, project_ids: claims.project_ids }, exp: payload.exp as number };
     } catch (err) {
       if (err instanceof AppError) throw err;
       if (err instanceof z.ZodError) throw unauthenticated('Token claims are invalid');
@@ -52,6 +69,7 @@ export function createTokenVerifier(cfg: AuthConfig): TokenVerifier {
       throw unauthenticated('Token is invalid');
     }
   };
+  return verify;
 }
 
 export interface MintOptions {

@@ -16,6 +16,8 @@ export interface CallCredentials {
   token: string;
   reqId?: string;
   deadlineMs?: number;
+  /** Cancels the call when aborted (the HTTP client went away). */
+  signal?: AbortSignal;
 }
 
 type UnaryMethod<Req, Res> = (
@@ -69,11 +71,15 @@ export function createClient<C extends Client>(
       return (request: unknown, creds: CallCredentials) =>
         new Promise((resolve, reject) => {
           const deadline = new Date(Date.now() + (creds.deadlineMs ?? opts.defaultDeadlineMs));
-          fn.call(raw, request, callMetadata(creds), { deadline }, (err, res) => {
+          const onAbort = () => call.cancel();
+          const call = fn.call(raw, request, callMetadata(creds), { deadline }, (err, res) => {
+            creds.signal?.removeEventListener('abort', onAbort);
             opts.metrics?.grpcClientCalls.inc({ method: prop, code: Status[err?.code ?? Status.OK] });
             if (err) reject(err);
             else resolve(res);
           });
+          if (creds.signal?.aborted) call.cancel();
+          else creds.signal?.addEventListener('abort', onAbort, { once: true });
         });
     },
   });

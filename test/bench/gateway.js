@@ -1,0 +1,537 @@
+#!/usr/bin/env node
+/**
+ * Gateway HTTP throughput: req/s and latency p50/p99 (autocannon, same settings for every case) of
+ *   - a bare Koa route (baseline A) and Koa + koa-ratelimit's redis driver alone (baseline B);
+ *   - the gateway's own middleware stack (request id + access log, JWT auth, the ptw_kpi throttle,
+ *     bunyan to a file) in front of a trivial handler, at LOG_LEVEL info and warn;
+ *   - Express + express-rate-limit + rate-limit-redis, the usual Express choice, on the same Redis;
+ *   - the real system (startStack): GET /permits/kpis/ (gateway → export → store),
+ *     POST /sync-offline-data/ with no changes (gateway → sync, throttled scope) and
+ *     GET /permits/?page_size=20 (gateway → workflow → store).
+ * Each in-process server runs in a child process of its own on 127.0.0.1, so that the load
+ * generator (this process) does not share its event loop. Throttle limits are set so high that no
+ * request is refused; every case must answer 2xx only (the program exits 1 otherwise: the figures
+ * would not measure what they claim). Prints Markdown; progress goes to stderr.
+ * Run after `make build store`:  node test/bench/gateway.js [measured seconds per case, default 8]
+ */
+const path = require('node:path');
+const os = require('node:os');
+const fs = require('node:fs');
+const http = require('node:http');
+const { execFileSync, fork } = require('node:child_process');
+
+const root = path.resolve(__dirname, '..', '..');
+const common = () => require(path.join(root, 'libs/common/dist'));
+
+const CONNECTIONS = 20;
+const PIPELINING = 1;
+const WARMUP_S = 2;
+/** Seconds before autocannon gives a request up: store-backed cases take seconds under 20 connections. */
+const TIMEOUT_S = 30;
+/** The largest rate the gateway accepts (throttle/config.ts: at most 9 999 999 per window). */
+const HUGE_RATE = '9999999/hour';
+const HUGE_LIMIT = 9_999_999;
+const HOUR_MS = 3_600_000;
+const SEEDED_PERMITS = 300;
+const PROJECT = 'p1';
+const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+
+// ---------------------------------------------------------------------------------------------
+// Child side: one server per process, told which by `--serve <kind>`; reports its port over IPC.
+// ---------------------------------------------------------------------------------------------
+
+const okHandler = (ctx) => {
+  ctx.body = { ok: true };
+};
+
+/** Each builder returns the request listener and what to close when told to stop. */
+const SERVERS = {
+  async koa() {
+    const Koa = require('koa');
+    const app = new Koa();
+    app.use(okHandler);
+    return { listener: app.callback(), close: [] };
+  },
+
+  async 'koa-ratelimit'(env) {
+    const Koa = require('koa');
+    const ratelimit = require('koa-ratelimit');
+    const Redis = require('ioredis');
+    const redis = await readyRedis(new Redis(env.REDIS_URL));
+    const app = new Koa();
+    app.use(ratelimit({ driver: 'redis', db: redis, duration: HOUR_MS, max: HUGE_LIMIT, namespace: `${env.BENCH_KEY_PREFIX}:koa-ratelimit` }));
+    app.use(okHandler);
+    return { listener: app.callback(), close: [() => redis.quit()] };
+  },
+
+  async gateway(env) {
+    const Koa = require('koa');
+    const Redis = require('ioredis');
+    const { createLogger, closeLogFiles, createTokenVerifier, loadConfig, Metrics, DEV_JWT_SECRET } = common();
+    const { gatewayConfigSchema } = require(path.join(root, 'gateway/dist/config.js'));
+    const { requestMiddleware } = require(path.join(root, 'gateway/dist/middleware/request.js'));
+    const { authMiddleware } = require(path.join(root, 'gateway/dist/middleware/auth.js'));
+    const { createThrottle } = require(path.join(root, 'gateway/dist/throttle/index.js'));
+    const config = loadConfig(gatewayConfigSchema, {
+      PTW_JWT_SECRET: DEV_JWT_SECRET,
+      ...AUTH,
+      REDIS_URL: env.REDIS_URL,
+      LOG_DIR: env.BENCH_LOG_DIR,
+      LOG_LEVEL: env.BENCH_LOG_LEVEL,
+      PTW_THROTTLE_KPI: HUGE_RATE,
+    });
+    const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, stdout: false });
+    const metrics = new Metrics('gateway');
+    // The gateway's own client options (main.ts): fail fast, no offline queue, so wait for ready.
+    const redis = await readyRedis(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+    const throttle = createThrottle({ redis, config, log, metrics, keyPrefix: `${env.BENCH_KEY_PREFIX}:gateway` });
+    const app = new Koa({ proxy: config.PTW_TRUST_PROXY });
+    app.silent = true;
+    app.use(requestMiddleware(log, metrics));
+    app.use(authMiddleware(createTokenVerifier(config)));
+    app.use(throttle.middleware('ptw_kpi'));
+    app.use(okHandler);
+    return { listener: app.callback(), close: [() => redis.quit(), () => closeLogFiles()] };
+  },
+
+  async express(env) {
+    const express = require('express');
+    const { rateLimit } = require('express-rate-limit');
+    const { RedisStore } = require('rate-limit-redis');
+    const Redis = require('ioredis');
+    const redis = await readyRedis(new Redis(env.REDIS_URL));
+    const app = express();
+    // Koa sends neither an ETag nor X-Powered-By: compare like with like.
+    app.set('etag', false);
+    app.disable('x-powered-by');
+    app.use(
+      rateLimit({
+        windowMs: HOUR_MS,
+        limit: HUGE_LIMIT,
+        standardHeaders: 'draft-7',
+        legacyHeaders: false,
+        store: new RedisStore({ sendCommand: (command, ...args) => redis.call(command, ...args), prefix: `${env.BENCH_KEY_PREFIX}:express:` }),
+      }),
+    );
+    app.get('/', (_req, res) => res.json({ ok: true }));
+    return { listener: app, close: [() => redis.quit()] };
+  },
+};
+
+function readyRedis(redis) {
+  return new Promise((resolve, reject) => {
+    redis.once('ready', () => resolve(redis));
+    redis.once('error', reject);
+  });
+}
+
+async function serve(kind) {
+  const built = await SERVERS[kind](process.env);
+  const server = http.createServer(built.listener);
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const stop = async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    for (const close of built.close) await close();
+    process.exit(0);
+  };
+  process.on('message', (m) => m === 'stop' && stop());
+  process.on('disconnect', () => process.exit(0));
+  process.send({ port: server.address().port });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent side: load generator, the real stack, the report.
+// ---------------------------------------------------------------------------------------------
+
+const progress = (msg) => process.stderr.write(`[bench gateway] ${msg}\n`);
+
+let clockTicks;
+/**
+ * CPU seconds (user + system) a process has used, from /proc (Linux); NaN elsewhere. Per response,
+ * it is the server's own cost, which other load on the machine disturbs much less than req/s.
+ */
+function cpuSeconds(pid) {
+  try {
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Forks `--serve kind` and resolves with its URL and a stop(). */
+function startServer(kind, env) {
+  const child = fork(__filename, ['--serve', kind], { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+      if (child.connected) child.send('stop');
+      else child.kill('SIGTERM');
+      await exited;
+      clearTimeout(kill);
+    }
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${kind} server did not start within 30 s`));
+    }, 30_000);
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      resolve({ url: `http://127.0.0.1:${m.port}`, pid: child.pid, stop });
+    });
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${kind} server exited with code ${code} during start-up`));
+    });
+  });
+}
+
+/**
+ * Requests before the run: the case must answer 2xx with what it should, else the setup is wrong.
+ * Resolves with the median latency (ms) of three requests sent one at a time, i.e. without load.
+ */
+async function check(name, req, expect) {
+  const ms = [];
+  for (let i = 0; i < 4; i++) {
+    const t0 = process.hrtime.bigint();
+    const res = await fetch(req.url, { method: req.method ?? 'GET', headers: req.headers, body: req.body });
+    const text = await res.text();
+    if (i > 0) ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (!res.ok) throw new Error(`${name}: ${req.method ?? 'GET'} ${req.url} answered ${res.status}: ${text.slice(0, 300)}`);
+    const problem = expect?.(res, text);
+    if (problem) throw new Error(`${name}: ${problem} (status ${res.status}, body ${text.slice(0, 300)})`);
+  }
+  return ms.sort((x, y) => x - y)[1];
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const totalCpu = (pids) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+
+/**
+ * Waits (at most 30 s) until `pids` together use under 10 % of a core. Requests autocannon abandons
+ * at the end of a run are not cancelled downstream: on a slow store their backlog would otherwise
+ * be served during, and counted against, the next run.
+ */
+async function settle(pids) {
+  let last = totalCpu(pids);
+  if (!Number.isFinite(last)) return sleep(5000);
+  for (const until = Date.now() + 30_000; Date.now() < until; ) {
+    await sleep(250);
+    const now = totalCpu(pids);
+    if (now - last < 0.025) return;
+    last = now;
+  }
+  progress('the stack did not go idle within 30 s; the next run may see leftover work');
+}
+
+/**
+ * Runs autocannon on `req`. `cpu.server` is the server process whose CPU time is counted, `cpu.redis`
+ * the local redis-server's; `settlePids` (store-backed cases) are waited idle after each run.
+ */
+async function measure(name, req, duration, cpu, settlePids = []) {
+  const autocannon = require('autocannon');
+  const opts = { url: req.url, method: req.method ?? 'GET', headers: req.headers ?? {}, body: req.body, connections: CONNECTIONS, pipelining: PIPELINING, timeout: TIMEOUT_S };
+  progress(`${name}: ${WARMUP_S} s warm-up, ${duration} s measured`);
+  await autocannon({ ...opts, duration: WARMUP_S });
+  if (settlePids.length) await settle(settlePids);
+  const before = { server: cpuSeconds(cpu.server), redis: cpuSeconds(cpu.redis), self: process.cpuUsage() };
+  const r = await autocannon({ ...opts, duration });
+  const perResponse = (seconds) => (seconds * 1e6) / r.requests.total;
+  const self = process.cpuUsage(before.self);
+  const used = { server: cpuSeconds(cpu.server) - before.server, redis: cpuSeconds(cpu.redis) - before.redis, self: (self.user + self.system) / 1e6 };
+  if (settlePids.length) await settle(settlePids);
+  return {
+    name,
+    rps: r.requests.total / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    total: r.requests.total,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    cpuUsPerResponse: perResponse(used.server),
+    redisUsPerResponse: perResponse(used.redis),
+    loadUsPerResponse: perResponse(used.self),
+    codes: Object.entries(r.statusCodeStats)
+      .map(([code, s]) => `${code}×${s.count}`)
+      .join(' '),
+  };
+}
+
+/** Runs one in-process server case: start it, check it, measure it, stop it. */
+async function serverCase(name, kind, env, req, duration, redisPid, expect) {
+  const server = await startServer(kind, env);
+  try {
+    const full = { ...req, url: server.url + (req.path ?? '/') };
+    const aloneMs = await check(name, full, expect);
+    return { ...(await measure(name, full, duration, { server: server.pid, redis: redisPid })), aloneMs };
+  } finally {
+    await server.stop();
+  }
+}
+
+const hasHeader = (header) => (res) => (res.headers.get(header) === null ? `no ${header} header: the limiter did not count this request` : undefined);
+
+function permitDoc(i, now) {
+  const statuses = ['draft', 'submitted', 'under_review', 'approved', 'active', 'suspended', 'completed', 'cancelled'];
+  const status = statuses[i % statuses.length];
+  const created = new Date(now - (i + 1) * 3_600_000);
+  const doc = {
+    permit_number: `BENCH-${String(i).padStart(6, '0')}`,
+    project_id: PROJECT,
+    permit_type_id: i % 2 ? 'hot-work' : 'confined-space',
+    title: `Bench permit ${i}`,
+    description: '',
+    location: `Area ${i % 17}`,
+    priority: 'medium',
+    probability: 1 + (i % 5),
+    severity: 1 + (i % 3),
+    risk_score: (1 + (i % 5)) * (1 + (i % 3)),
+    risk_level: 'medium',
+    control_measures: '',
+    ppe_requirements: ['helmet', 'gloves'],
+    safety_checklist: {},
+    planned_start_time: new Date(created.getTime() + 3_600_000),
+    planned_end_time: new Date(now + ((i % 48) - 12) * 3_600_000),
+    status,
+    created_by: `u-${i % 7}`,
+    version: 1,
+    created_at: created,
+    updated_at: created,
+  };
+  if (status !== 'draft') doc.submitted_at = new Date(created.getTime() + 600_000);
+  if (status === 'under_review') doc.verified_at = new Date(created.getTime() + 1_200_000);
+  return doc;
+}
+
+async function seed(mongoUrl) {
+  const { MongoClient } = require('mongodb');
+  const client = await MongoClient.connect(mongoUrl);
+  try {
+    const now = Date.now();
+    await client
+      .db()
+      .collection('permits')
+      .insertMany(Array.from({ length: SEEDED_PERMITS }, (_, i) => permitDoc(i, now)));
+  } finally {
+    await client.close();
+  }
+}
+
+/** Deletes what this run left in Redis: its own prefix and the bench user's counters of the real gateway. */
+async function cleanRedis(redisUrl, keyPrefix, user) {
+  const Redis = require('ioredis');
+  const redis = new Redis(redisUrl);
+  try {
+    const keys = [`ptw:throttle:ptw_kpi:user:${user}`, `ptw:throttle:ptw_sync:user:${user}`];
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', `${keyPrefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      keys.push(...found);
+    } while (cursor !== '0');
+    await redis.del(...keys);
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** The pid of redis-server when it runs on this machine (its CPU time is then reported), else undefined. */
+async function localRedisPid(redisUrl) {
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(redisUrl).hostname)) return undefined;
+  const Redis = require('ioredis');
+  const redis = new Redis(redisUrl);
+  try {
+    const pid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('redis-server') ? pid : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await redis.quit();
+  }
+}
+
+const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
+
+function report(rows, base, duration) {
+  const [a, b] = [rows.find((r) => r.id === base.a), rows.find((r) => r.id === base.b)];
+  // No response within the window: every request took longer than it, so only bounds are known.
+  const bound = CONNECTIONS / duration;
+  console.log('| case | req/s | p50 ms | p99 ms | vs bare Koa | vs Koa+ratelimit |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    if (r.total === 0) {
+      const slow = `> ${duration * 1000}`;
+      console.log(`| ${r.name} | < ${fmt(bound, 1)} | ${slow} | ${slow} | < ${fmt(bound / a.rps, 4)} | < ${fmt(bound / b.rps, 4)} |`);
+    } else {
+      console.log(`| ${r.name} | ${fmt(r.rps)} | ${r.p50} | ${r.p99} | ${fmt(r.rps / a.rps, 2)} | ${fmt(r.rps / b.rps, 2)} |`);
+    }
+  }
+  console.log(
+    '\nResponses (every case must be 2xx only); latency of a request sent alone (median of three, before the run); CPU time the ' +
+      'server process (the gateway process in the full-stack cases, services excluded), Redis and the load generator spent per ' +
+      'response during the measured run (server CPU is what the other load on a shared machine disturbs least):\n',
+  );
+  console.log(
+    '| case | responses | non-2xx | errors | timeouts | status codes | 1 request alone ms | server CPU µs/response | vs Koa+ratelimit | Redis CPU µs/response | load generator CPU µs/response |',
+  );
+  console.log('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(
+      `| ${r.name} | ${r.total} | ${r.non2xx} | ${r.errors} | ${r.timeouts} | ${r.codes} | ${fmt(r.aloneMs, 1)} | ${fmt(r.cpuUsPerResponse)} | ${fmt(r.cpuUsPerResponse / b.cpuUsPerResponse, 2)} ` +
+        `| ${fmt(r.redisUsPerResponse)} | ${fmt(r.loadUsPerResponse)} |`,
+    );
+  }
+}
+
+async function main() {
+  const duration = Number(process.argv[2] || 8);
+  if (!(duration > 0)) throw new Error(`usage: node test/bench/gateway.js [measured seconds per case, default 8]`);
+  for (const dist of ['gateway/dist/middleware/request.js', 'libs/devstore/dist/stack.js', 'services/export/dist/main.js']) {
+    if (!fs.existsSync(path.join(root, dist))) throw new Error(`${dist} is missing: run \`npx tsc -b\` (or make build) first`);
+  }
+  const { DEV_JWT_SECRET, mintToken } = common();
+  const { ensureRedis } = require(path.join(root, 'libs/devstore/dist'));
+  const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
+
+  const redisUrl = process.env.REDIS_URL || (await ensureRedis());
+  const runId = `${process.pid}-${Date.now()}`;
+  const keyPrefix = `bench:${runId}`;
+  const user = `u-bench-${runId}`;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-bench-gateway-'));
+  const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user, role: 'manager', projects: [PROJECT], ttlSeconds: 3600 });
+  const bearer = { authorization: `Bearer ${token}` };
+  const cpus = os.cpus();
+
+  console.log('## Gateway throughput\n');
+  console.log(`Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${os.platform()} ${os.release()}, node ${process.version}.`);
+  console.log(
+    `autocannon: ${CONNECTIONS} connections, pipelining ${PIPELINING}, timeout ${TIMEOUT_S} s, ${WARMUP_S} s warm-up then ${duration} s measured per case; ` +
+      `load generator and servers share this machine's cores, so compare ratios, not absolutes.`,
+  );
+  console.log(
+    `Redis ${redisUrl}; store ${process.env.MONGO_URL ? 'MONGO_URL' : 'FerretDB/SQLite (local)'}: the store-backed cases measure the whole chain on a development store, ` +
+      `so their figures are ratios against the baselines of this run, not production absolutes.`,
+  );
+  console.log(
+    `Throttles: koa-ratelimit (and the gateway's throttle, which uses it) keeps a sliding log (one sorted-set entry per request, Lua script); ` +
+      `express-rate-limit + rate-limit-redis keeps a fixed-window counter (INCR script). Limits are ${HUGE_LIMIT}/hour: nothing is refused.\n`,
+  );
+
+  const redisPid = await localRedisPid(redisUrl);
+  const rows = [];
+  const add = (id, r) => rows.push({ id, ...r });
+  const childEnv = { REDIS_URL: redisUrl, BENCH_KEY_PREFIX: keyPrefix, BENCH_LOG_DIR: path.join(tmp, 'gateway-stack-logs') };
+  let stack;
+  try {
+    add('koa', await serverCase('A. bare Koa', 'koa', childEnv, {}, duration, redisPid));
+    add('koa-rl', await serverCase('B. Koa + koa-ratelimit (redis)', 'koa-ratelimit', childEnv, {}, duration, redisPid, hasHeader('x-ratelimit-remaining')));
+    for (const level of ['info', 'warn']) {
+      add(
+        `gateway-${level}`,
+        await serverCase(
+          `gateway middleware stack (request+auth+ptw_kpi throttle, LOG_LEVEL=${level})`,
+          'gateway',
+          { ...childEnv, BENCH_LOG_LEVEL: level },
+          { headers: bearer, path: '/api/v1/ptw/permits/kpis/' },
+          duration,
+          redisPid,
+          hasHeader('x-ratelimit-remaining'),
+        ),
+      );
+    }
+    add('express', await serverCase('Express + express-rate-limit + rate-limit-redis', 'express', childEnv, {}, duration, redisPid, hasHeader('ratelimit')));
+
+    progress('starting the real stack (store, services, gateway)');
+    const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_bench_gateway_${Date.now()}` : undefined;
+    stack = await startStack({
+      ports: 'free',
+      logDir: path.join(tmp, 'stack'),
+      mongoUrl,
+      redisUrl,
+      env: { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_THROTTLE_KPI: HUGE_RATE, PTW_THROTTLE_SYNC: HUGE_RATE, LOG_LEVEL: 'warn' },
+    });
+    await seed(stack.mongoUrl);
+    const api = `${stack.gatewayUrl}/api/v1/ptw`;
+    const stackPids = [...Object.values(stack.procs).map((p) => p.pid), ...(stack.store ? [stack.store.process.pid] : [])];
+    const json = (fn) => (_res, text) => fn(JSON.parse(text));
+    const cases = [
+      {
+        id: 'kpis',
+        name: 'full KPIs: gateway → export → store',
+        req: { url: `${api}/permits/kpis/`, headers: bearer },
+        expect: json((b) => (b.counts?.total_open > 0 ? undefined : 'no open permit counted: the seed is not seen')),
+      },
+      {
+        id: 'sync',
+        name: 'full sync, 0 changes: gateway → sync (ptw_sync throttle)',
+        req: { url: `${api}/sync-offline-data/`, method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify({ device_id: 'bench-device', changes: [] }) },
+        expect: json((b) => (b.summary?.total === 0 ? undefined : 'unexpected sync summary')),
+      },
+      {
+        id: 'list',
+        name: 'full permit list, page_size=20: gateway → workflow → store',
+        req: { url: `${api}/permits/?page_size=20`, headers: bearer },
+        expect: json((b) => (b.count === SEEDED_PERMITS && b.results?.length === 20 ? undefined : `expected ${SEEDED_PERMITS} permits, 20 on the page`)),
+      },
+    ];
+    for (const c of cases) {
+      const aloneMs = await check(c.name, c.req, c.expect);
+      add(c.id, { ...(await measure(c.name, c.req, duration, { server: stack.procs.gateway.pid, redis: redisPid }, stackPids)), aloneMs });
+    }
+  } finally {
+    progress('stopping');
+    if (stack) {
+      if (process.env.MONGO_URL) {
+        const { MongoClient } = require('mongodb');
+        const client = await MongoClient.connect(stack.mongoUrl);
+        await client.db().dropDatabase();
+        await client.close();
+      }
+      await stack.stop();
+    }
+    await cleanRedis(redisUrl, keyPrefix, user);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  report(rows, { a: 'koa', b: 'koa-rl' }, duration);
+  const gw = rows.find((r) => r.id === 'gateway-info');
+  const b = rows.find((r) => r.id === 'koa-rl');
+  const ratio = gw.rps / b.rps;
+  console.log(
+    `\nTarget "gateway stack ≥ 0.8× Koa + koa-ratelimit alone" (req/s, LOG_LEVEL=info as deployed): ` +
+      `${ratio >= 0.8 ? 'MET' : 'NOT MET'} at ${ratio.toFixed(2)}× (${fmt(gw.rps)} vs ${fmt(b.rps)} req/s); ` +
+      `server CPU per response ${fmt(gw.cpuUsPerResponse / b.cpuUsPerResponse, 2)}× that of Koa + koa-ratelimit.`,
+  );
+  for (const r of rows.filter((x) => x.total === 0)) {
+    console.log(
+      `\n${r.name}: no response completed within the ${duration} s window (each answered 2xx before the run, ${fmt(r.aloneMs)} ms alone; ` +
+        `${CONNECTIONS} at once queue in the store), so only bounds are shown; a longer window (first argument) measures it.`,
+    );
+  }
+  const bad = rows.filter((r) => r.non2xx || r.errors || r.timeouts);
+  if (bad.length) {
+    console.log(`\nINVALID RUN: ${bad.map((r) => r.name).join('; ')} answered non-2xx or failed: these figures do not measure what they claim.`);
+    process.exitCode = 1;
+  }
+}
+
+if (process.argv[2] === '--serve') {
+  serve(process.argv[3]).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+} else {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
