@@ -161,6 +161,24 @@ describe('health', () => {
     expect(after.workflow.overdue_approval - before.workflow.overdue_approval).toBe(1);
   });
 
+  it('when a manager runs a job now, then its run is recorded and health shows its state; unknown jobs are 404', async () => {
+    const mgr = await token(`u-m-jobs-${RUN}`, 'manager', ['p1']);
+    await m.Permit.create(permitDoc('pJ', { status: 'active', planned_end_time: new Date(Date.now() - H) }));
+    const run = await req('POST', '/jobs/auto_expire_permits/run/', mgr);
+    expect(run.status).toBe(200);
+    expect(run.data).toMatchObject({ job: 'auto_expire_permits', outcome: 'success', attempt: 1 });
+    expect(await m.Permit.countDocuments({ project_id: 'pJ', status: 'expired' })).toBe(1);
+    const jobs = await req('GET', '/jobs/', mgr);
+    expect(jobs.data.jobs.map((j: { name: string }) => j.name).sort()).toEqual(['auto_expire_permits', 'check_expiring_permits', 'check_overdue_workflow_tasks']);
+    expect(jobs.data.recent_runs[0]).toMatchObject({ job: 'auto_expire_permits', outcome: 'success' });
+    const health = (await req('GET', '/permits/health/', mgr)).data;
+    const state = health.jobs.find((j: { name: string }) => j.name === 'auto_expire_permits');
+    expect(state.last_success_at).not.toBeNull();
+    expect(state.last_error).toBeNull();
+    expect(health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits')).toMatchObject({ last_run_at: null, last_success_at: null, last_error: null, last_duration_ms: null });
+    expect((await req('POST', '/jobs/no_such_job/run/', mgr)).status).toBe(404);
+  });
+
   it('when the export service is stopped, then health still answers 200 degraded in under 2 s', async () => {
     const child = stack.procs.export;
     const exited = new Promise((r) => child.once('exit', r));

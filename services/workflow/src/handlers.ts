@@ -3,9 +3,10 @@ import type { Models } from '@ptw/db';
 import * as d from '@ptw/domain';
 import { workflowPb } from '@ptw/proto';
 import type { WorkflowConfig } from './config';
+import type { JobsHandle } from './jobs';
 
 /** gRPC handlers of the workflow service: thin adapters over @ptw/domain. */
-export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConfig>) {
+export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConfig>, jobs: JobsHandle) {
   return implement(
     workflowPb.WorkflowServiceService,
     {
@@ -57,7 +58,15 @@ export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConf
           models.Permit.countDocuments(d.overdueVerificationQuery(rt.config, now)),
           models.Permit.countDocuments(d.overdueApprovalQuery(rt.config, now)),
         ]);
-        return { overdue_verification, overdue_approval, jobs: [] };
+        return { overdue_verification, overdue_approval, jobs: await jobs.jobStates() };
+      },
+      listJobs: async (_req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
+        return jobs.listJobs();
+      },
+      runJob: async (req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
+        return jobs.runNow(req.name);
       },
     },
     rt,

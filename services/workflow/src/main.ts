@@ -3,6 +3,7 @@ import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@p
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, workflowPb } from '@ptw/proto';
 import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
+import { startJobs } from './jobs';
 
 /** Starts the workflow service (permit lifecycle, isolation, closeout, notifications, jobs). */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
@@ -19,15 +20,21 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-workflow' });
       const models = registerModels(conn);
       await ensureIndexes(conn);
+      // Every replica serves run-now and job states; with PTW_JOBS_WORKER (default true) it also
+      // runs the schedules — the job-run unique index keeps each slot to one execution.
+      const jobs = await startJobs({ conn, models, config, log: rt.log, metrics: rt.metrics, worker: config.PTW_JOBS_WORKER });
       return {
         services: [
           {
             name: SERVICE_NAMES.workflow,
             definition: workflowPb.WorkflowServiceService,
-            implementation: workflowHandlers(models, rt),
+            implementation: workflowHandlers(models, rt, jobs),
           },
         ],
-        close: () => conn.close(),
+        close: async () => {
+          await jobs.stop();
+          await conn.close();
+        },
         watchHealth: (setServing) => watchConnection(conn, setServing),
       };
     },
