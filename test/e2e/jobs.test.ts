@@ -75,6 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await conn?.close();
   await store?.stop();
+  if (logDir) fs.rmSync(logDir, { recursive: true, force: true });
 });
 
 function startWorker(): ChildProcess {

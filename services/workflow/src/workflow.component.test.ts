@@ -66,7 +66,7 @@ async function placed(status: PermitStatus, typeId = 'hot-work') {
 beforeAll(async () => {
   store = await testStore('workflow_component');
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-wf-'));
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: logDir });
+  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: logDir });
   conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'test' });
   m = registerModels(conn);
   await seed(m);

@@ -1,7 +1,7 @@
 /**
  * The bodies of the workflow jobs (SPEC §8), as plain functions of the store and a clock so tests
  * call them directly with an injected `now`. Each works in batches: one cursor read per batch,
- * then one write command per kind of write, so a job's round trips grow with
+ * then (about) one write command per kind of write, so a job's round trips grow with
  * `permits / batchSize`, never with the number of permits. Notifications are inserted unordered
  * and a duplicate-key error on `(user_id, dedupe_key)` means "already sent": that unique index is
  * the dedupe, on FerretDB as on MongoDB, whatever the number of racing workers.
@@ -222,7 +222,8 @@ export async function checkOverdueWorkflowTasks(ctx: JobContext, now: Date): Pro
 }
 
 /**
- * FerretDB 1.24 (SQLite) never answers an `update` command that carries 100 statements or more, so
+ * FerretDB 1.24 never answers an `update` command of 100 statements or more (its handler keeps each
+ * statement's query open until the command ends, and its SQLite pool has 100 connections), so
  * statements go out in commands of at most this many.
  */
 const MAX_UPDATE_STATEMENTS = 50;
@@ -230,7 +231,9 @@ const MAX_UPDATE_STATEMENTS = 50;
 /**
  * Moves claimed permits to `expired` with one version-guarded `updateMany` per (version, has an
  * actual end) group: active permits share few versions, so a batch of any size is usually one
- * `update` command. Returns how many permits matched.
+ * `update` command of a few statements. (One `updateOne` per permit would be as many statements,
+ * and FerretDB pushes down only filters made of `_id` alone: each would scan the collection.)
+ * Returns how many permits matched.
  */
 async function expireClaimed(collection: Models['Permit']['collection'], targets: PermitRow[], now: Date): Promise<number> {
   const groups = new Map<string, { version: number; setEnd: boolean; ids: Types.ObjectId[] }>();
@@ -257,8 +260,8 @@ async function expireClaimed(collection: Models['Permit']['collection'], targets
  * `auto_expire_permits`: active permits past their planned end → `expired` (the system
  * transition). Per batch: the next versions are claimed in one insert on the revisions unique
  * index (a permit written concurrently loses its claim and is left for the next run), the claimed
- * permits move by version-guarded updates grouped by version (see {@link expireClaimed}), then one insert of audit events
- * and one of `ptw_expired` notifications (key `expired_{permit_id}`).
+ * permits move by version-guarded updates grouped by version (see {@link expireClaimed}), then
+ * one insert of audit events and one of `ptw_expired` notifications (key `expired_{permit_id}`).
  */
 export async function autoExpirePermits(ctx: JobContext, now: Date): Promise<JobResult> {
   const { Permit, AuditEvent, Notification } = ctx.models;

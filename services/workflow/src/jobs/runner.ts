@@ -97,6 +97,8 @@ export interface SlotOutcome {
  * The slot of a scheduled run: the start of the period it belongs to. Schedules tick on multiples
  * of the period (see `parseSchedule`), so every worker that picks up the same tick computes the same
  * slot; a timer firing a little early (up to a quarter period, at most 1 s) still counts for its tick.
+ * A run picked up more than a period late counts for the period it runs in (the skipped tick's
+ * work is done by it, and that period's own tick then finds its slot taken).
  */
 export function scheduledSlot(at: Date, periodMs: number): string {
   const early = Math.min(1000, Math.floor(periodMs / 4));
