@@ -111,5 +111,7 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
   }
   if (opts.stdout ?? process.env.NODE_ENV !== 'test') sinks.push(process.stdout);
   if (opts.sink) sinks.push(opts.sink);
-  return bunyan.createLogger({ name, level, streams: [{ type: 'raw', level, stream: new SafeStream(sinks, name) as unknown as NodeJS.WritableStream }] });
+  // Lines not tied to a request (start, stop, jobs) say so with req_id "process"; request loggers
+  // are children that set the real id.
+  return bunyan.createLogger({ name, level, req_id: 'process', streams: [{ type: 'raw', level, stream: new SafeStream(sinks, name) as unknown as NodeJS.WritableStream }] });
 }
