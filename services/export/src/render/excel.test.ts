@@ -1,46 +1,10 @@
 import ExcelJS from 'exceljs';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Writable } from 'node:stream';
 import { AUDIT_HEADERS, CLOSEOUT_HEADERS, ISOLATION_HEADERS, PERMIT_HEADERS, streamExcel } from './excel';
 import { samplePermit } from './samples';
+import { Collect, from, settled, Stalled } from './stream-testing';
 import type { ExportPermit } from './types';
-
-class Collect extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-  get buffer(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
-/** Accepts one chunk and then never acknowledges it: an output whose reader went away. */
-class Stalled extends Writable {
-  constructor() {
-    super({ highWaterMark: 1 });
-  }
-  override _write(): void {}
-}
-
-/** The value of `read()` once it has stopped changing for 400 ms (polled for at most 10 s). */
-async function settled(read: () => number): Promise<number> {
-  let last = -1;
-  let still = 0;
-  for (let t = 0; t < 100 && still < 4; t++) {
-    await new Promise((r) => setTimeout(r, 100));
-    still = read() === last ? still + 1 : 0;
-    last = read();
-  }
-  if (still < 4) throw new Error(`still changing after 10 s: ${last}`);
-  return last;
-}
-
-async function* from<T>(items: Iterable<T>): AsyncGenerator<T> {
-  for (const it of items) yield it;
-}
 
 const spoolDirs = () => readdirSync(tmpdir()).filter((f) => f.startsWith('ptw-export-'));
 

@@ -2,9 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pdfText, renderPermitPdf } from './pdf';
+import { Writable } from 'node:stream';
 import { samplePermit } from './samples';
+import { Collect, from, settled, Stalled } from './stream-testing';
 import type { ExportPermit } from './types';
 import { pdfEntryName, streamPdfZip } from './zip';
 
@@ -19,42 +20,6 @@ for (const tool of ['unzip', 'pdftotext']) {
   } catch {
     throw new Error(`${tool} is needed by these tests: apt-get install -y unzip poppler-utils`);
   }
-}
-
-class Collect extends Writable {
-  chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-  get buffer(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
-/** Accepts one chunk and then never acknowledges it: an output whose reader went away. */
-class Stalled extends Writable {
-  constructor() {
-    super({ highWaterMark: 1 });
-  }
-  override _write(): void {}
-}
-
-/** The value of `read()` once it has stopped changing for 400 ms (polled for at most 10 s). */
-async function settled(read: () => number): Promise<number> {
-  let last = -1;
-  let still = 0;
-  for (let t = 0; t < 100 && still < 4; t++) {
-    await new Promise((r) => setTimeout(r, 100));
-    still = read() === last ? still + 1 : 0;
-    last = read();
-  }
-  if (still < 4) throw new Error(`still changing after 10 s: ${last}`);
-  return last;
-}
-
-async function* from<T>(items: Iterable<T>): AsyncGenerator<T> {
-  for (const it of items) yield it;
 }
 
 const LONG_TAIL = 'The description ends with this closing sentence.';
