@@ -14,7 +14,8 @@ const { Writable } = require('node:stream');
 
 const root = path.resolve(__dirname, '..', '..');
 const dist = path.join(root, 'services/export/dist/render');
-const KINDS = ['pdf', 'excel', 'excel-detailed'];
+/** `*-buffered` are the baselines: the naive approach (whole export in memory, then written). */
+const KINDS = ['pdf', 'pdf-buffered', 'excel', 'excel-buffered', 'excel-detailed'];
 const SAMPLE_MS = 50;
 /** Permits per cursor batch: the source waits on "I/O" between batches, as a mongoose cursor does. */
 const BATCH = 100;
@@ -55,12 +56,65 @@ async function runCase(kind, count) {
   }, SAMPLE_MS);
   const t0 = process.hrtime.bigint();
   const result =
-    kind === 'pdf' ? await streamPdfZip(permits(), sink) : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
+    kind === 'pdf'
+      ? await streamPdfZip(permits(), sink)
+      : kind === 'pdf-buffered'
+        ? await bufferedPdfZip(permits(), sink)
+        : kind === 'excel-buffered'
+          ? await bufferedExcel(permits(), sink)
+          : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   clearInterval(sampler);
   live();
   if (result.permitCount !== count || result.bytes !== sunk) throw new Error(`bad result ${JSON.stringify(result)} (sink saw ${sunk} bytes)`);
   return { kind, count, seconds, bytes: result.bytes, baseRss: base.rss, peakRss, peakHeap, baseLive, peakLive };
+}
+
+/** Baseline: every PDF rendered into memory first, then one ZIP written at the end. */
+async function bufferedPdfZip(permits, out) {
+  const { renderPermitPdf } = require(dist);
+  const archiver = require('archiver');
+  const files = [];
+  for await (const p of permits) {
+    const chunks = [];
+    for await (const c of renderPermitPdf(p)) chunks.push(c);
+    files.push([`PTW_${p.permit_number}.pdf`, Buffer.concat(chunks)]);
+  }
+  const zip = archiver('zip', { zlib: { level: 6 } });
+  let bytes = 0;
+  zip.on('data', (c) => (bytes += c.length));
+  const done = new Promise((resolve, reject) => {
+    out.on('finish', resolve);
+    zip.on('error', reject);
+  });
+  zip.pipe(out);
+  for (const [name, buf] of files) zip.append(buf, { name });
+  await zip.finalize();
+  await done;
+  return { permitCount: files.length, bytes };
+}
+
+/** Baseline: ExcelJS's in-memory workbook with the same Permits sheet, written once at the end. */
+async function bufferedExcel(permits, out) {
+  const ExcelJS = require('exceljs');
+  const { PERMIT_HEADERS } = require(dist);
+  const wb = new ExcelJS.Workbook();
+  const ws = wb.addWorksheet('Permits');
+  ws.addRow([...PERMIT_HEADERS]);
+  let count = 0;
+  for await (const p of permits) {
+    count++;
+    ws.addRow([p.permit_number, p.title, p.permit_type_name, p.status, p.priority, p.risk_level, p.risk_score, p.location, p.project_name,
+      p.planned_start_time, p.planned_end_time, p.actual_start_time, p.actual_end_time, p.created_by, p.verifier_id, p.approver_id,
+      p.submitted_at, p.verified_at, p.approved_at, p.created_at, p.updated_at]);
+  }
+  let bytes = 0;
+  const counted = new (require('node:stream').Transform)({ transform(c, _e, cb) { bytes += c.length; cb(null, c); } });
+  counted.pipe(out);
+  await wb.xlsx.write(counted);
+  counted.end();
+  await new Promise((r) => out.on('finish', r));
+  return { permitCount: count, bytes };
 }
 
 const mb = (b) => (b / 1048576).toFixed(1);
