@@ -1,6 +1,6 @@
 import { baseConfigSchema, listenAddress, type BaseConfig } from './config';
 import { createTokenVerifier, mintToken, type TokenVerifier } from './auth/tokens';
-import { createLogger, closeLogFiles, type Logger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { Metrics, startMetricsServer } from './metrics';
 import { startGrpcServer, type GrpcServerHandle, type RegisteredService } from './grpc/server';
 import { onShutdownSignal } from './shutdown';
@@ -94,7 +94,6 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
   return { port: grpc.port, metricsPort: metricsServer.port, grpc, stop };
 }
 
-export { closeLogFiles };
 
 /**
  * Entry-point helper: runs `start` when the file is executed directly; a configuration error or
