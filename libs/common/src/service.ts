@@ -94,7 +94,6 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
   return { port: grpc.port, metricsPort: metricsServer.port, grpc, stop };
 }
 
-
 /**
  * Entry-point helper: runs `start` when the file is executed directly; a configuration error or
  * a failed start prints one clear line and exits 1.
