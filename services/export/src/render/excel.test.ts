@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { AUDIT_HEADERS, CLOSEOUT_HEADERS, ISOLATION_HEADERS, PERMIT_HEADERS, streamExcel } from './excel';
 import { samplePermit } from './samples';
-import { Collect, from, settled, Stalled } from './stream-testing';
+import { Collect, endlessSamples, from, settled, Stalled } from './stream-testing';
 import type { ExportPermit } from './types';
 
 const spoolDirs = () => readdirSync(tmpdir()).filter((f) => f.startsWith('ptw-export-'));
@@ -143,21 +143,13 @@ describe('streamExcel', () => {
 describe('streamExcel flow control', () => {
   it('when the output stops accepting bytes, then the source is not drained, and an abort ends the run and removes the spool', async () => {
     const before = spoolDirs().length;
-    let pulled = 0;
-    async function* endless() {
-      for (let i = 1; ; i++) {
-        // Like a cursor, the source waits on I/O: it never blocks the event loop, even if the renderer never waits.
-        await new Promise((r) => setImmediate(r));
-        pulled += 1;
-        yield samplePermit(i);
-      }
-    }
+    const source = endlessSamples();
     const ac = new AbortController();
     const out = new Stalled();
-    const run = streamExcel(endless(), out, { detailed: true, signal: ac.signal });
+    const run = streamExcel(source.items, out, { detailed: true, signal: ac.signal });
     run.catch(() => undefined);
     try {
-      const stalledAt = await settled(() => pulled);
+      const stalledAt = await settled(source.pulled);
       // The rows waiting for the reader are bounded by the stream buffers: about 330 permits here.
       expect(stalledAt).toBeGreaterThan(0);
       expect(stalledAt).toBeLessThan(2000);

@@ -1,5 +1,6 @@
 /** Stream doubles shared by the renderer tests (not used by the service itself). */
 import { Writable } from 'node:stream';
+import { samplePermit } from './samples';
 
 /** Keeps everything written to it. */
 export class Collect extends Writable {
@@ -37,4 +38,17 @@ export async function settled(read: () => number): Promise<number> {
 /** An async iterable over `items` (what the renderers consume). */
 export async function* from<T>(items: Iterable<T>): AsyncGenerator<T> {
   for (const it of items) yield it;
+}
+
+/** An endless source of sample permits that, like a cursor, waits on I/O between items; counts pulls. */
+export function endlessSamples(): { items: AsyncGenerator<ReturnType<typeof samplePermit>>; pulled: () => number } {
+  let pulled = 0;
+  async function* items() {
+    for (let i = 1; ; i++) {
+      await new Promise((r) => setImmediate(r));
+      pulled += 1;
+      yield samplePermit(i);
+    }
+  }
+  return { items: items(), pulled: () => pulled };
 }

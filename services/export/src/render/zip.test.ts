@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pdfText, renderPermitPdf } from './pdf';
 import { Writable } from 'node:stream';
 import { samplePermit } from './samples';
-import { Collect, from, settled, Stalled } from './stream-testing';
+import { Collect, endlessSamples, from, settled, Stalled } from './stream-testing';
 import type { ExportPermit } from './types';
 import { pdfEntryName, streamPdfZip } from './zip';
 
@@ -143,21 +143,13 @@ describe('streamPdfZip', () => {
 
 describe('streamPdfZip flow control', () => {
   it('when the output stops accepting bytes, then only a few permits are pulled from the source, and an abort then ends the run', async () => {
-    let pulled = 0;
-    async function* endless() {
-      for (let i = 1; ; i++) {
-        // Like a cursor, the source waits on I/O: it never blocks the event loop, even if the renderer never waits.
-        await new Promise((r) => setImmediate(r));
-        pulled += 1;
-        yield samplePermit(i);
-      }
-    }
+    const source = endlessSamples();
     const ac = new AbortController();
     const out = new Stalled();
-    const run = streamPdfZip(endless(), out, { signal: ac.signal });
+    const run = streamPdfZip(source.items, out, { signal: ac.signal });
     run.catch(() => undefined);
     try {
-      const stalledAt = await settled(() => pulled);
+      const stalledAt = await settled(source.pulled);
       // What waits for the reader is bounded by the stream buffers: about 65 small PDFs here.
       expect(stalledAt).toBeGreaterThan(0);
       expect(stalledAt).toBeLessThan(150);
