@@ -10,10 +10,9 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import Koa from 'koa';
 import Redis from 'ioredis';
-import { createLogger, loadConfig, Metrics } from '@ptw/common';
+import { createLogger, loadConfig, memorySink, Metrics } from '@ptw/common';
 import type { ErrorBody } from '../../gateway/src/errors';
 import { requestMiddleware } from '../../gateway/src/middleware/request';
 import { createThrottle, throttleConfigSchema, type ThrottleScope } from '../../gateway/src/throttle';
@@ -32,7 +31,8 @@ const CLIENT_OPTIONS = { maxRetriesPerRequest: 1, enableOfflineQueue: false } as
 interface TestGateway {
   url: string;
   metrics: Metrics;
-  logs: Record<string, unknown>[];
+  /** Every log line so far (pending ones written first). */
+  logs(): Record<string, unknown>[];
   close(): Promise<void>;
 }
 
@@ -55,14 +55,8 @@ async function ready(r: Redis): Promise<void> {
 
 /** One gateway-like app: request mapping, stand-in auth, the throttle on `/<scope>` routes and the status. */
 async function startGateway(redis: Redis, env: Record<string, string>): Promise<TestGateway> {
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      logs.push(JSON.parse(String(chunk)));
-      done();
-    },
-  });
-  const log = createLogger('gateway', { stdout: false, sink });
+  const captured = memorySink();
+  const log = createLogger('gateway', { stdout: false, sink: captured.sink });
   const metrics = new Metrics('gateway');
   const throttle = createThrottle({ redis, config: loadConfig(throttleConfigSchema, env), log, metrics, keyPrefix: PREFIX });
   const scoped = Object.fromEntries((['ptw_sync', 'ptw_kpi', 'ptw_bulk_export'] as ThrottleScope[]).map((s) => [`/${s}`, throttle.middleware(s)]));
@@ -89,7 +83,7 @@ async function startGateway(redis: Redis, env: Record<string, string>): Promise<
   const gw: TestGateway = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     metrics,
-    logs,
+    logs: captured.lines,
     close: () => {
       server.closeAllConnections();
       return new Promise<void>((resolve) => server.close(() => resolve()));
@@ -350,7 +344,7 @@ describe('Redis outages', () => {
     expect(await errorOf(closed)).toMatchObject({ code: 'throttle_unavailable', details: { scope: 'ptw_kpi' } });
     expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(3);
     expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
-    const warnings = gw.logs.filter((l) => l.event === 'throttle_fallback');
+    const warnings = gw.logs().filter((l) => l.event === 'throttle_fallback');
     expect(warnings.map((l) => [l.level, l.outcome, l.user_id])).toEqual([...Array(3).fill([40, 'open', 'erin']), [40, 'closed', 'erin']]);
     const status = await fetch(`${gw.url}/status?user=erin`);
     expect([status.status, (await errorOf(status)).code]).toEqual([503, 'throttle_unavailable']);
@@ -389,7 +383,7 @@ describe('Redis outages', () => {
       expect([open.status, closed.status]).toEqual([200, 503]);
       expect(Date.now() - started).toBeLessThan(2000);
       expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(before + 1);
-      expect(gw.logs.filter((l) => l.event === 'throttle_fallback').at(-1)).toMatchObject({ error_type: 'RedisDeadlineError' });
+      expect(gw.logs().filter((l) => l.event === 'throttle_fallback').at(-1)).toMatchObject({ error_type: 'RedisDeadlineError' });
       local.resume();
       // The paused call still reaches Redis once it resumes, so a fresh user proves enforcement.
       expect(await statuses(gw, 'ptw_sync', 'hugo', 3)).toEqual([200, 200, 429]);

@@ -1,12 +1,25 @@
 import { PassThrough } from 'node:stream';
-import { createLogger, sanitizeRecord } from './logger';
+import { createLogger, flushLogs, lineWriter, memorySink, safeLine } from './logger';
 
+const sanitizeRecord = (rec: Record<string, unknown>) => JSON.parse(safeLine(rec)) as Record<string, unknown>;
+
+/** A stream sink (written asynchronously, like a file): `lines` fills as chunks arrive. */
 function capture() {
   const sink = new PassThrough();
   const lines: Record<string, unknown>[] = [];
-  sink.on('data', (d: Buffer) => d.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l))));
-  return { sink, lines };
+  let chunks = 0;
+  sink.on('data', (d: Buffer) => {
+    chunks++;
+    d.toString()
+      .split('\n')
+      .filter(Boolean)
+      .forEach((l) => lines.push(JSON.parse(l)));
+  });
+  return { sink, lines, chunks: () => chunks };
 }
+
+const tick = () => new Promise((r) => setImmediate(r));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('safe-field logger', () => {
   it('when a call site passes unsafe fields, then only allow-listed fields reach the sink', async () => {
@@ -16,7 +29,8 @@ describe('safe-field logger', () => {
       { user_id: 'u1', permit_id: 'p-1', email: 'a@b.c', token: 'eyJ.x.y', data: { signature: 'base64' }, name: 'Jane Doe', duration_ms: 12 },
       'hello',
     );
-    await new Promise((r) => setImmediate(r));
+    flushLogs();
+    await tick();
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ user_id: 'u1', permit_id: 'p-1', duration_ms: 12, msg: 'hello' });
     for (const k of ['email', 'token', 'data']) expect(lines[0]).not.toHaveProperty(k);
@@ -39,7 +53,106 @@ describe('safe-field logger', () => {
   it('when a child logger carries req_id, then every line has it', async () => {
     const { sink, lines } = capture();
     createLogger('t', { stdout: false, sink }).child({ req_id: 'r-1' }).warn({ outcome: 'x' }, 'm');
-    await new Promise((r) => setImmediate(r));
+    flushLogs();
+    await tick();
     expect(lines[0]).toMatchObject({ req_id: 'r-1', outcome: 'x', level: 40 });
+  });
+
+  it('when lines are logged together, then they reach the sink in one write, in order, without being asked', async () => {
+    const { sink, lines, chunks } = capture();
+    const log = createLogger('t', { stdout: false, sink });
+    for (let i = 0; i < 50; i++) log.info({ attempt: i }, 'line');
+    await tick();
+    expect(lines).toHaveLength(0); // batched: nothing written yet
+    await sleep(200);
+    expect(lines.map((l) => l.attempt)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(chunks()).toBe(1);
+  });
+
+  it('when an error is logged, then it and the lines before it are written at once', async () => {
+    const { sink, lines } = capture();
+    const log = createLogger('t', { stdout: false, sink });
+    log.info({ attempt: 1 }, 'before');
+    log.error({ err: new Error('boom') }, 'failed');
+    await tick();
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      [30, 'before'],
+      [50, 'failed'],
+    ]);
+  });
+
+  it('when a record has core, safe, unknown and odd-typed fields, then the line is valid JSON holding only what is allowed', () => {
+    const time = new Date('2026-11-28T10:00:00.123Z');
+    const line = safeLine(
+      {
+        name: 'Jane Doe',
+        hostname: 'h1',
+        pid: 7,
+        level: 30,
+        msg: 'quote " and \\ backslash\nnew line',
+        time,
+        v: 0,
+        duration_ms: Number.NaN,
+        detailed: true,
+        applied_count: 3,
+        project_id: ['p1', 'a@b.c', 5],
+        permit_id: null,
+        device_id: { nested: 'x' },
+        outcome: undefined,
+        signature: 'data:image/png;base64,AAAA',
+      },
+      'svc',
+    );
+    expect(JSON.parse(line)).toEqual({
+      name: 'svc',
+      hostname: 'h1',
+      pid: 7,
+      level: 30,
+      msg: 'quote " and \\ backslash\nnew line',
+      time: '2026-11-28T10:00:00.123Z',
+      v: 0,
+      duration_ms: null,
+      detailed: true,
+      applied_count: 3,
+      project_id: ['p1', '[redacted]', 5],
+      permit_id: null,
+      device_id: '[redacted]',
+    });
+  });
+
+  it('when a test sink is used, then lines() holds every line logged so far', () => {
+    const m = memorySink();
+    const log = createLogger('t', { stdout: false, sink: m.sink });
+    log.info({ attempt: 1 }, 'a');
+    log.child({ req_id: 'r-2' }).warn({ attempt: 2 }, 'b');
+    expect(m.lines().map((l) => [l.attempt, l.req_id])).toEqual([
+      [1, 'process'],
+      [2, 'r-2'],
+    ]);
+    m.clear();
+    expect(m.lines()).toEqual([]);
+  });
+
+  it('when a line writer writes fields, then the line is the one log.info would write, at the logger level only', () => {
+    const m = memorySink();
+    const log = createLogger('gateway', { stdout: false, sink: m.sink });
+    const write = lineWriter(log, 'request');
+    const fields = { req_id: 'r-9', event: 'http_access', endpoint: 'GET /permits/', status_code: 200, duration_ms: 3, user_id: 'jane@example.com', detailed: false };
+    log.info(fields, 'request');
+    write(fields);
+    write({ event: 'no_id', attempt: 1, signature: 'data:,x', token: 'eyJ.a.b' } as never);
+    log.level('warn');
+    write(fields);
+    const [viaBunyan, viaWriter, noId, ...more] = m.lines();
+    expect(more).toEqual([]);
+    const { time: t1, ...a } = viaBunyan;
+    const { time: t2, ...b } = viaWriter;
+    expect(b).toEqual(a);
+    expect(new Date(String(t2)).getTime()).toBeGreaterThanOrEqual(new Date(String(t1)).getTime());
+    expect(a).toMatchObject({ user_id: '[redacted]', detailed: false, level: 30, name: 'gateway', v: 0 });
+    expect(noId).toMatchObject({ req_id: 'process', event: 'no_id', attempt: 1 });
+    expect(noId).not.toHaveProperty('signature');
+    expect(noId).not.toHaveProperty('token');
+    expect(() => lineWriter(log.child({ req_id: 'x' }), 'm')).toThrow(/root logger/);
   });
 });

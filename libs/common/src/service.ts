@@ -1,6 +1,6 @@
 import { baseConfigSchema, listenAddress, type BaseConfig } from './config';
 import { createTokenVerifier, mintToken, type TokenVerifier } from './auth/tokens';
-import { createLogger, type Logger } from './logger';
+import { closeLogFiles, createLogger, type Logger } from './logger';
 import { Metrics, startMetricsServer } from './metrics';
 import { startGrpcServer, type GrpcServerHandle, type RegisteredService } from './grpc/server';
 import { onShutdownSignal } from './shutdown';
@@ -101,6 +101,7 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
 export function runMain(name: string, start: () => Promise<unknown>): void {
   start().catch((err: Error) => {
     process.stderr.write(`${name}: failed to start: ${err.message}\n`);
-    process.exit(1);
+    // The lines logged before the failure say where it happened: write them before leaving.
+    void closeLogFiles().finally(() => process.exit(1));
   });
 }

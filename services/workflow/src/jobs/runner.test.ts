@@ -4,7 +4,7 @@
  */
 import mongoose, { type Connection } from 'mongoose';
 import { startStore, type RunningStore } from '@ptw/devstore';
-import { AppError, createLogger, Metrics, Status, type Logger } from '@ptw/common';
+import { AppError, createLogger, memorySink, Metrics, Status, type Logger } from '@ptw/common';
 import { ensureIndexes, registerModels, type Models } from '@ptw/db';
 import { loadJobsConfig } from './config';
 import { startJobs } from './index';
@@ -16,7 +16,7 @@ jest.setTimeout(60_000);
 let store: RunningStore | undefined;
 let conn: Connection;
 let models: Models;
-let lines: Record<string, unknown>[] = [];
+const logged = memorySink();
 let log: Logger;
 
 function databaseUrl(name: string): Promise<string> {
@@ -29,8 +29,7 @@ beforeAll(async () => {
   conn = await mongoose.createConnection(await databaseUrl('ptw_jobs_runner'), { retryWrites: false }).asPromise();
   models = registerModels(conn);
   await ensureIndexes(conn);
-  const sink = { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) } as unknown as NodeJS.WritableStream;
-  log = createLogger('workflow', { stdout: false, sink });
+  log = createLogger('workflow', { stdout: false, sink: logged.sink });
 });
 
 afterAll(async () => {
@@ -39,7 +38,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  lines = [];
+  logged.clear();
   await Promise.all([models.JobRun, models.JobState, models.Permit, models.Notification, models.AuditEvent, models.Revision].map((m) => m.deleteMany({})));
 });
 
@@ -100,13 +99,13 @@ describe('retries', () => {
     expect(state?.last_success_at?.getTime()).toBeGreaterThanOrEqual(runs[2].started_at.getTime());
     expect([await value('ptw_job_runs_total', { job: 'flaky', outcome: 'error' }), await value('ptw_job_runs_total', { job: 'flaky', outcome: 'success' })]).toEqual([2, 1]);
     expect(await value('ptw_job_failures_total', { job: 'flaky' })).toBe(0);
-    const logged = lines.filter((l) => l.event === 'job_flaky');
-    expect(logged.map((l) => [l.attempt, l.outcome])).toEqual([
+    const flakyLines = logged.lines().filter((l) => l.event === 'job_flaky');
+    expect(flakyLines.map((l) => [l.attempt, l.outcome])).toEqual([
       [1, 'error'],
       [2, 'error'],
       [3, 'success'],
     ]);
-    expect(logged[2]).toMatchObject({ job: 'flaky', permit_count: 3, duration_ms: expect.any(Number) });
+    expect(flakyLines[2]).toMatchObject({ job: 'flaky', permit_count: 3, duration_ms: expect.any(Number) });
   });
 
   it('when a job always fails, then 4 attempts are recorded, the delays stay within capped bounds and the state keeps a safe last error', async () => {
@@ -129,7 +128,7 @@ describe('retries', () => {
     expect(delays).toEqual([30, 140, 250]);
     const state = await models.JobState.findById('broken').lean();
     expect(state?.last_error).toBe('Error: message withheld (it may quote stored data)');
-    const stored = JSON.stringify(await models.JobRun.find({ job: 'broken' }).lean()) + JSON.stringify(lines);
+    const stored = JSON.stringify(await models.JobRun.find({ job: 'broken' }).lean()) + JSON.stringify(logged.lines());
     expect(stored).not.toMatch(/bob|Builder/i);
     expect(await value('ptw_job_failures_total', { job: 'broken' })).toBe(1);
     expect(await value('ptw_job_runs_total', { job: 'broken', outcome: 'error' })).toBe(4);
