@@ -8,8 +8,7 @@
  * `Idempotency-Key` header for receivers that dedupe.
  */
 import { Schema, type Connection, type Model } from 'mongoose';
-import type { Counter } from 'prom-client';
-import type { Logger, Metrics } from '@ptw/common';
+import type { CounterSeries, Logger, Metrics } from '@ptw/common';
 import { isDuplicateKey } from '@ptw/db';
 import { retryWithBackoff, type RetryPolicy } from './retry';
 import { JobError } from './runner';
@@ -66,7 +65,7 @@ export interface OverdueAlertDeps {
   timeoutMs: number;
   policy: RetryPolicy;
   log: Logger;
-  counter: Counter<'outcome'>;
+  counter: CounterSeries<'outcome'>;
   signal?: AbortSignal;
   fetch?: typeof fetch;
 }
@@ -79,9 +78,9 @@ export interface AlertOutcome {
 }
 
 /** Counter of alert deliveries by outcome (sent, failed, not_configured). */
-export function alertCounter(metrics: Metrics): Counter<'outcome'> {
+export function alertCounter(metrics: Metrics): CounterSeries<'outcome'> {
   return (
-    (metrics.registry.getSingleMetric('ptw_alerts_total') as Counter<'outcome'> | undefined) ??
+    metrics.existing<CounterSeries<'outcome'>>('ptw_alerts_total') ??
     metrics.counter('ptw_alerts_total', 'Overdue-threshold alerts by delivery outcome', ['outcome'])
   );
 }

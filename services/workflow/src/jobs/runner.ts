@@ -10,8 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Counter, Histogram } from 'prom-client';
-import type { Logger, Metrics } from '@ptw/common';
+import type { CounterSeries, HistogramSeries, Logger, Metrics } from '@ptw/common';
 import { isDuplicateKey, type Models } from '@ptw/db';
 import type { commonPb, workflowPb } from '@ptw/proto';
 import type { JobContext, JobResult } from './jobs';
@@ -51,23 +50,22 @@ export function describeError(err: unknown): { error_type: string; error_message
 }
 
 export interface JobMetrics {
-  runs: Counter<'job' | 'outcome'>;
-  failures: Counter<'job'>;
-  duration: Histogram<'job'>;
+  runs: CounterSeries<'job' | 'outcome'>;
+  failures: CounterSeries<'job'>;
+  duration: HistogramSeries<'job'>;
 }
 
 /** The jobs' Prometheus series (created once per registry, reused by later callers). */
 export function jobMetrics(metrics: Metrics): JobMetrics {
-  const existing = <T>(name: string) => metrics.registry.getSingleMetric(name) as T | undefined;
   return {
     runs:
-      existing<Counter<'job' | 'outcome'>>('ptw_job_runs_total') ??
+      metrics.existing<CounterSeries<'job' | 'outcome'>>('ptw_job_runs_total') ??
       metrics.counter('ptw_job_runs_total', 'Job attempts by job and outcome (success, error, skipped: slot taken by another worker)', ['job', 'outcome']),
     failures:
-      existing<Counter<'job'>>('ptw_job_failures_total') ??
+      metrics.existing<CounterSeries<'job'>>('ptw_job_failures_total') ??
       metrics.counter('ptw_job_failures_total', 'Job slots that failed on every attempt (retries exhausted or abandoned)', ['job']),
     duration:
-      existing<Histogram<'job'>>('ptw_job_duration_seconds') ??
+      metrics.existing<HistogramSeries<'job'>>('ptw_job_duration_seconds') ??
       metrics.histogram('ptw_job_duration_seconds', 'Duration of one job attempt', ['job'], [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300]),
   };
 }
