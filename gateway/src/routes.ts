@@ -8,13 +8,14 @@ import { HttpError } from './errors';
 import type { GatewayState } from './state';
 import type { Throttle } from './throttle';
 import { exportRoute } from './export';
+import { disconnectSignal } from './middleware/request';
 
 export const API_PREFIX = '/api/v1/ptw';
 
 /** Credentials to forward on the gRPC call made for this request. */
 export function creds(ctx: Context): CallCredentials {
   const s = ctx.state as GatewayState;
-  return { token: s.token ?? '', reqId: s.reqId, signal: s.signal };
+  return { token: s.token ?? '', reqId: s.reqId, signal: disconnectSignal(ctx) };
 }
 
 /** The parsed JSON body (an object; see middleware/body.ts). */

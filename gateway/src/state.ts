@@ -1,14 +1,12 @@
 import type { Principal } from '@ptw/common';
-import type { Logger } from '@ptw/common';
 
 /** What the middlewares put on `ctx.state` for the routes. */
 export interface GatewayState {
   reqId: string;
-  log: Logger;
   principal?: Principal;
   token?: string;
   /** Route pattern for logs and metrics (never the raw URL: its query may hold search text). */
   endpoint?: string;
-  /** Aborted when the client disconnects before the response is written. */
+  /** Aborted when the client disconnects before the response is written: use disconnectSignal(ctx). */
   signal?: AbortSignal;
 }

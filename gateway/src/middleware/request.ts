@@ -1,27 +1,52 @@
 import type { Context, Next } from 'koa';
-import { normalizeRequestId, type Logger, type Metrics } from '@ptw/common';
+import type { ServerResponse } from 'node:http';
+import { lineWriter, normalizeRequestId, type Logger, type Metrics } from '@ptw/common';
 import { toHttpError } from '../errors';
 import type { GatewayState } from '../state';
 
 /**
+ * Aborted when the client of this request goes away before its response is written; routes pass it
+ * to the backend call they make so that the call is cancelled with it. Made on first use: an
+ * AbortController costs about as much as the rest of this middleware, and requests answered by the
+ * gateway alone (probes, refusals, errors) never need one.
+ */
+export function disconnectSignal(ctx: Context): AbortSignal {
+  const state = ctx.state as GatewayState;
+  if (!state.signal) {
+    const controller = new AbortController();
+    const res: ServerResponse = ctx.res;
+    const gone = () => !res.writableFinished;
+    // Already closed (the client left while the body was read): no 'close' will come any more.
+    if (res.destroyed) {
+      if (gone()) controller.abort();
+    } else {
+      res.once('close', () => {
+        if (gone()) controller.abort();
+      });
+    }
+    state.signal = controller.signal;
+  }
+  return state.signal;
+}
+
+/** Paths answered without a route pattern (probes, metrics): logged and counted by their path. */
+const FIXED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
  * Outermost middleware: request id in and out, the one error→JSON mapping, one access line with
- * `duration_ms`, and the request metrics.
+ * `duration_ms`, and the request metrics. Lines of a request carry its `req_id` as a field (no
+ * child logger per request: most requests log only the access line).
  */
 export function requestMiddleware(log: Logger, metrics: Metrics) {
   const requests = metrics.counter('ptw_http_requests_total', 'HTTP requests by route and status', ['method', 'route', 'status']);
   const durations = metrics.histogram('ptw_http_request_duration_seconds', 'HTTP request duration by route', ['method', 'route'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+  const accessLine = lineWriter(log, 'request');
   return async (ctx: Context, next: Next) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const state = ctx.state as GatewayState;
-    state.reqId = normalizeRequestId(ctx.get('x-request-id') || undefined);
-    state.log = log.child({ req_id: state.reqId }, true);
-    const controller = new AbortController();
-    state.signal = controller.signal;
-    // A client that goes away cancels the backend call made for it.
-    ctx.res.once('close', () => {
-      if (!ctx.res.writableFinished) controller.abort();
-    });
-    ctx.set('X-Request-Id', state.reqId);
+    const reqId = normalizeRequestId(ctx.get('x-request-id') || undefined);
+    state.reqId = reqId;
+    ctx.set('X-Request-Id', reqId);
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) {
@@ -30,25 +55,25 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
       }
     } catch (err) {
       const mapped = toHttpError(err);
-      if (mapped.unexpected) state.log.error({ err, endpoint: state.endpoint }, 'request failed');
+      if (mapped.unexpected) log.error({ req_id: reqId, err, endpoint: state.endpoint }, 'request failed');
       ctx.status = mapped.status;
       ctx.set(mapped.headers);
       ctx.body = mapped.body;
     } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = state.endpoint ?? (ctx.status === 404 ? 'unmatched' : ctx.path);
-      requests.inc({ method: ctx.method, route, status: String(ctx.status) });
-      durations.observe({ method: ctx.method, route }, seconds);
-      state.log.info(
-        {
-          event: 'http_access',
-          endpoint: `${ctx.method} ${route}`,
-          status_code: ctx.status,
-          duration_ms: Math.round(seconds * 1000),
-          user_id: state.principal?.user_id,
-        },
-        'request',
-      );
+      const ms = performance.now() - started;
+      // Never the raw path of an unmatched request: any client could mint a label set per path.
+      const route = state.endpoint ?? (FIXED_PATHS.has(ctx.path) ? ctx.path : 'unmatched');
+      const method = ctx.method;
+      requests.inc({ method, route, status: String(ctx.status) });
+      durations.observe({ method, route }, ms / 1000);
+      accessLine({
+        req_id: reqId,
+        event: 'http_access',
+        endpoint: `${method} ${route}`,
+        status_code: ctx.status,
+        duration_ms: Math.round(ms),
+        user_id: state.principal?.user_id,
+      });
     }
   };
 }

@@ -1,14 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import Koa from 'koa';
 import type Redis from 'ioredis';
-import { createLogger, loadConfig, Metrics } from '@ptw/common';
+import { createLogger, loadConfig, memorySink, Metrics } from '@ptw/common';
 import { HttpError, toHttpError, type ErrorBody } from '../errors';
 import { requestMiddleware } from '../middleware/request';
 import { throttleConfigSchema } from './config';
-import { RedisDeadlineError, withDeadline } from './redis';
+import { Deadline, RedisDeadlineError, withDeadline } from './redis';
 import { createThrottle, retryAfterSeconds, throttledError } from './throttle';
 
 /** Stand-in for the ioredis client: the sliding-window script command and the 429 path's read. */
@@ -21,7 +20,8 @@ interface Harness {
   url: string;
   redis: FakeRedis;
   metrics: Metrics;
-  logs: Record<string, unknown>[];
+  /** Every log line so far (pending ones written first). */
+  logs(): Record<string, unknown>[];
   throttle: ReturnType<typeof createThrottle>;
   close(): Promise<void>;
 }
@@ -34,14 +34,8 @@ afterEach(async () => {
 async function harness(env: Record<string, string> = {}, route: Koa.Middleware = (ctx) => void (ctx.body = { ok: true })): Promise<Harness> {
   const redis: FakeRedis = { script: jest.fn(), zrange: jest.fn() };
   const client = { defineCommand: jest.fn(), ptwThrottleWindow: redis.script, zrange: redis.zrange };
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      logs.push(JSON.parse(String(chunk)));
-      done();
-    },
-  });
-  const log = createLogger('gateway', { stdout: false, sink });
+  const captured = memorySink();
+  const log = createLogger('gateway', { stdout: false, sink: captured.sink });
   const metrics = new Metrics('gateway');
   const config = loadConfig(throttleConfigSchema, { PTW_THROTTLE_SYNC: '2/min', PTW_THROTTLE_KPI_FAIL: 'closed', PTW_THROTTLE_REDIS_TIMEOUT_MS: '50', ...env });
   const throttle = createThrottle({ redis: client as unknown as Redis, config, log, metrics, keyPrefix: 'test' });
@@ -60,7 +54,7 @@ async function harness(env: Record<string, string> = {}, route: Koa.Middleware =
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     redis,
     metrics,
-    logs,
+    logs: captured.lines,
     throttle,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
@@ -119,6 +113,36 @@ describe('withDeadline', () => {
     const started = Date.now();
     await expect(withDeadline(new Promise(() => undefined), 30)).rejects.toBeInstanceOf(RedisDeadlineError);
     expect(Date.now() - started).toBeGreaterThanOrEqual(25);
+  });
+});
+
+describe('Deadline (one shared timer)', () => {
+  it('when calls answer, fail or never answer, then each settles as it should and the timer stops after the last', async () => {
+    const d = new Deadline(40);
+    const started = performance.now();
+    const boom = new Error('connection reset');
+    const outcomes = await Promise.allSettled([
+      d.wrap(Promise.resolve('PONG')),
+      d.wrap(Promise.reject(boom)),
+      d.wrap(new Promise((resolve) => setTimeout(() => resolve('late but in time'), 10))),
+      d.wrap(new Promise(() => undefined)),
+      d.wrap(new Promise(() => undefined)),
+    ]);
+    const waited = performance.now() - started;
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : (o.reason as Error).name))).toEqual([
+      'PONG',
+      'Error',
+      'late but in time',
+      'RedisDeadlineError',
+      'RedisDeadlineError',
+    ]);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBe(boom);
+    // Between the deadline and a quarter of it later (plus timer slack on a loaded machine).
+    expect(waited).toBeGreaterThanOrEqual(40);
+    expect(waited).toBeLessThan(40 * 1.25 + 40);
+    expect(d.size).toBe(0);
+    // Nothing pending: the sweeper is gone, a later call starts it again.
+    await expect(d.wrap(new Promise(() => undefined))).rejects.toBeInstanceOf(RedisDeadlineError);
   });
 });
 
@@ -186,7 +210,7 @@ describe('throttle middleware (fake Redis)', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('x-ratelimit-limit')).toBeNull();
     expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(1);
-    const line = h.logs.find((l) => l.event === 'throttle_fallback');
+    const line = h.logs().find((l) => l.event === 'throttle_fallback');
     expect(line).toMatchObject({ level: 40, outcome: 'open', user_id: 'u1', error_type: 'Error', msg: 'throttle ptw_sync: Redis unavailable, failing open' });
     expect(typeof line?.req_id).toBe('string');
   });
@@ -199,7 +223,7 @@ describe('throttle middleware (fake Redis)', () => {
     expect(res.headers.get('retry-after')).toBe('5');
     expect(await errorOf(res)).toEqual({ code: 'throttle_unavailable', message: 'Rate limiting is temporarily unavailable, try again shortly', details: { scope: 'ptw_kpi' } });
     expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
-    expect(h.logs.find((l) => l.event === 'throttle_fallback')).toMatchObject({ outcome: 'closed' });
+    expect(h.logs().find((l) => l.event === 'throttle_fallback')).toMatchObject({ outcome: 'closed' });
   });
 
   it('when the script never answers, then the request falls back after the deadline instead of hanging', async () => {
@@ -209,7 +233,7 @@ describe('throttle middleware (fake Redis)', () => {
     const res = await fetch(`${h.url}/sync`, { headers: { 'x-test-user': 'u1' } });
     expect(res.status).toBe(200);
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(h.logs.find((l) => l.event === 'throttle_fallback')).toMatchObject({ error_type: 'RedisDeadlineError' });
+    expect(h.logs().find((l) => l.event === 'throttle_fallback')).toMatchObject({ error_type: 'RedisDeadlineError' });
   });
 
   it("when the admitted route fails, then the route's error is answered and no fallback is counted", async () => {
@@ -221,7 +245,7 @@ describe('throttle middleware (fake Redis)', () => {
     expect(res.status).toBe(409);
     expect((await errorOf(res)).code).toBe('conflict');
     expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(0);
-    expect(h.logs.some((l) => l.event === 'throttle_fallback')).toBe(false);
+    expect(h.logs().some((l) => l.event === 'throttle_fallback')).toBe(false);
   });
 
   it('when status is asked without a user id, then 400 naming the user parameter', async () => {

@@ -103,8 +103,9 @@ export function createThrottle(deps: ThrottleDeps): Throttle {
   function fallback(ctx: Context, next: Next, s: ScopeSettings, err: unknown): Promise<void> {
     fallbacks.inc({ scope: s.scope, mode: s.failMode });
     const state = ctx.state as Partial<GatewayState>;
-    (state.log ?? deps.log).warn(
+    deps.log.warn(
       {
+        req_id: state.reqId ?? 'process',
         event: 'throttle_fallback',
         outcome: s.failMode,
         endpoint: state.endpoint,
@@ -136,10 +137,10 @@ export function createThrottle(deps: ThrottleDeps): Throttle {
     return async (ctx, next) => {
       let admitted = false;
       try {
-        await limiter(ctx, async () => {
+        await limiter(ctx, () => {
           admitted = true;
           decisions.inc({ scope, decision: 'allowed' });
-          await next();
+          return next();
         });
       } catch (err) {
         if (admitted) throw err; // the route's own error, not the limiter's

@@ -21,6 +21,22 @@ describe('token verification', () => {
     await expect(verify(await mint())).resolves.toEqual({ user_id: 'u1', role: 'worker', project_ids: ['p1'] });
   });
 
+  it('when a token was verified, then it is known without waiting until it expires, and not before', async () => {
+    const v = createTokenVerifier(cfg);
+    const token = await mint({ ttlSeconds: 60 });
+    expect(v.cached(token)).toBeUndefined();
+    const principal = await v(token);
+    expect(v.cached(token)).toEqual(principal);
+    const now = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(now + 61_000);
+    try {
+      expect(v.cached(token)).toBeUndefined();
+    } finally {
+      clock.mockRestore();
+    }
+    expect(v.cached(`${token}x`)).toBeUndefined();
+  });
+
   it('when the token has expired, then it is refused as expired', async () => {
     await expect(verify(await mint({ ttlSeconds: -120 }))).rejects.toMatchObject({ code: 16, message: 'Token has expired' });
   });

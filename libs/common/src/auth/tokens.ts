@@ -18,7 +18,11 @@ const claimsSchema = z.object({
   project_ids: z.array(z.string().min(1).max(128)).max(1000),
 });
 
-export type TokenVerifier = (token: string) => Promise<Principal>;
+export interface TokenVerifier {
+  (token: string): Promise<Principal>;
+  /** The principal of a token verified before and not yet expired, without waiting; else undefined. */
+  cached(token: string): Principal | undefined;
+}
 
 function verificationKey(cfg: AuthConfig): KeyObject {
   if (cfg.PTW_JWT_ALG === 'HS256') return createSecretKey(Buffer.from(cfg.PTW_JWT_SECRET ?? '', 'utf8'));
@@ -36,12 +40,16 @@ export function createTokenVerifier(cfg: AuthConfig, opts: { cacheSize?: number 
   // (bounded, oldest first out), so the signature is checked once per token, not once per request.
   const cacheSize = opts.cacheSize ?? 5000;
   const cache = new Map<string, { principal: Principal; until: number }>();
-  const verify = async (token: string): Promise<Principal> => {
+  const cached = (token: string): Principal | undefined => {
     const hit = cache.get(token);
-    if (hit) {
-      if (hit.until > Date.now()) return hit.principal;
-      cache.delete(token);
-    }
+    if (!hit) return undefined;
+    if (hit.until > Date.now()) return hit.principal;
+    cache.delete(token);
+    return undefined;
+  };
+  const verify = async (token: string): Promise<Principal> => {
+    const hit = cached(token);
+    if (hit) return hit;
     const { principal, exp } = await verifyOnce(token);
     if (cacheSize > 0) {
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string);
@@ -69,7 +77,7 @@ export function createTokenVerifier(cfg: AuthConfig, opts: { cacheSize?: number 
       throw unauthenticated('Token is invalid');
     }
   };
-  return verify;
+  return Object.assign(verify, { cached });
 }
 
 export interface MintOptions {
