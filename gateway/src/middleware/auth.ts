@@ -10,7 +10,7 @@ export function authMiddleware(verify: TokenVerifier) {
   return async (ctx: Context, next: Next) => {
     if (PUBLIC_PATHS.has(ctx.path)) return next();
     const state = ctx.state as GatewayState;
-    const token = bearerToken(ctx.get('authorization') || undefined);
+    const token = bearerToken(ctx.headers.authorization || undefined);
     const challenge = { 'WWW-Authenticate': 'Bearer realm="ptw"' };
     if (!token) throw new HttpError(401, 'unauthenticated', 'Authentication credentials were not provided', undefined, challenge);
     try {

@@ -44,7 +44,8 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
   return async (ctx: Context, next: Next) => {
     const started = performance.now();
     const state = ctx.state as GatewayState;
-    const reqId = normalizeRequestId(ctx.get('x-request-id') || undefined);
+    // Node lower-cases header names: read them directly (ctx.get lower-cases the name each time).
+    const reqId = normalizeRequestId(ctx.headers['x-request-id']);
     state.reqId = reqId;
     ctx.set('X-Request-Id', reqId);
     try {
