@@ -5,7 +5,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import Redis from 'ioredis';
-import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, Metrics, mintToken } from '@ptw/common';
+import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics, mintToken } from '@ptw/common';
 import { PROTO_ROOT } from '@ptw/proto';
 import { createApp } from './app';
 import { closeClients, createClients } from './clients';
@@ -45,6 +45,8 @@ let base: string;
 let redis: Redis;
 let clients: ReturnType<typeof createClients>;
 let tokenValue: string;
+let metrics: Metrics;
+let logged: ReturnType<typeof memorySink>;
 
 beforeAll(async () => {
   const port = await freePort();
@@ -62,10 +64,11 @@ beforeAll(async () => {
     PTW_GRPC_DEADLINE_MS: '3000',
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   });
-  const metrics = new Metrics('gateway-test');
+  metrics = new Metrics('gateway-test');
+  logged = memorySink();
   redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
   clients = createClients(config, metrics);
-  const app = createApp({ config, log: createLogger('gateway-test', { stdout: false }), metrics, verify: createTokenVerifier(config), clients, redis });
+  const app = createApp({ config, log: createLogger('gateway-test', { stdout: false, sink: logged.sink }), metrics, verify: createTokenVerifier(config), clients, redis });
   server = http.createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/api/v1/ptw`;
@@ -123,4 +126,24 @@ it('when the token is missing, the JSON is malformed or the body too large, then
   expect((await send('POST', `/permits/${'a'.repeat(24)}/transition/`, '{"status":"approved","sudo":true}')).status).toBe(400);
   expect(mock.getInteractionsOn('GetPermit')).toHaveLength(0);
   expect(mock.getInteractionsOn('TransitionPermit')).toHaveLength(0);
+});
+
+it('when requests hit a route, an unknown path or come unauthenticated, then logs and metrics name the route pattern or "unmatched", never the raw path', async () => {
+  const before = logged.lines().length;
+  expect((await get(`/permits/${'a'.repeat(24)}/`, { 'x-request-id': 'pattern-1' })).status).toBe(200);
+  expect((await get('/no-such-route/jane@example.com/', { 'x-request-id': 'pattern-2' })).status).toBe(404);
+  expect((await fetch(`${base}/other/jane.doe/`, { headers: { 'x-request-id': 'pattern-3' } })).status).toBe(401);
+  const access = logged
+    .lines()
+    .slice(before)
+    .filter((l) => l.event === 'http_access');
+  expect(access.map((l) => [l.req_id, l.endpoint, l.status_code])).toEqual([
+    ['pattern-1', 'GET /api/v1/ptw/permits/:id/', 200],
+    ['pattern-2', 'GET unmatched', 404],
+    ['pattern-3', 'GET unmatched', 401],
+  ]);
+  const text = await metrics.registry.metrics();
+  expect(text).toContain('ptw_http_requests_total{method="GET",route="/api/v1/ptw/permits/:id/",status="200",service="gateway-test"}');
+  expect(text).toContain('route="unmatched",status="404"');
+  expect(text).not.toMatch(/jane|no-such-route|\(\?:/);
 });

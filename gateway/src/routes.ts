@@ -139,13 +139,23 @@ function healthBody(r: healthPb.HealthReport) {
   };
 }
 
+/**
+ * The pattern of the route a request matched (`/api/v1/ptw/permits/:id/`), for logs and metrics;
+ * undefined when only the prefix matched. Not `_matchedRoute`: inside `router.use` it holds the
+ * use-layer's own pattern, the same for every route.
+ */
+export function routePattern(ctx: Context): string | undefined {
+  const matched = (ctx as unknown as { matched?: { path: string; methods: string[] }[] }).matched ?? [];
+  for (let i = matched.length - 1; i >= 0; i--) if (matched[i].methods.length > 0) return matched[i].path;
+  return undefined;
+}
+
 /** The HTTP API of SPEC §4. Each route validates its input, calls one RPC and returns its answer. */
 export function apiRouter(clients: Clients, throttle: Throttle): Router {
   const router = new Router({ prefix: API_PREFIX });
   const wf = clients.workflow.call;
   router.use(async (ctx, next) => {
-    const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
-    (ctx.state as GatewayState).endpoint = matched ?? ctx.path;
+    (ctx.state as GatewayState).endpoint = routePattern(ctx);
     await next();
   });
 
