@@ -14,18 +14,24 @@ export interface RunningStore {
   /** mongodb:// URL of the running store, database name included. */
   url: string;
   process: ChildProcess;
+  /** The SQLite folder; removed by stop() when startStore made it (no `dataDir` given). */
+  dataDir: string;
   stop(): Promise<void>;
 }
 
 /**
  * Starts FerretDB (SQLite backend) on a free loopback port with its own data folder and resolves
- * once it accepts connections.
+ * once it accepts connections. A folder it creates itself (no `dataDir`) is deleted on stop() or
+ * when the start fails; a given `dataDir` is kept (`make up` and restarts reuse theirs).
  */
 export async function startStore(opts: { dataDir?: string; port?: number; database?: string } = {}): Promise<RunningStore> {
   if (!fs.existsSync(STORE_BINARY)) {
     throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
   }
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-'));
+  const removeOwnDir = () => {
+    if (!opts.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
   const child = spawn(STORE_BINARY, ['--listen', `127.0.0.1:${opts.port ?? 0}`, '--sqlite-dir', dataDir], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -33,7 +39,7 @@ export async function startStore(opts: { dataDir?: string; port?: number; databa
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
-  const base = await new Promise<string>((resolve, reject) => {
+  const started = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`store did not start within 30 s: ${stderr}`)), 30_000);
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
@@ -49,10 +55,22 @@ export async function startStore(opts: { dataDir?: string; port?: number; databa
       reject(new Error(`store exited with code ${code}: ${stderr}`));
     });
   });
+  let base: string;
+  try {
+    base = await started;
+  } catch (err) {
+    await stopChild(child);
+    removeOwnDir();
+    throw err;
+  }
   return {
     url: `${base}/${opts.database ?? 'ptw'}`,
     process: child,
-    stop: () => stopChild(child),
+    dataDir,
+    stop: async () => {
+      await stopChild(child);
+      removeOwnDir();
+    },
   };
 }
 
