@@ -7,16 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import Koa from 'koa';
 import Redis from 'ioredis';
-import { createLogger, loadConfig, memorySink, Metrics } from '@ptw/common';
-import type { ErrorBody } from '../../gateway/src/errors';
-import { requestMiddleware } from '../../gateway/src/middleware/request';
-import { createThrottle, throttleConfigSchema, type ThrottleScope } from '../../gateway/src/throttle';
+import { loadConfig } from '@ptw/common';
+import { throttleConfigSchema, type ThrottleScope } from '../../gateway/src/throttle';
 import { SLIDING_WINDOW_LUA } from '../../gateway/src/throttle/script';
+import { errorOf, seriesValue, startThrottleApp, type ThrottleApp } from '../../gateway/src/throttle/testing';
 
 jest.setTimeout(60_000);
 
@@ -28,13 +25,7 @@ const PREFIX = `ptw:test:throttle:${process.pid}:${Date.now().toString(36)}`;
 /** The gateway's own client options (gateway/src/main.ts). */
 const CLIENT_OPTIONS = { maxRetriesPerRequest: 1, enableOfflineQueue: false } as const;
 
-interface TestGateway {
-  url: string;
-  metrics: Metrics;
-  /** Every log line so far (pending ones written first). */
-  logs(): Record<string, unknown>[];
-  close(): Promise<void>;
-}
+type TestGateway = ThrottleApp;
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterAll(async () => {
@@ -55,40 +46,25 @@ async function ready(r: Redis): Promise<void> {
 
 /** One gateway-like app: request mapping, stand-in auth, the throttle on `/<scope>` routes and the status. */
 async function startGateway(redis: Redis, env: Record<string, string>): Promise<TestGateway> {
-  const captured = memorySink();
-  const log = createLogger('gateway', { stdout: false, sink: captured.sink });
-  const metrics = new Metrics('gateway');
-  const throttle = createThrottle({ redis, config: loadConfig(throttleConfigSchema, env), log, metrics, keyPrefix: PREFIX });
-  const scoped = Object.fromEntries((['ptw_sync', 'ptw_kpi', 'ptw_bulk_export'] as ThrottleScope[]).map((s) => [`/${s}`, throttle.middleware(s)]));
-  const app = new Koa();
-  app.use(requestMiddleware(log, metrics));
-  app.use(async (ctx, next) => {
-    const user = ctx.get('x-test-user');
-    if (user) ctx.state.principal = { user_id: user, role: 'worker', project_ids: [] };
-    await next();
-  });
-  app.use(async (ctx, next) => {
-    if (ctx.path === '/status') {
-      ctx.body = await throttle.status(String(ctx.query.user ?? ''));
-      return;
-    }
-    const mw = scoped[ctx.path];
-    if (!mw) return next();
-    await mw(ctx, async () => {
-      ctx.body = { ok: true };
-    });
-  });
-  const server = http.createServer(app.callback());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const gw: TestGateway = {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    metrics,
-    logs: captured.lines,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
+  const gw = await startThrottleApp({
+    redis,
+    config: loadConfig(throttleConfigSchema, env),
+    keyPrefix: PREFIX,
+    routes: (throttle) => {
+      const scoped = Object.fromEntries((['ptw_sync', 'ptw_kpi', 'ptw_bulk_export'] as ThrottleScope[]).map((s) => [`/${s}`, throttle.middleware(s)]));
+      return async (ctx, next) => {
+        if (ctx.path === '/status') {
+          ctx.body = await throttle.status(String(ctx.query.user ?? ''));
+          return;
+        }
+        const mw = scoped[ctx.path];
+        if (!mw) return next();
+        await mw(ctx, async () => {
+          ctx.body = { ok: true };
+        });
+      };
     },
-  };
+  });
   cleanups.push(() => gw.close());
   return gw;
 }
@@ -103,14 +79,6 @@ async function statuses(gw: TestGateway, scope: string, user: string | undefined
     out.push(res.status);
   }
   return out;
-}
-
-/** The JSON error of a response, typed as SPEC §4 writes it. */
-const errorOf = async (res: Response) => ((await res.json()) as ErrorBody & { error: { details?: { scope?: string; retry_after?: number } } }).error;
-
-async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
-  const { values } = await metrics.registry.getSingleMetric(name)!.get();
-  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
 }
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number): Promise<T> {
@@ -216,7 +184,7 @@ describe('throttling against real Redis', () => {
         details: { scope: 'ptw_sync', retry_after: retryAfter },
       },
     });
-    expect(await counter(gw.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'throttled' })).toBe(1);
+    expect(await seriesValue(gw.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'throttled' })).toBe(1);
   });
 
   it('when one user is throttled, then another user, another scope and an anonymous caller are not', async () => {
@@ -342,8 +310,8 @@ describe('Redis outages', () => {
     expect(closed.status).toBe(503);
     expect(closed.headers.get('retry-after')).toBe('5');
     expect(await errorOf(closed)).toMatchObject({ code: 'throttle_unavailable', details: { scope: 'ptw_kpi' } });
-    expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(3);
-    expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
+    expect(await seriesValue(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(3);
+    expect(await seriesValue(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
     const warnings = gw.logs().filter((l) => l.event === 'throttle_fallback');
     expect(warnings.map((l) => [l.level, l.outcome, l.user_id])).toEqual([...Array(3).fill([40, 'open', 'erin']), [40, 'closed', 'erin']]);
     const status = await fetch(`${gw.url}/status?user=erin`);
@@ -376,13 +344,13 @@ describe('Redis outages', () => {
 
     it('when Redis hangs without answering, then requests fall back within the deadline, and when it resumes limits apply again', async () => {
       expect(await statuses(gw, 'ptw_sync', 'gina', 1)).toEqual([200]);
-      const before = await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' });
+      const before = await seriesValue(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' });
       local.pause();
       const started = Date.now();
       const [open, closed] = await Promise.all([call(gw, 'ptw_sync', 'gina'), call(gw, 'ptw_kpi', 'gina')]);
       expect([open.status, closed.status]).toEqual([200, 503]);
       expect(Date.now() - started).toBeLessThan(2000);
-      expect(await counter(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(before + 1);
+      expect(await seriesValue(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(before + 1);
       expect(gw.logs().filter((l) => l.event === 'throttle_fallback').at(-1)).toMatchObject({ error_type: 'RedisDeadlineError' });
       local.resume();
       // The paused call still reaches Redis once it resumes, so a fresh user proves enforcement.

@@ -1,14 +1,12 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import Koa from 'koa';
 import type Redis from 'ioredis';
-import { createLogger, loadConfig, memorySink, Metrics } from '@ptw/common';
-import { HttpError, toHttpError, type ErrorBody } from '../errors';
-import { requestMiddleware } from '../middleware/request';
+import { loadConfig } from '@ptw/common';
+import { HttpError, toHttpError } from '../errors';
 import { throttleConfigSchema } from './config';
 import { Deadline, RedisDeadlineError, withDeadline } from './redis';
-import { createThrottle, retryAfterSeconds, throttledError } from './throttle';
+import { errorOf, seriesValue, startThrottleApp, type ThrottleApp } from './testing';
+import { retryAfterSeconds, throttledError } from './throttle';
 
 /** Stand-in for the ioredis client: the sliding-window script command and the 429 path's read. */
 interface FakeRedis {
@@ -16,14 +14,8 @@ interface FakeRedis {
   zrange: jest.Mock;
 }
 
-interface Harness {
-  url: string;
+interface Harness extends ThrottleApp {
   redis: FakeRedis;
-  metrics: Metrics;
-  /** Every log line so far (pending ones written first). */
-  logs(): Record<string, unknown>[];
-  throttle: ReturnType<typeof createThrottle>;
-  close(): Promise<void>;
 }
 
 const servers: Harness[] = [];
@@ -34,40 +26,19 @@ afterEach(async () => {
 async function harness(env: Record<string, string> = {}, route: Koa.Middleware = (ctx) => void (ctx.body = { ok: true })): Promise<Harness> {
   const redis: FakeRedis = { script: jest.fn(), zrange: jest.fn() };
   const client = { defineCommand: jest.fn(), ptwThrottleWindow: redis.script, zrange: redis.zrange };
-  const captured = memorySink();
-  const log = createLogger('gateway', { stdout: false, sink: captured.sink });
-  const metrics = new Metrics('gateway');
   const config = loadConfig(throttleConfigSchema, { PTW_THROTTLE_SYNC: '2/min', PTW_THROTTLE_KPI_FAIL: 'closed', PTW_THROTTLE_REDIS_TIMEOUT_MS: '50', ...env });
-  const throttle = createThrottle({ redis: client as unknown as Redis, config, log, metrics, keyPrefix: 'test' });
-  const app = new Koa();
-  app.use(requestMiddleware(log, metrics));
-  app.use(async (ctx, next) => {
-    const user = ctx.get('x-test-user');
-    if (user) ctx.state.principal = { user_id: user, role: 'worker', project_ids: [] };
-    await next();
+  const app = await startThrottleApp({
+    redis: client as unknown as Redis,
+    config,
+    keyPrefix: 'test',
+    routes: (throttle) => {
+      const [kpi, sync] = [throttle.middleware('ptw_kpi'), throttle.middleware('ptw_sync')];
+      return (ctx, next) => (ctx.path === '/kpi' ? kpi : sync)(ctx, () => route(ctx, next));
+    },
   });
-  app.use(async (ctx, next) => (ctx.path === '/kpi' ? throttle.middleware('ptw_kpi')(ctx, next) : throttle.middleware('ptw_sync')(ctx, next)));
-  app.use(route);
-  const server = http.createServer(app.callback());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const h: Harness = {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    redis,
-    metrics,
-    logs: captured.lines,
-    throttle,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
+  const h: Harness = { ...app, redis };
   servers.push(h);
   return h;
-}
-
-/** The JSON error of a response, typed as SPEC §4 writes it. */
-const errorOf = async (res: Response) => ((await res.json()) as ErrorBody & { error: { details?: { scope?: string; retry_after?: number } } }).error;
-
-async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
-  const { values } = await metrics.registry.getSingleMetric(name)!.get();
-  return values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
 }
 
 describe('retryAfterSeconds', () => {
@@ -156,7 +127,7 @@ describe('throttle middleware (fake Redis)', () => {
     expect([res.headers.get('x-ratelimit-limit'), res.headers.get('x-ratelimit-remaining'), res.headers.get('x-ratelimit-reset')]).toEqual(['2', '1', String(reset)]);
     expect(h.redis.script.mock.calls[0][0]).toBe('test:ptw_sync:user:u1');
     expect(h.redis.script.mock.calls[0].slice(2, 4)).toEqual([60_000, 2]);
-    expect(await counter(h.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'allowed' })).toBe(1);
+    expect(await seriesValue(h.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'allowed' })).toBe(1);
   });
 
   it('when nobody is authenticated, then the counter is keyed by the client address', async () => {
@@ -180,7 +151,7 @@ describe('throttle middleware (fake Redis)', () => {
       error: { code: 'throttled', message: 'Request was throttled. Expected available in 60 seconds.', details: { scope: 'ptw_sync', retry_after: 60 } },
     });
     expect(h.redis.zrange.mock.calls[0]).toEqual(['test:ptw_sync:user:u1', -2, -2, 'WITHSCORES']);
-    expect(await counter(h.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'throttled' })).toBe(1);
+    expect(await seriesValue(h.metrics, 'ptw_throttle_decisions_total', { scope: 'ptw_sync', decision: 'throttled' })).toBe(1);
   });
 
   it('when the blocking request has just left the window, then Retry-After is 1, not 0', async () => {
@@ -209,7 +180,7 @@ describe('throttle middleware (fake Redis)', () => {
     const res = await fetch(`${h.url}/sync`, { headers: { 'x-test-user': 'u1' } });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-ratelimit-limit')).toBeNull();
-    expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(1);
+    expect(await seriesValue(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(1);
     const line = h.logs().find((l) => l.event === 'throttle_fallback');
     expect(line).toMatchObject({ level: 40, outcome: 'open', user_id: 'u1', error_type: 'Error', msg: 'throttle ptw_sync: Redis unavailable, failing open' });
     expect(typeof line?.req_id).toBe('string');
@@ -222,7 +193,7 @@ describe('throttle middleware (fake Redis)', () => {
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('5');
     expect(await errorOf(res)).toEqual({ code: 'throttle_unavailable', message: 'Rate limiting is temporarily unavailable, try again shortly', details: { scope: 'ptw_kpi' } });
-    expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
+    expect(await seriesValue(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
     expect(h.logs().find((l) => l.event === 'throttle_fallback')).toMatchObject({ outcome: 'closed' });
   });
 
@@ -244,7 +215,7 @@ describe('throttle middleware (fake Redis)', () => {
     const res = await fetch(`${h.url}/sync`, { headers: { 'x-test-user': 'u1' } });
     expect(res.status).toBe(409);
     expect((await errorOf(res)).code).toBe('conflict');
-    expect(await counter(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(0);
+    expect(await seriesValue(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(0);
     expect(h.logs().some((l) => l.event === 'throttle_fallback')).toBe(false);
   });
 
