@@ -9,15 +9,6 @@ export class RedisDeadlineError extends Error {
   }
 }
 
-/** `promise`, or a RedisDeadlineError after `ms` (the call itself is left to settle on its own). */
-export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisDeadlineError(ms)), ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
-}
-
 /**
  * Deadlines for many short calls with one shared timer: each call joins a set, and a sweep every
  * quarter deadline fails those past it. A call thus fails between `ms` and 1.25 × `ms` after it
@@ -68,6 +59,11 @@ export class Deadline {
       this.sweeper = undefined;
     }
   };
+}
+
+/** `promise`, or a RedisDeadlineError once `ms` have passed (see Deadline), for a one-off call. */
+export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Deadline(ms).wrap(promise);
 }
 
 /** The command koa-ratelimit's redis driver calls, and the name our fixed script is defined under. */
