@@ -3,7 +3,8 @@ import { bearerToken, type TokenVerifier } from '@ptw/common';
 import { HttpError } from '../errors';
 import type { GatewayState } from '../state';
 
-const PUBLIC_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+/** Paths answered without a token and without a route pattern: the probes and metrics. */
+export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Requires a valid bearer JWT on every route but the probes and metrics (SPEC §3). */
 export function authMiddleware(verify: TokenVerifier) {

@@ -2,6 +2,7 @@ import type { Context, Next } from 'koa';
 import type { ServerResponse } from 'node:http';
 import { lineWriter, normalizeRequestId, type Logger, type Metrics } from '@ptw/common';
 import { toHttpError } from '../errors';
+import { PUBLIC_PATHS } from './auth';
 import type { GatewayState } from '../state';
 
 /**
@@ -28,9 +29,6 @@ export function disconnectSignal(ctx: Context): AbortSignal {
   }
   return state.signal;
 }
-
-/** Paths answered without a route pattern (probes, metrics): logged and counted by their path. */
-const FIXED_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * Outermost middleware: request id in and out, the one error→JSON mapping, one access line with
@@ -63,7 +61,7 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
     } finally {
       const ms = performance.now() - started;
       // Never the raw path of an unmatched request: any client could mint a label set per path.
-      const route = state.endpoint ?? (FIXED_PATHS.has(ctx.path) ? ctx.path : 'unmatched');
+      const route = state.endpoint ?? (PUBLIC_PATHS.has(ctx.path) ? ctx.path : 'unmatched');
       const method = ctx.method;
       requests.inc({ method, route, status: String(ctx.status) });
       durations.observe({ method, route }, ms / 1000);
