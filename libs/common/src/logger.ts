@@ -162,7 +162,7 @@ class SafeStream {
 
   constructor(
     private readonly sinks: NodeJS.WritableStream[],
-    private readonly name: string,
+    readonly name: string,
   ) {
     streams.add(this);
   }
@@ -237,11 +237,11 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
   // set the real id (as a field, or through a child logger).
   const stream = new SafeStream(sinks, name);
   const log = bunyan.createLogger({ name, level, req_id: 'process', streams: [{ type: 'raw', level, stream: stream as unknown as NodeJS.WritableStream }] });
-  ownStreams.set(log, { stream, name });
+  ownStreams.set(log, stream);
   return log;
 }
 
-const ownStreams = new WeakMap<Logger, { stream: SafeStream; name: string }>();
+const ownStreams = new WeakMap<Logger, SafeStream>();
 
 /**
  * A writer of one kind of `info` line, for a line written on every request (the gateway's access
@@ -252,9 +252,9 @@ const ownStreams = new WeakMap<Logger, { stream: SafeStream; name: string }>();
  * "process" as on any other line.
  */
 export function lineWriter(log: Logger, msg: string): (fields: Partial<Record<SafeField, string | number | boolean>>) => void {
-  const own = ownStreams.get(log);
-  if (!own) throw new Error('lineWriter needs a root logger made by createLogger');
-  const head = `{"name":${JSON.stringify(own.name)},"hostname":${JSON.stringify(os.hostname())},"pid":${process.pid},"level":${bunyan.INFO}`;
+  const stream = ownStreams.get(log);
+  if (!stream) throw new Error('lineWriter needs a root logger made by createLogger');
+  const head = `{"name":${JSON.stringify(stream.name)},"hostname":${JSON.stringify(os.hostname())},"pid":${process.pid},"level":${bunyan.INFO}`;
   const tail = `,"msg":${JSON.stringify(msg)},"time":`;
   return (fields) => {
     if (log.level() > bunyan.INFO) return;
@@ -264,7 +264,7 @@ export function lineWriter(log: Logger, msg: string): (fields: Partial<Record<Sa
       const json = safeJson(key, fields[key as SafeField]);
       if (json !== undefined) line += `,"${key}":${json}`;
     }
-    own.stream.append(`${line}${tail}${timeJson(new Date())},"v":0}`, bunyan.INFO);
+    stream.append(`${line}${tail}${timeJson(new Date())},"v":0}`, bunyan.INFO);
   };
 }
 
