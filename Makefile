@@ -5,21 +5,21 @@ STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps proto proto-check logs bench clean
+.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench clean
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
-up: build store
+up: build store sysdeps
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component and end-to-end suites.
-test: build store sysdeps
+test: build store testdeps
 	bash test/run-all.sh
 
-## Debian tools the export tests read results with (pdftotext, unzip); installed when missing.
+## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run; + poppler-utils, unzip and chromium to test.
 sysdeps:
-	@command -v pdftotext >/dev/null && command -v unzip >/dev/null || \
-	  { echo "installing poppler-utils and unzip"; (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils unzip) || \
-	    { echo "could not install poppler-utils/unzip (need root and Debian's packages)"; exit 1; }; }
+	@bash libs/devstore/sysdeps.sh run
+testdeps:
+	@bash libs/devstore/sysdeps.sh test
 
 unit: build
 	npx jest --selectProjects unit
