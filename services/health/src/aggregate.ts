@@ -13,7 +13,27 @@ export interface Peers {
 
 export interface Aggregator {
   report(token: string, reqId: string): Promise<healthPb.HealthReport>;
+  history(token: string, reqId: string, hours: number): Promise<healthPb.HealthHistory>;
   close(): void;
+}
+
+const HOUR_MS = 3600_000;
+
+/** Figures of one window, per field. */
+type Figures = Record<'applied' | 'conflicts' | 'rejected' | 'bulk_exports', number>;
+
+/**
+ * Turns counts of growing windows ending now (`cumulative[k]` = since k+1 hours ago) into the
+ * counts of each hour, oldest first. An event landing between two of the calls can make a
+ * difference negative: it reads 0 rather than a count that never happened.
+ */
+export function hourBuckets(cumulative: Figures[], now: number): healthPb.HealthHour[] {
+  const hours = cumulative.map((c, k) => {
+    const newer = k === 0 ? undefined : cumulative[k - 1];
+    const diff = (f: keyof Figures) => Math.max(0, c[f] - (newer?.[f] ?? 0));
+    return { start: new Date(now - (k + 1) * HOUR_MS).toISOString(), applied: diff('applied'), conflicts: diff('conflicts'), rejected: diff('rejected'), bulk_exports: diff('bulk_exports') };
+  });
+  return hours.reverse();
 }
 
 /** Settles `p`, or undefined after `ms` or on error. */
@@ -65,6 +85,24 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
         services,
         degraded: Object.values(services).some((s) => s !== 'SERVING'),
       };
+    },
+    async history(token, reqId, hours) {
+      // The owners count "since T" only: one count per hour boundary, differenced here.
+      const creds = { token, reqId, deadlineMs: opts.deadlineMs };
+      const now = Date.now();
+      let degraded = false;
+      const cumulative = await Promise.all(
+        Array.from({ length: hours }, async (_, k) => {
+          const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
+          const [s, e] = await Promise.all([
+            within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
+            within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
+          ]);
+          if (!s || !e) degraded = true;
+          return { applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 };
+        }),
+      );
+      return { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
     },
   };
 }

@@ -1,4 +1,4 @@
-import { canManage, implement, loadConfig, permissionDenied, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
+import { canManage, implement, invalidArgument, loadConfig, permissionDenied, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
 import { healthPb, PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '@ptw/proto';
 import { z } from 'zod';
 import { createAggregator } from './aggregate';
@@ -7,6 +7,9 @@ const healthConfigSchema = serviceConfigSchema.extend({
   /** Deadline of each figure asked from a peer: a down service costs at most this. */
   PTW_HEALTH_PEER_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1200),
 });
+
+const DEFAULT_HISTORY_HOURS = 12;
+const MAX_HISTORY_HOURS = 24;
 
 /** Starts the health service, which aggregates the other services' figures over gRPC. */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
@@ -36,6 +39,13 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
                   if (!canManage(ctx.principal)) throw permissionDenied('Health is for managers and operators only');
                   // Peers are asked with this service's own token: the figures are system-wide.
                   return aggregator.report(await rt.serviceToken(), ctx.reqId);
+                },
+                getHealthHistory: async (req, ctx) => {
+                  if (!canManage(ctx.principal)) throw permissionDenied('Health is for managers and operators only');
+                  if (!Number.isInteger(req.hours) || req.hours < 0 || req.hours > MAX_HISTORY_HOURS) {
+                    throw invalidArgument(`hours: expected 1-${MAX_HISTORY_HOURS}`, { field: 'hours' });
+                  }
+                  return aggregator.history(await rt.serviceToken(), ctx.reqId, req.hours || DEFAULT_HISTORY_HOURS);
                 },
               },
               rt,

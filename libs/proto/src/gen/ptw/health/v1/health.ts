@@ -58,6 +58,28 @@ export interface HealthReport_ServicesEntry {
   value: string;
 }
 
+export interface GetHealthHistoryRequest {
+  /** How many whole hours back, 1-24; 0 = 12. */
+  hours: number;
+}
+
+export interface HealthHour {
+  /** ISO 8601 start of the hour-long bucket; the newest bucket ends at `as_of`. */
+  start: string;
+  applied: number;
+  conflicts: number;
+  rejected: number;
+  bulk_exports: number;
+}
+
+export interface HealthHistory {
+  as_of: string;
+  /** Oldest first. */
+  hours: HealthHour[];
+  /** True when a peer did not answer: its figures read 0. */
+  degraded: boolean;
+}
+
 function createBaseGetHealthRequest(): GetHealthRequest {
   return {};
 }
@@ -687,6 +709,315 @@ export const HealthReport_ServicesEntry: MessageFns<HealthReport_ServicesEntry> 
   },
 };
 
+function createBaseGetHealthHistoryRequest(): GetHealthHistoryRequest {
+  return { hours: 0 };
+}
+
+export const GetHealthHistoryRequest: MessageFns<GetHealthHistoryRequest> = {
+  encode(message: GetHealthHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hours !== 0) {
+      writer.uint32(8).int32(message.hours);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHealthHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHealthHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.hours = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHealthHistoryRequest {
+    return { hours: isSet(object.hours) ? globalThis.Number(object.hours) : 0 };
+  },
+
+  toJSON(message: GetHealthHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.hours !== 0) {
+      obj.hours = Math.round(message.hours);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetHealthHistoryRequest>): GetHealthHistoryRequest {
+    return GetHealthHistoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetHealthHistoryRequest>): GetHealthHistoryRequest {
+    const message = createBaseGetHealthHistoryRequest();
+    message.hours = object.hours ?? 0;
+    return message;
+  },
+};
+
+function createBaseHealthHour(): HealthHour {
+  return { start: "", applied: 0, conflicts: 0, rejected: 0, bulk_exports: 0 };
+}
+
+export const HealthHour: MessageFns<HealthHour> = {
+  encode(message: HealthHour, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== "") {
+      writer.uint32(10).string(message.start);
+    }
+    if (message.applied !== 0) {
+      writer.uint32(16).int32(message.applied);
+    }
+    if (message.conflicts !== 0) {
+      writer.uint32(24).int32(message.conflicts);
+    }
+    if (message.rejected !== 0) {
+      writer.uint32(32).int32(message.rejected);
+    }
+    if (message.bulk_exports !== 0) {
+      writer.uint32(40).int32(message.bulk_exports);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthHour {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthHour();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.applied = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.conflicts = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rejected = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bulk_exports = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthHour {
+    return {
+      start: isSet(object.start) ? globalThis.String(object.start) : "",
+      applied: isSet(object.applied) ? globalThis.Number(object.applied) : 0,
+      conflicts: isSet(object.conflicts) ? globalThis.Number(object.conflicts) : 0,
+      rejected: isSet(object.rejected) ? globalThis.Number(object.rejected) : 0,
+      bulk_exports: isSet(object.bulkExports)
+        ? globalThis.Number(object.bulkExports)
+        : isSet(object.bulk_exports)
+        ? globalThis.Number(object.bulk_exports)
+        : 0,
+    };
+  },
+
+  toJSON(message: HealthHour): unknown {
+    const obj: any = {};
+    if (message.start !== "") {
+      obj.start = message.start;
+    }
+    if (message.applied !== 0) {
+      obj.applied = Math.round(message.applied);
+    }
+    if (message.conflicts !== 0) {
+      obj.conflicts = Math.round(message.conflicts);
+    }
+    if (message.rejected !== 0) {
+      obj.rejected = Math.round(message.rejected);
+    }
+    if (message.bulk_exports !== 0) {
+      obj.bulkExports = Math.round(message.bulk_exports);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HealthHour>): HealthHour {
+    return HealthHour.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HealthHour>): HealthHour {
+    const message = createBaseHealthHour();
+    message.start = object.start ?? "";
+    message.applied = object.applied ?? 0;
+    message.conflicts = object.conflicts ?? 0;
+    message.rejected = object.rejected ?? 0;
+    message.bulk_exports = object.bulk_exports ?? 0;
+    return message;
+  },
+};
+
+function createBaseHealthHistory(): HealthHistory {
+  return { as_of: "", hours: [], degraded: false };
+}
+
+export const HealthHistory: MessageFns<HealthHistory> = {
+  encode(message: HealthHistory, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.as_of !== "") {
+      writer.uint32(10).string(message.as_of);
+    }
+    for (const v of message.hours) {
+      HealthHour.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.degraded !== false) {
+      writer.uint32(24).bool(message.degraded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthHistory {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthHistory();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.as_of = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hours.push(HealthHour.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.degraded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthHistory {
+    return {
+      as_of: isSet(object.asOf)
+        ? globalThis.String(object.asOf)
+        : isSet(object.as_of)
+        ? globalThis.String(object.as_of)
+        : "",
+      hours: globalThis.Array.isArray(object?.hours) ? object.hours.map((e: any) => HealthHour.fromJSON(e)) : [],
+      degraded: isSet(object.degraded) ? globalThis.Boolean(object.degraded) : false,
+    };
+  },
+
+  toJSON(message: HealthHistory): unknown {
+    const obj: any = {};
+    if (message.as_of !== "") {
+      obj.asOf = message.as_of;
+    }
+    if (message.hours?.length) {
+      obj.hours = message.hours.map((e) => HealthHour.toJSON(e));
+    }
+    if (message.degraded !== false) {
+      obj.degraded = message.degraded;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HealthHistory>): HealthHistory {
+    return HealthHistory.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HealthHistory>): HealthHistory {
+    const message = createBaseHealthHistory();
+    message.as_of = object.as_of ?? "";
+    message.hours = object.hours?.map((e) => HealthHour.fromPartial(e)) || [];
+    message.degraded = object.degraded ?? false;
+    return message;
+  },
+};
+
 /** The operator's view (SPEC §8): figures gathered over gRPC from the services that own them. */
 export type HealthServiceService = typeof HealthServiceService;
 export const HealthServiceService = {
@@ -699,10 +1030,23 @@ export const HealthServiceService = {
     responseSerialize: (value: HealthReport): Buffer => Buffer.from(HealthReport.encode(value).finish()),
     responseDeserialize: (value: Buffer): HealthReport => HealthReport.decode(value),
   },
+  /** Hour-by-hour sync outcomes and exports of the last hours (the admin console's chart). */
+  getHealthHistory: {
+    path: "/ptw.health.v1.HealthService/GetHealthHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHealthHistoryRequest): Buffer =>
+      Buffer.from(GetHealthHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHealthHistoryRequest => GetHealthHistoryRequest.decode(value),
+    responseSerialize: (value: HealthHistory): Buffer => Buffer.from(HealthHistory.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HealthHistory => HealthHistory.decode(value),
+  },
 } as const;
 
 export interface HealthServiceServer extends UntypedServiceImplementation {
   getHealth: handleUnaryCall<GetHealthRequest, HealthReport>;
+  /** Hour-by-hour sync outcomes and exports of the last hours (the admin console's chart). */
+  getHealthHistory: handleUnaryCall<GetHealthHistoryRequest, HealthHistory>;
 }
 
 export interface HealthServiceClient extends Client {
@@ -720,6 +1064,22 @@ export interface HealthServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HealthReport) => void,
+  ): ClientUnaryCall;
+  /** Hour-by-hour sync outcomes and exports of the last hours (the admin console's chart). */
+  getHealthHistory(
+    request: GetHealthHistoryRequest,
+    callback: (error: ServiceError | null, response: HealthHistory) => void,
+  ): ClientUnaryCall;
+  getHealthHistory(
+    request: GetHealthHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HealthHistory) => void,
+  ): ClientUnaryCall;
+  getHealthHistory(
+    request: GetHealthHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HealthHistory) => void,
   ): ClientUnaryCall;
 }
 
