@@ -3,6 +3,7 @@ import type Redis from 'ioredis';
 import { checkHealth, type Logger, type Metrics, type TokenVerifier } from '@ptw/common';
 import type { Clients } from './clients';
 import type { GatewayConfig } from './config';
+import { adminConsole, adminRouter, createRejectionRing, recordRejections } from './admin';
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { requestMiddleware } from './middleware/request';
@@ -18,7 +19,8 @@ export interface GatewayDeps {
   redis: Redis;
 }
 
-async function redisUp(redis: Redis): Promise<boolean> {
+/** Whether Redis answers a PING within half a second. */
+export async function redisUp(redis: Redis): Promise<boolean> {
   try {
     return (await Promise.race([redis.ping(), new Promise((r) => setTimeout(() => r('timeout'), 500))])) === 'PONG';
   } catch {
@@ -31,6 +33,8 @@ export function createApp(deps: GatewayDeps): Koa {
   const app = new Koa({ proxy: deps.config.PTW_TRUST_PROXY });
   const throttle = createThrottle({ redis: deps.redis, config: deps.config, log: deps.log, metrics: deps.metrics });
   const router = apiRouter(deps.clients, throttle);
+  const rejections = createRejectionRing();
+  const admin = adminRouter(deps, rejections);
   const services = {
     sync: deps.config.PTW_SYNC_ADDR,
     workflow: deps.config.PTW_WORKFLOW_ADDR,
@@ -69,8 +73,11 @@ export function createApp(deps: GatewayDeps): Koa {
     }
     return next();
   });
+  app.use(adminConsole());
   app.use(authMiddleware(deps.verify));
   app.use(jsonBody(deps.config.PTW_BODY_LIMIT_BYTES));
+  app.use(recordRejections(rejections));
+  app.use(admin.routes());
   app.use(router.routes());
   app.use(allowedMethods(router));
   return app;

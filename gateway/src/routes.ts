@@ -175,7 +175,7 @@ export function apiRouter(clients: Clients, throttle: Throttle): Router {
   router.get('/jobs/', async (ctx) => {
     requireManage(ctx);
     const r = await wf.listJobs({}, creds(ctx));
-    ctx.body = { jobs: healthBody({ jobs: r.jobs } as healthPb.HealthReport).jobs, recent_runs: r.recent_runs };
+    ctx.body = { jobs: healthBody({ jobs: r.jobs } as healthPb.HealthReport).jobs.map((j, i) => ({ ...j, schedule: r.jobs[i].schedule })), recent_runs: r.recent_runs };
   });
   router.post('/jobs/:name/run/', async (ctx) => {
     requireManage(ctx);

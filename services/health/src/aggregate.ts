@@ -18,6 +18,8 @@ export interface Aggregator {
 }
 
 const HOUR_MS = 3600_000;
+/** Hour-long buckets barely move in a minute; several consoles refreshing cost the store one computation. */
+const HISTORY_CACHE_MS = 60_000;
 
 /** Figures of one window, per field. */
 type Figures = Record<'applied' | 'conflicts' | 'rejected' | 'bulk_exports', number>;
@@ -54,6 +56,7 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
   const sync = createClient(syncPb.SyncServiceClient, peers.sync, o);
   const workflow = createClient(workflowPb.WorkflowServiceClient, peers.workflow, o);
   const exporter = createClient(exportPb.ExportServiceClient, peers.export, o);
+  const historyCache = new Map<number, { value: healthPb.HealthHistory; until: number }>();
   return {
     close() {
       sync.raw.close();
@@ -87,22 +90,26 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
       };
     },
     async history(token, reqId, hours) {
-      // The owners count "since T" only: one count per hour boundary, differenced here.
+      const cached = historyCache.get(hours);
+      if (cached && cached.until > Date.now()) return cached.value;
+      // The owners count "since T" only: one count per hour boundary, differenced here. One
+      // boundary at a time, so a chart never crowds out the figures of GetHealth on the store.
       const creds = { token, reqId, deadlineMs: opts.deadlineMs };
       const now = Date.now();
       let degraded = false;
-      const cumulative = await Promise.all(
-        Array.from({ length: hours }, async (_, k) => {
-          const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
-          const [s, e] = await Promise.all([
-            within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
-            within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
-          ]);
-          if (!s || !e) degraded = true;
-          return { applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 };
-        }),
-      );
-      return { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
+      const cumulative: Figures[] = [];
+      for (let k = 0; k < hours; k++) {
+        const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
+        const [s, e] = await Promise.all([
+          within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
+          within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
+        ]);
+        if (!s || !e) degraded = true;
+        cumulative.push({ applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 });
+      }
+      const value = { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
+      if (!degraded) historyCache.set(hours, { value, until: now + HISTORY_CACHE_MS });
+      return value;
     },
   };
 }
