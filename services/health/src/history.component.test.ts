@@ -1,0 +1,121 @@
+/**
+ * GetHealthHistory: the real health service in-process, called with the generated client, against
+ * stand-in sync and export peers (real gRPC servers answering the "since" counts from a list of
+ * event times): hour buckets, the manage check, bad hours, the one-minute cache, a peer down.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { createClient, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
+import { exportPb, healthPb, syncPb } from '@ptw/proto';
+import { start } from './main';
+
+jest.setTimeout(60_000);
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+const MIN = 60_000;
+const now = Date.now();
+const syncEvents: { at: number; outcome: 'applied' | 'conflict' | 'rejected' }[] = [
+  { at: now - 30 * MIN, outcome: 'applied' },
+  { at: now - 90 * MIN, outcome: 'conflict' },
+  { at: now - 100 * MIN, outcome: 'conflict' },
+  { at: now - 150 * MIN, outcome: 'rejected' },
+  { at: now - 300 * MIN, outcome: 'applied' },
+];
+const exportEvents = [now - 20 * MIN, now - 40 * MIN];
+
+type Since = ServerUnaryCall<{ since: string }, unknown>;
+const since = (call: Since) => Date.parse(call.request.since);
+
+function peer(add: (server: Server) => void): Promise<{ server: Server; addr: string }> {
+  const server = new Server();
+  add(server);
+  return new Promise((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve({ server, addr: `127.0.0.1:${port}` }))),
+  );
+}
+
+let svc: StartedService;
+let syncPeer: { server: Server; addr: string };
+let exportPeer: { server: Server; addr: string };
+let health: ReturnType<typeof createClient<healthPb.HealthServiceClient>>;
+
+const as = async (role: Role) => ({ token: await mintToken(auth, { user: `u-${role}`, role, projects: ['p1'], ttlSeconds: 600 }) });
+
+beforeAll(async () => {
+  syncPeer = await peer((s) =>
+    s.addService(syncPb.SyncServiceService, {
+      getSyncStats: (call: Since, cb: sendUnaryData<syncPb.GetSyncStatsResponse>) => {
+        const within = syncEvents.filter((e) => e.at >= since(call));
+        const count = (o: string) => within.filter((e) => e.outcome === o).length;
+        cb(null, { applied: count('applied'), conflicts: count('conflict'), rejected: count('rejected') });
+      },
+    } as never),
+  );
+  exportPeer = await peer((s) =>
+    s.addService(exportPb.ExportServiceService, {
+      getExportStats: (call: Since, cb: sendUnaryData<exportPb.GetExportStatsResponse>) => cb(null, { bulk_exports: exportEvents.filter((at) => at >= since(call)).length }),
+    } as never),
+  );
+  svc = await start({
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    PTW_HEALTH_ADDR: '127.0.0.1:0',
+    PTW_SYNC_ADDR: syncPeer.addr,
+    PTW_EXPORT_ADDR: exportPeer.addr,
+    PTW_WORKFLOW_ADDR: '127.0.0.1:1',
+    PTW_HEALTH_PEER_DEADLINE_MS: '500',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-health-')),
+  });
+  health = createClient(healthPb.HealthServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 10_000 });
+});
+
+afterAll(async () => {
+  health?.raw.close();
+  await svc?.stop();
+  syncPeer?.server.forceShutdown();
+  exportPeer?.server.forceShutdown();
+});
+
+it('when a manager asks for 3 hours, then each hour holds the events of that hour, oldest first', async () => {
+  const h = await health.call.getHealthHistory({ hours: 3 }, await as('manager'));
+  expect(h.degraded).toBe(false);
+  expect(h.hours.map((b) => [b.applied, b.conflicts, b.rejected, b.bulk_exports])).toEqual([
+    [0, 0, 1, 0],
+    [0, 2, 0, 0],
+    [1, 0, 0, 2],
+  ]);
+  expect(Date.parse(h.hours[2].start)).toBe(Date.parse(h.as_of) - 60 * MIN);
+});
+
+it('when the same hours are asked again within a minute, then the first answer is returned without asking the peers', async () => {
+  const first = await health.call.getHealthHistory({ hours: 3 }, await as('service'));
+  syncEvents.push({ at: Date.now(), outcome: 'applied' });
+  const again = await health.call.getHealthHistory({ hours: 3 }, await as('manager'));
+  expect(again).toEqual(first);
+});
+
+it('when no hours are given, then 12 are returned', async () => {
+  expect((await health.call.getHealthHistory({ hours: 0 }, await as('manager'))).hours).toHaveLength(12);
+});
+
+it.each([25, -1])('when hours is %i, then INVALID_ARGUMENT', async (hours) => {
+  await expect(health.call.getHealthHistory({ hours }, await as('manager'))).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT });
+});
+
+it('when a worker or supervisor asks, then PERMISSION_DENIED', async () => {
+  for (const role of ['worker', 'supervisor'] as const) {
+    await expect(health.call.getHealthHistory({ hours: 2 }, await as(role))).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+  }
+});
+
+it('when the export peer is down, then the history is degraded with exports at 0 and the sync figures still there', async () => {
+  exportPeer.server.forceShutdown();
+  const h = await health.call.getHealthHistory({ hours: 2 }, await as('manager'));
+  expect(h.degraded).toBe(true);
+  expect(h.hours.map((b) => b.bulk_exports)).toEqual([0, 0]);
+  expect(h.hours.map((b) => b.conflicts)).toEqual([2, 0]);
+});
