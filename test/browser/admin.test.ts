@@ -202,7 +202,7 @@ describe('with a manager token', () => {
   });
 });
 
-it('when the page is phone-wide, then nothing overflows sideways and every panel is there', async () => {
+it('when the page is phone-wide, then nothing overflows sideways, every panel is there, and it refreshes by itself', async () => {
   const { page, problems, close } = await openConsole(390, 844);
   try {
     await signIn(page, manager);
@@ -212,6 +212,9 @@ it('when the page is phone-wide, then nothing overflows sideways and every panel
       expect(await page.$eval(`#${id}`, (e) => (e as HTMLElement).getBoundingClientRect().width)).toBeLessThanOrEqual(390);
     }
     await page.screenshot({ path: path.join(SHOTS, 'admin-console-phone.png'), fullPage: true });
+    // Left alone, the page refreshes itself within 15 s.
+    const first = await text(page, '#as-of');
+    await page.waitForFunction((t) => document.getElementById('as-of')?.textContent !== t && /As of/.test(document.getElementById('as-of')?.textContent ?? ''), { timeout: 25_000 }, first);
     expect(problems).toEqual([]);
   } finally {
     await close();
