@@ -36,7 +36,8 @@ RUN set -eu; mkdir -p /out; \
       cp -a "$ws/package.json" "$ws/dist" "/out/$ws/"; \
       if [ -d "$ws/node_modules" ]; then cp -a "$ws/node_modules" "/out/$ws/"; fi; \
       rm -f "/out/$ws/dist/.tsbuildinfo"; \
-    done
+    done; \
+    cp -a gateway/admin /out/gateway/ && rm -f /out/gateway/admin/screenshot.png
 
 # ---- runtime ----
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
@@ -45,9 +46,12 @@ WORKDIR /app
 # Code stays root-owned (read-only for the process); only the log folder is writable by `node`.
 # A named volume mounted on /app/logs starts with this folder's ownership.
 COPY --from=build /out /app
+# Fonts the PDF export embeds for non-Latin scripts (Devanagari, Tamil, Arabic, CJK).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends fonts-noto-core fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /app/logs && chown node:node /app/logs
 USER node
 
 # Gateway HTTP (also /metrics), then sync, workflow, export, health gRPC.
-EXPOSE 8080 50051 50052 50053 50054
+EXPOSE 8080 15051 15052 15053 15054
 CMD ["node", "gateway/dist/main.js"]
