@@ -6,6 +6,7 @@ import type { GatewayConfig } from './config';
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { requestMiddleware } from './middleware/request';
+import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, apiRouter } from './routes';
 import { createThrottle } from './throttle';
 
@@ -69,6 +70,7 @@ export function createApp(deps: GatewayDeps): Koa {
     }
     return next();
   });
+  app.use(docsMiddleware());
   app.use(authMiddleware(deps.verify));
   app.use(jsonBody(deps.config.PTW_BODY_LIMIT_BYTES));
   app.use(router.routes());

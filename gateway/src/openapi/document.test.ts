@@ -1,0 +1,122 @@
+import { spawnSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import type Router from '@koa/router';
+import { createLogger, memorySink, Metrics } from '@ptw/common';
+import type { Clients } from '../clients';
+import { requestMiddleware } from '../middleware/request';
+import { apiRouter } from '../routes';
+import type { Throttle } from '../throttle';
+import { openApiDocument, openApiPath } from './document';
+import { ROUTES } from './operations';
+import { DOCS_PATH, docsMiddleware, OPENAPI_PATH } from './serve';
+
+type Doc = { paths: Record<string, Record<string, { security?: unknown[]; description?: string; responses: Record<string, { headers?: Record<string, { required?: boolean }> }> }>> };
+const doc = openApiDocument() as unknown as Doc;
+
+/** The method/path pairs the gateway's router serves, as OpenAPI paths. */
+function routerOperations(router: Router): string[] {
+  return router.stack
+    .filter((layer) => layer.methods.length > 0)
+    .flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m.toLowerCase()} ${openApiPath({ path: layer.path, absolute: true })}`));
+}
+
+describe('OpenAPI document', () => {
+  it('when checked by a standard OpenAPI validator, then it is a valid OpenAPI 3.1 document', () => {
+    // The validator is an ES module: run it in a child Node rather than through jest's CommonJS loader.
+    const script = `import { Validator } from '@seriousme/openapi-schema-validator';
+      let text = ''; for await (const c of process.stdin) text += c;
+      const r = await new Validator().validate(JSON.parse(text));
+      console.log(JSON.stringify(r));`;
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { input: JSON.stringify(doc), encoding: 'utf8', cwd: __dirname });
+    expect(out.stderr).toBe('');
+    expect(JSON.parse(out.stdout)).toEqual({ valid: true });
+    expect((doc as unknown as { openapi: string }).openapi).toBe('3.1.0');
+  });
+
+  it('when a route is added to the router without an entry in openapi/operations.ts, then this fails', () => {
+    const stubThrottle = { middleware: () => async (_ctx: unknown, next: () => Promise<void>) => next(), status: async () => [] } as unknown as Throttle;
+    const stubClients = { workflow: { call: {} }, sync: { call: {} }, export: { call: {}, raw: {} }, health: { call: {} } } as unknown as Clients;
+    const served = routerOperations(apiRouter(stubClients, stubThrottle)).sort();
+    const documented = ROUTES.filter((r) => !r.public).map((r) => `${r.method} ${openApiPath(r)}`).sort();
+    expect(served.length).toBeGreaterThan(20);
+    expect(documented).toEqual(served);
+  });
+
+  it('when a route needs a token, then it says which roles may call it and answers 401 with WWW-Authenticate', () => {
+    for (const [p, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const where = `${method} ${p}`;
+        if (op.security?.length === 0) continue;
+        expect([where, op.description]).toEqual([where, expect.stringContaining('**Who:**')]);
+        expect([where, op.responses['401']?.headers?.['WWW-Authenticate']?.required]).toEqual([where, true]);
+      }
+    }
+  });
+
+  it('when a route is throttled, then its 429 requires Retry-After and the X-RateLimit headers', () => {
+    const throttled = ROUTES.filter((r) => r.scope);
+    expect(throttled.map((r) => r.operationId)).toEqual(expect.arrayContaining(['syncOfflineData', 'bulkExportPdf', 'bulkExportExcel', 'getKpis', 'listNotifications']));
+    for (const r of throttled) {
+      const headers = doc.paths[openApiPath(r)][r.method].responses['429'].headers ?? {};
+      const required = Object.keys(headers).filter((h) => headers[h].required);
+      expect(required.sort()).toEqual(['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'X-Request-Id']);
+    }
+  });
+
+  it('when any response is documented, then X-Request-Id is a required header of it', () => {
+    for (const ops of Object.values(doc.paths)) {
+      for (const op of Object.values(ops)) {
+        for (const r of Object.values(op.responses)) expect(r.headers?.['X-Request-Id']?.required).toBe(true);
+      }
+    }
+  });
+});
+
+describe('serving the document and the reference page', () => {
+  let server: http.Server;
+  let base: string;
+  beforeAll(async () => {
+    const app = new Koa();
+    app.use(requestMiddleware(createLogger('gateway', { stdout: false, sink: memorySink().sink }), new Metrics('gateway-openapi-test')));
+    app.use(docsMiddleware());
+    app.use(async (ctx) => {
+      ctx.status = 401;
+      ctx.body = { error: { code: 'unauthenticated', message: 'reached auth' } };
+    });
+    server = http.createServer(app.callback());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('when the document is fetched without a token, then it is the generated document', async () => {
+    const res = await fetch(`${base}${OPENAPI_PATH}`);
+    expect([res.status, res.headers.get('content-type')]).toEqual([200, expect.stringMatching(/^application\/json/)]);
+    expect(await res.json()).toEqual(JSON.parse(JSON.stringify(doc)));
+  });
+
+  it('when the reference page is opened, then it loads swagger-ui from the gateway only, under a CSP without inline scripts', async () => {
+    const page = await fetch(`${base}${DOCS_PATH}`);
+    const html = await page.text();
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self';/);
+    expect(html).not.toMatch(/<script>|https?:\/\//);
+    for (const src of [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1])) {
+      const asset = await fetch(`${base}${DOCS_PATH}${src}`);
+      expect([src, asset.status]).toEqual([src, 200]);
+      expect((await asset.arrayBuffer()).byteLength).toBeGreaterThan(0);
+    }
+    expect(await (await fetch(`${base}${DOCS_PATH}init.js`)).text()).toContain(JSON.stringify(OPENAPI_PATH));
+    const redirect = await fetch(`${base}/api/docs`, { redirect: 'manual' });
+    expect([redirect.status, redirect.headers.get('location')]).toEqual([302, DOCS_PATH]);
+  });
+
+  it('when another file of the package or a path outside it is asked for, then 404', async () => {
+    for (const p of ['index.html', 'package.json', '..%2Fpackage.json', '..%2F..%2F..%2Fgateway%2Fpackage.json', 'swagger-ui-bundle.js.map']) {
+      const res = await fetch(`${base}${DOCS_PATH}${p}`);
+      expect([p, res.status]).toEqual([p, 404]);
+    }
+  });
+});
