@@ -35,8 +35,16 @@ const DEFS_ID = 'https://ptw.local/openapi.json';
 // One JSON Schema document holds the components; every reference points into it.
 const doc = JSON.parse(JSON.stringify(openApiDocument()).replaceAll('"#/components/schemas/', `"${DEFS_ID}#/$defs/`)) as {
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, object> };
+  components: { schemas: Record<string, object>; responses: Record<string, ResponseSpec>; headers: Record<string, HeaderSpec> };
 };
+/** Follows a `#/components/{responses,headers}/…` reference. */
+function deref<T>(o: T | { $ref: string }): T {
+  if (!o || typeof o !== 'object' || !('$ref' in o)) return o as T;
+  const [, kind, name] = /^#\/components\/(responses|headers)\/(.+)$/.exec(o.$ref) ?? [];
+  const target = kind === 'responses' ? doc.components.responses[name] : kind === 'headers' ? doc.components.headers[name] : undefined;
+  if (!target) throw new Error(`unresolved reference ${o.$ref}`);
+  return target as T;
+}
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 addFormats(ajv);
 ajv.addSchema({ $id: DEFS_ID, $defs: doc.components.schemas });
@@ -88,13 +96,14 @@ async function problemsOf(method: string, url: URL, res: Response): Promise<stri
     if (!expected.includes(res.status)) problems.push(`${spec ? 'undocumented method' : 'undocumented path'} answered ${res.status}, expected ${expected.join(' or ')}`);
     response = { content: { 'application/json': { schema: { $ref: `${DEFS_ID}#/$defs/Error` } } } };
   } else {
-    response = op.responses[String(res.status)];
+    response = deref(op.responses[String(res.status)]);
     if (!response) {
       problems.push(`status ${res.status} is not documented for ${op.operationId} (documented: ${Object.keys(op.responses).join(', ')})`);
       return problems;
     }
   }
-  for (const [name, h] of Object.entries(response.headers ?? {})) {
+  for (const [name, spec] of Object.entries(response.headers ?? {})) {
+    const h = deref(spec);
     const value = res.headers.get(name);
     if (value === null) {
       if (h.required) problems.push(`required header ${name} is missing`);

@@ -12,8 +12,23 @@ import { openApiDocument, openApiPath } from './document';
 import { ROUTES } from './operations';
 import { DOCS_PATH, docsMiddleware, OPENAPI_PATH } from './serve';
 
-type Doc = { paths: Record<string, Record<string, { security?: unknown[]; description?: string; responses: Record<string, { headers?: Record<string, { required?: boolean }> }> }>> };
+type Header = { required?: boolean };
+type Response = { headers?: Record<string, Header> };
+type Doc = {
+  paths: Record<string, Record<string, { security?: unknown[]; description?: string; responses: Record<string, Response> }>>;
+  components: { responses: Record<string, Response>; headers: Record<string, Header> };
+};
 const doc = openApiDocument() as unknown as Doc;
+
+/** A response or header with its `#/components/…` reference followed. */
+function deref<T>(o: T): T {
+  const ref = (o as { $ref?: string }).$ref;
+  if (!ref) return o;
+  const [, kind, name] = /^#\/components\/(responses|headers)\/(.+)$/.exec(ref)!;
+  return (kind === 'responses' ? doc.components.responses[name] : doc.components.headers[name]) as T;
+}
+const responseOf = (op: { responses: Record<string, Response> }, status: string) => deref(op.responses[status]);
+const headersOf = (r: Response): Record<string, Header> => Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, h]) => [k, deref(h)]));
 
 /** The method/path pairs the gateway's router serves, as OpenAPI paths. */
 function routerOperations(router: Router): string[] {
@@ -50,7 +65,7 @@ describe('OpenAPI document', () => {
         const where = `${method} ${p}`;
         if (op.security?.length === 0) continue;
         expect([where, op.description]).toEqual([where, expect.stringContaining('**Who:**')]);
-        expect([where, op.responses['401']?.headers?.['WWW-Authenticate']?.required]).toEqual([where, true]);
+        expect([where, headersOf(responseOf(op, '401'))['WWW-Authenticate']?.required]).toEqual([where, true]);
       }
     }
   });
@@ -59,7 +74,7 @@ describe('OpenAPI document', () => {
     const throttled = ROUTES.filter((r) => r.scope);
     expect(throttled.map((r) => r.operationId)).toEqual(expect.arrayContaining(['syncOfflineData', 'bulkExportPdf', 'bulkExportExcel', 'getKpis', 'listNotifications']));
     for (const r of throttled) {
-      const headers = doc.paths[openApiPath(r)][r.method].responses['429'].headers ?? {};
+      const headers = headersOf(responseOf(doc.paths[openApiPath(r)][r.method], '429'));
       const required = Object.keys(headers).filter((h) => headers[h].required);
       expect(required.sort()).toEqual(['Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'X-Request-Id']);
     }
@@ -68,7 +83,7 @@ describe('OpenAPI document', () => {
   it('when any response is documented, then X-Request-Id is a required header of it', () => {
     for (const ops of Object.values(doc.paths)) {
       for (const op of Object.values(ops)) {
-        for (const r of Object.values(op.responses)) expect(r.headers?.['X-Request-Id']?.required).toBe(true);
+        for (const status of Object.keys(op.responses)) expect(headersOf(responseOf(op, status))['X-Request-Id']?.required).toBe(true);
       }
     }
   });

@@ -12,22 +12,14 @@ type Json = Record<string, unknown>;
 
 const SCHEMA_REF = '#/components/schemas/';
 
-const ERROR_TEXT: Record<number, string> = {
-  400: 'Invalid input: the message and details name the offending field',
-  401: 'Missing, invalid or expired bearer token',
-  403: 'The caller’s role may not do this',
-  404: 'No such resource in the caller’s projects',
-  409: 'Conflict: stale version or concurrent change',
-  413: 'Request body too large',
-  415: 'Request body is not application/json',
-  429: 'Throttled: retry after Retry-After seconds',
-  503: 'A backend (service, or Redis for a fail-closed throttle scope) is unavailable; retry after Retry-After seconds',
-  504: 'A backend service did not answer in time',
-};
+/** `format: date-time` says it all: zod's equivalent regular expression would only blur the document. */
+function override(ctx: { jsonSchema: Json }): void {
+  if (ctx.jsonSchema.format === 'date-time') delete ctx.jsonSchema.pattern;
+}
 
 /** components.schemas: every registered schema, in its input or output form (registry.ts). */
 function components(): Record<string, Json> {
-  const all = (io: 'input' | 'output') => z.toJSONSchema(z.globalRegistry, { io, target: 'draft-2020-12', uri: (id) => `${SCHEMA_REF}${id}`, unrepresentable: 'any' }).schemas as Record<string, Json>;
+  const all = (io: 'input' | 'output') => z.toJSONSchema(z.globalRegistry, { io, target: 'draft-2020-12', uri: (id) => `${SCHEMA_REF}${id}`, unrepresentable: 'any', override }).schemas as Record<string, Json>;
   const inputs = all('input');
   const outputs = all('output');
   const out: Record<string, Json> = {};
@@ -44,7 +36,7 @@ function components(): Record<string, Json> {
 function schemaOf(schema: z.ZodType, io: 'input' | 'output'): Json {
   const id = z.globalRegistry.get(schema)?.id;
   if (id) return { $ref: `${SCHEMA_REF}${id}` };
-  const inline = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any', cycles: 'ref', reused: 'inline' }) as Json;
+  const inline = z.toJSONSchema(schema, { io, target: 'draft-2020-12', unrepresentable: 'any', cycles: 'ref', reused: 'inline', override }) as Json;
   delete inline.$schema;
   // Named sub-schemas land in $defs: they are components already, so point there instead.
   delete inline.$defs;
@@ -56,14 +48,41 @@ export function openApiPath(r: Pick<RouteDoc, 'path' | 'absolute'>): string {
   return (r.absolute ? '' : API_PREFIX) + r.path.replace(/:(\w+)/g, '{$1}');
 }
 
+/** The error responses, each a component (components.responses) referenced by the operations. */
+const ERRORS: Record<number, { name: string; description: string }> = {
+  400: { name: 'BadRequest', description: 'Invalid input: the message and details name the offending field' },
+  401: { name: 'Unauthenticated', description: 'Missing, invalid or expired bearer token' },
+  403: { name: 'Forbidden', description: 'The caller’s role may not do this' },
+  404: { name: 'NotFound', description: 'No such resource in the caller’s projects' },
+  409: { name: 'Conflict', description: 'Conflict: stale version or concurrent change' },
+  413: { name: 'PayloadTooLarge', description: 'Request body too large' },
+  415: { name: 'UnsupportedMediaType', description: 'Request body is not application/json' },
+  429: { name: 'Throttled', description: 'Throttled: retry after Retry-After seconds' },
+  503: { name: 'Unavailable', description: 'A backend (service, or Redis for a fail-closed throttle scope) is unavailable; retry after Retry-After seconds' },
+  504: { name: 'Timeout', description: 'A backend service did not answer in time' },
+};
+
+const ref = (kind: 'headers' | 'responses', name: string) => ({ $ref: `#/components/${kind}/${name}` });
 const intHeader = (description: string, required: boolean) => ({ required, description, schema: { type: 'string', pattern: '^\\d+$' } });
-const REQUEST_ID = { required: true, description: 'The request id (the client’s X-Request-Id when valid, else generated); also in every log line of the request', schema: { type: 'string', minLength: 1 } };
-/** On a 429 the rate headers are always there; on other answers they are absent when Redis could not be asked. */
-const rateHeaders = (required: boolean) => ({
-  'X-RateLimit-Limit': intHeader('Requests admitted per window in this scope', required),
-  'X-RateLimit-Remaining': intHeader('Requests left in the current window', required),
-  'X-RateLimit-Reset': intHeader('Unix time (seconds) when the window has room again', required),
-});
+const REQUEST_ID = ref('headers', 'XRequestId');
+const RATE_HEADERS = { 'X-RateLimit-Limit': 'Requests admitted per window in this scope', 'X-RateLimit-Remaining': 'Requests left in the current window', 'X-RateLimit-Reset': 'Unix time (seconds) when the window has room again' };
+const retryAfter = (description: string) => ({ 'Retry-After': intHeader(description, true) });
+
+/** components.headers: the rate headers of a throttled route's answers are absent when Redis could not be asked. */
+function headerComponents(): Json {
+  const out: Json = { XRequestId: { required: true, description: 'The request id (the client’s X-Request-Id when valid, else generated); also in every log line of the request', schema: { type: 'string', minLength: 1 } } };
+  for (const [name, description] of Object.entries(RATE_HEADERS)) out[name.replaceAll('-', '')] = intHeader(description, false);
+  return out;
+}
+
+function errorComponent(status: number, schema: z.ZodType = errorResponse): Json {
+  const headers: Json = { 'X-Request-Id': REQUEST_ID };
+  // On a 429 the rate headers are always there.
+  if (status === 429) Object.assign(headers, retryAfter('Whole seconds until a request would be admitted'), Object.fromEntries(Object.entries(RATE_HEADERS).map(([h, d]) => [h, intHeader(d, true)])));
+  if (status === 503) Object.assign(headers, retryAfter('Seconds after which to try again'));
+  if (status === 401) headers['WWW-Authenticate'] = { required: true, description: 'Bearer realm="ptw"', schema: { type: 'string' } };
+  return { description: ERRORS[status].description, headers, content: { 'application/json': { schema: schemaOf(schema, 'output') } } };
+}
 
 function errorStatuses(r: RouteDoc): number[] {
   const s = new Set(r.errors ?? []);
@@ -73,18 +92,9 @@ function errorStatuses(r: RouteDoc): number[] {
   return [...s].sort();
 }
 
-function errorResponseFor(status: number, r: RouteDoc): Json {
-  const headers: Json = { 'X-Request-Id': REQUEST_ID };
-  if (status === 429) Object.assign(headers, { 'Retry-After': intHeader('Whole seconds until a request would be admitted', true) }, rateHeaders(true));
-  if (status === 503) headers['Retry-After'] = intHeader('Seconds after which to try again', true);
-  if (status === 401) headers['WWW-Authenticate'] = { required: true, description: 'Bearer realm="ptw"', schema: { type: 'string' } };
-  const schema = schemaOf(r.errorBodies?.[status] ?? errorResponse, 'output');
-  return { description: ERROR_TEXT[status] ?? 'Error', headers, content: { 'application/json': { schema } } };
-}
-
 function successResponse(r: RouteDoc): Json {
   const headers: Json = { 'X-Request-Id': REQUEST_ID };
-  if (r.scope) Object.assign(headers, rateHeaders(false));
+  if (r.scope) for (const name of Object.keys(RATE_HEADERS)) headers[name] = ref('headers', name.replaceAll('-', ''));
   if ('json' in r.ok) return { description: r.ok.description, headers, content: { 'application/json': { schema: schemaOf(r.ok.json, 'output') } } };
   if ('binary' in r.ok) {
     Object.assign(headers, {
@@ -122,7 +132,10 @@ function operation(r: RouteDoc): Json {
   // An empty body is read as {}: the body is optional when {} is valid.
   if (r.body) op.requestBody = { required: !r.body.safeParse({}).success, content: { 'application/json': { schema: schemaOf(r.body, 'input') } } };
   const responses: Json = { [String(r.ok.status)]: successResponse(r) };
-  for (const s of errorStatuses(r)) responses[String(s)] = errorResponseFor(s, r);
+  for (const s of errorStatuses(r)) {
+    const body = r.errorBodies?.[s];
+    responses[String(s)] = body ? errorComponent(s, body) : ref('responses', ERRORS[s].name);
+  }
   op.responses = responses;
   return op;
 }
@@ -153,6 +166,8 @@ export function openApiDocument(routes: RouteDoc[] = ROUTES, server = '/'): Json
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Claims sub, role, project_ids, exp; `npm run token` mints development tokens' } },
       schemas,
+      headers: headerComponents(),
+      responses: Object.fromEntries(Object.entries(ERRORS).map(([status, e]) => [e.name, errorComponent(Number(status))])),
     },
   };
 }
