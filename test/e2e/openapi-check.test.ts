@@ -42,6 +42,12 @@ describe('OpenAPI check of e2e responses', () => {
     expect(takeFailures()).toEqual([]);
   });
 
+  it('when the path has one more trailing slash, then it is checked as its route (the router matches it too)', async () => {
+    reply = ok({ body: [permitType] });
+    expect((await fetch(`${base}/permit-types//`)).status).toBe(200);
+    expect(await failureOf('/permit-types//', ok({ body: {} }))).toMatch(/must be array/);
+  });
+
   it('when the body has an undocumented field or a wrong type, then the call fails naming it', async () => {
     expect(await failureOf('/permit-types/', ok({ body: [{ ...permitType, secret: 1 }] }))).toMatch(/additional properties \(secret\)/);
     expect(await failureOf('/permit-types/', ok({ body: [{ ...permitType, validity_hours: '8' }] }))).toMatch(/\/0\/validity_hours must be integer/);

@@ -54,7 +54,8 @@ const paths: PathSpec[] = Object.entries(doc.paths)
     path,
     operations,
     params: (path.match(/\{/g) ?? []).length,
-    pattern: new RegExp(`^${path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{\w+\\?\}/g, '[^/]+')}$`),
+    // Like the router (not strict): one more trailing slash still matches.
+    pattern: new RegExp(`^${path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{\w+\\?\}/g, '[^/]+')}/?$`),
   }))
   // A literal segment wins over a parameter (/permits/health/ is not /permits/{id}/).
   .sort((a, b) => a.params - b.params);
@@ -91,8 +92,9 @@ async function problemsOf(method: string, url: URL, res: Response): Promise<stri
   const op = spec?.operations[method === 'head' ? 'get' : method];
   let response: ResponseSpec | undefined;
   if (!op) {
-    // Unknown route → 404, known path with another method → 405 (501 for methods Koa does not know).
-    const expected = !spec ? [404] : [405, 501];
+    // Unknown route → 404, known path with another method → 405 (501 for methods Koa does not know);
+    // auth and the body reader answer before routing (401, 400/413/415), whatever the path.
+    const expected = [...(!spec ? [404] : [405, 501]), 401, 400, 413, 415];
     if (!expected.includes(res.status)) problems.push(`${spec ? 'undocumented method' : 'undocumented path'} answered ${res.status}, expected ${expected.join(' or ')}`);
     response = { content: { 'application/json': { schema: { $ref: `${DEFS_ID}#/$defs/Error` } } } };
   } else {

@@ -231,9 +231,9 @@ export const ROUTES: RouteDoc[] = [
     summary: 'KPIs over the caller’s projects',
     roles: 'Managers and service tokens',
     scope: 'ptw_kpi',
-    query: z.object({ project: z.string().optional().describe('Restrict to one of the caller’s projects') }),
+    query: z.object({ project: z.string().optional().describe('Restrict to one of the caller’s projects (another project is 404)') }),
     ok: json(res.kpis, 'Counts, overdue figures and the top lists'),
-    errors: [400, 403],
+    errors: [400, 403, 404],
   },
   {
     method: 'get',
