@@ -42,12 +42,18 @@ describe('API reference page', () => {
     });
     page.on('pageerror', (e) => problems.push(String(e)));
     page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+    await page.evaluateOnNewDocument(() => {
+      document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+    });
     await page.goto(`${base}${DOCS_PATH}`, { waitUntil: 'networkidle0' });
     const operations = Object.values(openApiDocument().paths as Record<string, object>).reduce((n, ops) => n + Object.keys(ops).length, 0);
     await page.waitForFunction((n) => document.querySelectorAll('.opblock').length === n, { timeout: 30_000 }, operations);
     const title = await page.$eval('.info .title', (e) => e.textContent ?? '');
     expect(title).toContain('PTW platform HTTP API');
     expect(await page.$$eval('.opblock-summary-path', (els) => els.map((e) => e.getAttribute('data-path')))).toEqual(expect.arrayContaining(['/api/v1/ptw/permits/{id}/', '/api/v1/ptw/sync-offline-data/']));
+    // Expanding an operation renders its schemas and examples too.
+    await page.click('#operations-Permits-updatePermit .opblock-summary');
+    await page.waitForSelector('#operations-Permits-updatePermit .responses-wrapper');
     expect(problems).toEqual([]);
   });
 });
