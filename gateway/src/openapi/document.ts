@@ -1,5 +1,5 @@
 /**
- * Builds the OpenAPI 3.1 document from the route table (routes.ts) and the zod schemas the routes
+ * Builds the OpenAPI 3.1 document from the route table (operations.ts) and the zod schemas the routes
  * validate with (JSON Schema 2020-12 is OpenAPI 3.1's schema dialect, so no conversion is needed).
  */
 import { z } from 'zod';
