@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Koa from 'koa';
 import type Router from '@koa/router';
-import { createLogger, memorySink, Metrics } from '@ptw/common';
-import type { Clients } from '../clients';
-import { requestMiddleware } from '../middleware/request';
+import Redis from 'ioredis';
+import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics } from '@ptw/common';
+import { createApp } from '../app';
+import { closeClients, createClients, type Clients } from '../clients';
+import { gatewayConfigSchema } from '../config';
 import { apiRouter } from '../routes';
 import type { Throttle } from '../throttle';
 import { openApiDocument, openApiPath } from './document';
@@ -89,22 +90,31 @@ describe('OpenAPI document', () => {
   });
 });
 
-describe('serving the document and the reference page', () => {
+describe('serving the document and the reference page (the gateway app)', () => {
   let server: http.Server;
   let base: string;
+  let redis: Redis;
+  let clients: Clients;
   beforeAll(async () => {
-    const app = new Koa();
-    app.use(requestMiddleware(createLogger('gateway', { stdout: false, sink: memorySink().sink }), new Metrics('gateway-openapi-test')));
-    app.use(docsMiddleware());
-    app.use(async (ctx) => {
-      ctx.status = 401;
-      ctx.body = { error: { code: 'unauthenticated', message: 'reached auth' } };
-    });
-    server = http.createServer(app.callback());
+    // No backend is reached by these requests: the clients and Redis point nowhere and stay idle.
+    const config = loadConfig(gatewayConfigSchema, { PTW_JWT_SECRET: DEV_JWT_SECRET, REDIS_URL: 'redis://127.0.0.1:1' });
+    const metrics = new Metrics('gateway-openapi-test');
+    redis = new Redis(config.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    clients = createClients(config, metrics);
+    const log = createLogger('gateway', { stdout: false, sink: memorySink().sink });
+    server = http.createServer(createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis }).callback());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  afterAll(async () => {
+    closeClients(clients);
+    redis.disconnect();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('when an API route is called without a token, then it is still 401 (only the document and the page are public)', async () => {
+    expect((await fetch(`${base}/api/v1/ptw/permit-types/`)).status).toBe(401);
+  });
 
   it('when the document is fetched without a token, then it is the generated document', async () => {
     const res = await fetch(`${base}${OPENAPI_PATH}`);
