@@ -7,6 +7,7 @@ import { adminConsole, adminRouter, createRejectionRing, recordRejections } from
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { requestMiddleware } from './middleware/request';
+import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, apiRouter } from './routes';
 import { createThrottle } from './throttle';
 
@@ -74,6 +75,7 @@ export function createApp(deps: GatewayDeps): Koa {
     return next();
   });
   app.use(adminConsole());
+  app.use(docsMiddleware());
   app.use(authMiddleware(deps.verify));
   app.use(jsonBody(deps.config.PTW_BODY_LIMIT_BYTES));
   app.use(recordRejections(rejections));

@@ -3,17 +3,9 @@ import type { ClientReadableStream } from '@grpc/grpc-js';
 import { callMetadata, parseInput } from '@ptw/common';
 import type { exportPb } from '@ptw/proto';
 import type { Context } from 'koa';
-import { z } from 'zod';
 import type { Clients } from './clients';
+import { exportBody } from './openapi/requests';
 import { body, creds, permitFilter } from './routes';
-
-const exportBody = z
-  .object({
-    permit_ids: z.array(z.string().min(1).max(64)).max(10_000).default([]),
-    use_filters: z.boolean().default(false),
-    detailed: z.boolean().default(false),
-  })
-  .strict();
 
 /** Resolves with the metadata message, or rejects with the stream's error if it fails first. */
 function firstMessage(call: ClientReadableStream<exportPb.ExportChunk>): Promise<exportPb.ExportMeta> {

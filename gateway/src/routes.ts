@@ -2,13 +2,13 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { canManage, parseInput, type CallCredentials } from '@ptw/common';
 import type { healthPb } from '@ptw/proto';
-import { z } from 'zod';
 import type { Clients } from './clients';
 import { HttpError } from './errors';
 import type { GatewayState } from './state';
 import type { Throttle } from './throttle';
 import { exportRoute } from './export';
 import { disconnectSignal } from './middleware/request';
+import { assignIsolationBody, emptyBody, SYNC_MAX_BYTES, syncChange, syncEnvelope, transitionBody, updateCloseoutBody, updateIsolationBody, versionBody } from './openapi/requests';
 
 export const API_PREFIX = '/api/v1/ptw';
 
@@ -51,47 +51,6 @@ export function permitFilter(ctx: Context) {
     q: query(ctx, 'q'),
   };
 }
-
-const transitionBody = z.object({ status: z.string().min(1).max(40), comments: z.string().max(2000).default('') }).strict();
-const updateIsolationBody = z
-  .object({
-    point_id: z.string().min(1).max(64),
-    action: z.enum(['isolate', 'verify', 'deisolate']),
-    lock_ids: z.array(z.string().min(1).max(100)).max(50).default([]),
-    notes: z.string().max(2000).default(''),
-  })
-  .strict();
-const pointBody = z.object({ name: z.string(), energy_type: z.string(), required: z.boolean().default(true), lock_ids: z.array(z.string()).default([]) }).strict();
-const assignIsolationBody = z.union([z.object({ points: z.array(pointBody).min(1).max(100) }).strict(), pointBody]);
-const updateCloseoutBody = z
-  .object({
-    checklist: z.record(z.string().max(100), z.object({ done: z.boolean().optional(), comments: z.string().max(2000).optional() }).strict()).default({}),
-    remarks: z.string().max(5000).optional(),
-  })
-  .strict();
-const versionBody = z.object({ version: z.number().int('expected an integer').min(1) }).loose();
-
-export const SYNC_MAX_BYTES = 1024 * 1024;
-export const SYNC_MAX_CHANGES = 500;
-
-const syncEnvelope = z
-  .object({
-    device_id: z.string().regex(/^[A-Za-z0-9_.:\-]{1,128}$/, 'expected 1-128 letters, digits or _.:-'),
-    client_time: z.string().max(40).optional(),
-    changes: z.array(z.unknown()).max(SYNC_MAX_CHANGES, `at most ${SYNC_MAX_CHANGES} changes per request`),
-  })
-  .strict();
-
-const syncChange = z
-  .object({
-    entity: z.string().max(40),
-    op: z.string().max(40),
-    offline_id: z.string().max(128),
-    server_id: z.string().max(64).nullish(),
-    client_version: z.number().int('expected an integer').min(0).max(2 ** 31 - 1).nullish(),
-    data: z.record(z.string(), z.unknown()).default({}),
-  })
-  .strict();
 
 /**
  * Sync request from the HTTP body: the envelope must be valid (else 400/413, nothing applied);
@@ -236,7 +195,7 @@ export function apiRouter(clients: Clients, throttle: Throttle): Router {
     ctx.body = await wf.updateCloseout({ permit_id: ctx.params.id, checklist: b.checklist, remarks: b.remarks }, creds(ctx));
   });
   router.post('/permits/:id/complete_closeout/', async (ctx) => {
-    parseInput(z.object({}).strict(), body(ctx));
+    parseInput(emptyBody, body(ctx));
     ctx.body = await wf.completeCloseout({ permit_id: ctx.params.id }, creds(ctx));
   });
 

@@ -3,10 +3,13 @@ import { bearerToken, type TokenVerifier } from '@ptw/common';
 import { HttpError } from '../errors';
 import type { GatewayState } from '../state';
 
-/** Paths answered without a token and without a route pattern: the probes and metrics. */
-export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Paths answered without a token and without a route pattern: the probes, metrics and the OpenAPI
+ * document (openapi/serve.ts; the reference page under /api/docs/ is answered before auth too).
+ */
+export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', '/api/v1/ptw/openapi.json']);
 
-/** Requires a valid bearer JWT on every route but the probes and metrics (SPEC §3). */
+/** Requires a valid bearer JWT on every route but the public paths (SPEC §3). */
 export function authMiddleware(verify: TokenVerifier) {
   return async (ctx: Context, next: Next) => {
     if (PUBLIC_PATHS.has(ctx.path)) return next();
