@@ -82,7 +82,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<{ text: string; 
       resolve({ text: chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'), size });
     });
     req.once('error', fail);
-    req.once('close', () => fail(new Error('request closed before its body was read')));
+    // 'close' also follows every complete request: no error (and its stack) unless it came first.
+    req.once('close', () => settled || fail(new Error('request closed before its body was read')));
   });
 }
 
