@@ -13,6 +13,8 @@
  * request is refused; every case must answer 2xx only (the program exits 1 otherwise: the figures
  * would not measure what they claim). Prints Markdown; progress goes to stderr.
  * Run after `make build store`:  node test/bench/gateway.js [measured seconds per case, default 8] [rounds, default 3]
+ * BENCH_CASES=koa,gateway-info,sync (case ids, comma-separated) runs only those cases; bare Koa (A),
+ * the baseline of every ratio, always runs.
  * The in-process cases run in rounds (each case once per round, same order) and are reported by
  * their median round: this machine is shared and its speed drifts over minutes.
  */
@@ -376,7 +378,8 @@ function medianRun(runs) {
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
 
 function report(rows, base, duration) {
-  const [a, b] = [rows.find((r) => r.id === base.a), rows.find((r) => r.id === base.b)];
+  const missing = { rps: NaN, cpuUsPerResponse: NaN };
+  const [a, b] = [rows.find((r) => r.id === base.a), rows.find((r) => r.id === base.b) ?? missing];
   // No response within the window: every request took longer than it, so only bounds are known.
   const bound = CONNECTIONS / duration;
   console.log('| case | req/s | p50 ms | p99 ms | vs bare Koa | vs Koa+ratelimit |');
@@ -427,6 +430,7 @@ async function main() {
   const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user, role: 'manager', projects: [PROJECT], ttlSeconds: 3600 });
   const bearer = { authorization: `Bearer ${token}` };
   const cpus = os.cpus();
+  const only = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(',').map((id) => id.trim())) : undefined;
 
   console.log('## Gateway throughput\n');
   console.log(`Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${os.platform()} ${os.release()}, node ${process.version}.`);
@@ -468,15 +472,18 @@ async function main() {
       })),
       { id: 'express', name: 'Express + express-rate-limit + rate-limit-redis', kind: 'express', env: childEnv, req: {}, expect: hasHeader('ratelimit') },
     ];
+    const selected = (c) => !only || c.id === 'koa' || only.has(c.id);
     for (let round = 1; round <= rounds; round++) {
       progress(`round ${round} of ${rounds}`);
-      for (const c of serverCases) {
+      for (const c of serverCases.filter(selected)) {
         const r = await serverCase(c.name, c.kind, c.env, c.req, duration, redisPid, c.expect);
         (perRound[c.id] ??= []).push(r);
       }
     }
-    for (const c of serverCases) add(c.id, medianRun(perRound[c.id]));
-    progress('starting the real stack (store, services, gateway)');
+    for (const c of serverCases.filter(selected)) add(c.id, medianRun(perRound[c.id]));
+    const fullCases = ['kpis', 'sync', 'list'].filter((id) => selected({ id }));
+    if (fullCases.length) progress('starting the real stack (store, services, gateway)');
+    if (fullCases.length) {
     const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_bench_gateway_${Date.now()}` : undefined;
     stack = await startStack({
       ports: 'free',
@@ -509,9 +516,10 @@ async function main() {
         expect: json((b) => (b.count === SEEDED_PERMITS && b.results?.length === 20 ? undefined : `expected ${SEEDED_PERMITS} permits, 20 on the page`)),
       },
     ];
-    for (const c of cases) {
+    for (const c of cases.filter(selected)) {
       const aloneMs = await check(c.name, c.req, c.expect);
       add(c.id, { ...(await measure(c.name, c.req, duration, { server: stack.procs.gateway.pid, redis: redisPid }, stackPids)), aloneMs });
+    }
     }
   } finally {
     progress('stopping');
@@ -531,19 +539,30 @@ async function main() {
   report(rows, { a: 'koa', b: 'koa-rl' }, duration);
   const ids = Object.keys(perRound);
   const names = { koa: 'A', 'koa-rl': 'B', 'gateway-info': 'gateway (info)', 'gateway-warn': 'gateway (warn)', express: 'Express' };
-  const ratios = perRound['gateway-info'].map((g, i) => g.rps / perRound['koa-rl'][i].rps);
-  console.log(`\nEvery round of the in-process cases (req/s; the tables above show each case's median round):\n`);
-  console.log(`| round | ${ids.map((id) => names[id] ?? id).join(' | ')} | gateway (info) / B |`);
-  console.log(`|---:|${ids.map(() => '---:|').join('')}---:|`);
-  ratios.forEach((ratio, i) => console.log(`| ${i + 1} | ${ids.map((id) => fmt(perRound[id][i].rps)).join(' | ')} | ${fmt(ratio, 2)} |`));
-  const ratio = median(ratios);
-  const gw = rows.find((r) => r.id === 'gateway-info');
-  const b = rows.find((r) => r.id === 'koa-rl');
-  console.log(
-    `\nTarget "gateway stack ≥ 0.8× Koa + koa-ratelimit alone" (req/s, LOG_LEVEL=info as deployed; median of the ${rounds} rounds' ratios, ` +
-      `range ${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}): ${ratio >= 0.8 ? 'MET' : 'NOT MET'} at ${ratio.toFixed(2)}×; ` +
-      `server CPU per response (median rounds) ${fmt(gw.cpuUsPerResponse / b.cpuUsPerResponse, 2)}× that of Koa + koa-ratelimit.`,
-  );
+  if (perRound['gateway-info'] && perRound['koa-rl']) {
+    const ratios = perRound['gateway-info'].map((g, i) => g.rps / perRound['koa-rl'][i].rps);
+    console.log(`\nEvery round of the in-process cases (req/s; the tables above show each case's median round):\n`);
+    console.log(`| round | ${ids.map((id) => names[id] ?? id).join(' | ')} | gateway (info) / B |`);
+    console.log(`|---:|${ids.map(() => '---:|').join('')}---:|`);
+    ratios.forEach((ratio, i) => console.log(`| ${i + 1} | ${ids.map((id) => fmt(perRound[id][i].rps)).join(' | ')} | ${fmt(ratio, 2)} |`));
+    const ratio = median(ratios);
+    const gw = rows.find((r) => r.id === 'gateway-info');
+    const b = rows.find((r) => r.id === 'koa-rl');
+    console.log(
+      `\nTarget "gateway stack ≥ 0.8× Koa + koa-ratelimit alone" (req/s, LOG_LEVEL=info as deployed; median of the ${rounds} rounds' ratios, ` +
+        `range ${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}): ${ratio >= 0.8 ? 'MET' : 'NOT MET'} at ${ratio.toFixed(2)}×; ` +
+        `server CPU per response (median rounds) ${fmt(gw.cpuUsPerResponse / b.cpuUsPerResponse, 2)}× that of Koa + koa-ratelimit.`,
+    );
+  }
+  const sync = rows.find((r) => r.id === 'sync');
+  const stackRow = rows.find((r) => r.id === 'gateway-info');
+  if (sync && sync.total > 0) {
+    const koa = rows.find((r) => r.id === 'koa');
+    console.log(
+      `\nFull sync (0 changes), the gRPC hop: ${fmt(sync.rps / koa.rps, 3)}× bare Koa (req/s); gateway CPU ${fmt(sync.cpuUsPerResponse)} µs per response` +
+        (stackRow ? ` (the middleware stack alone: ${fmt(stackRow.cpuUsPerResponse)} µs; the hop adds ${fmt(sync.cpuUsPerResponse - stackRow.cpuUsPerResponse)} µs).` : '.'),
+    );
+  }
   for (const r of rows.filter((x) => x.total === 0)) {
     console.log(
       `\n${r.name}: no response completed within the ${duration} s window (each answered 2xx before the run, ${fmt(r.aloneMs)} ms alone; ` +

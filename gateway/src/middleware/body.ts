@@ -1,4 +1,5 @@
 import type { Context, Next } from 'koa';
+import type { IncomingMessage } from 'node:http';
 import { HttpError } from '../errors';
 
 const METHODS_WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
@@ -25,19 +26,13 @@ function depthOver(value: unknown, max: number): boolean {
 export function jsonBody(limit: number) {
   return async (ctx: Context, next: Next) => {
     if (!METHODS_WITH_BODY.has(ctx.method)) return next();
-    const declared = Number(ctx.get('content-length') || 0);
+    // Node lower-cases header names: read them directly (ctx.get lower-cases the name each time).
+    const declared = Number(ctx.headers['content-length'] || 0);
     if (declared > limit) throw tooLarge(limit);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of ctx.req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) throw tooLarge(limit);
-      chunks.push(chunk as Buffer);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
+    const { text, size } = await readBody(ctx.req, limit);
     let body: unknown = {};
     if (text.trim() !== '') {
-      const type = ctx.get('content-type');
+      const type = ctx.headers['content-type'];
       if (type && !/^application\/([\w.+-]+\+)?json\b/i.test(type)) {
         throw new HttpError(415, 'unsupported_media_type', 'Request body must be application/json');
       }
@@ -55,6 +50,41 @@ export function jsonBody(limit: number) {
     (ctx.state as { bodyBytes?: number }).bodyBytes = size;
     return next();
   };
+}
+
+/**
+ * The body as text, or 413 past `limit` bytes (the request is then cut off: nothing more of it is
+ * read). Events rather than `for await`: an async iterator costs several promises per request.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<{ text: string; size: number }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    };
+    req.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > limit) {
+        fail(tooLarge(limit));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve({ text: chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8'), size });
+    });
+    req.once('error', fail);
+    // 'close' also follows every complete request: no error (and its stack) unless it came first.
+    req.once('close', () => settled || fail(new Error('request closed before its body was read')));
+  });
 }
 
 function tooLarge(limit: number): HttpError {

@@ -25,3 +25,26 @@ export interface CallContext {
   /** Aborted when the client cancels or the deadline passes. */
   signal: AbortSignal;
 }
+
+/** A CallContext whose logger and signal are made on first use (see implement in server.ts). */
+export function callContext(
+  principal: Principal,
+  token: string,
+  reqId: string,
+  metadata: Metadata,
+  logger: () => Logger,
+  signal: () => AbortSignal,
+): CallContext {
+  return {
+    principal,
+    token,
+    reqId,
+    metadata,
+    get log() {
+      return logger();
+    },
+    get signal() {
+      return signal();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { status as Status } from '@grpc/grpc-js';
+import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import { createClient } from './client';
+import { implement, startGrpcServer, type GrpcServerHandle } from './server';
+import type { CallContext } from './context';
+import { createLogger, memorySink } from '../logger';
+import { Metrics } from '../metrics';
+import { DEV_JWT_SECRET } from '../auth/dev';
+import { createTokenVerifier, mintToken } from '../auth/tokens';
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ALG: 'HS256' as const, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+const empty = { applied: [], conflicts: [], rejected: [], summary: { total: 0, applied: 0, conflicts: 0, rejected: 0 } };
+
+let server: GrpcServerHandle;
+let client: ReturnType<typeof createClient<syncPb.SyncServiceClient>>;
+let token: string;
+const sink = memorySink();
+/** What the sync handler does with its context; set by each test. */
+let onSync: (ctx: CallContext) => Promise<void> = async () => {};
+
+beforeAll(async () => {
+  const kit = { log: createLogger('kit', { stdout: false, sink: sink.sink }), metrics: new Metrics('kit'), verify: createTokenVerifier(auth) };
+  const implementation = implement(
+    syncPb.SyncServiceService,
+    {
+      syncOfflineData: async (_req, ctx) => {
+        await onSync(ctx);
+        return empty;
+      },
+    },
+    kit,
+  );
+  server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
+  token = await mintToken(auth, { user: 'u-kit', role: 'worker', projects: ['p1'], ttlSeconds: 60 });
+});
+
+afterAll(async () => {
+  client.raw.close();
+  await server.stop(100);
+});
+
+const request = { device_id: 'd1', changes: [] };
+
+it('when a call succeeds, then its signal is not aborted afterwards (grpc-js reports every finished call as "cancelled")', async () => {
+  let signal: AbortSignal | undefined;
+  onSync = async (ctx) => {
+    signal = ctx.signal;
+  };
+  await client.call.syncOfflineData(request, { token });
+  await new Promise((r) => setTimeout(r, 50));
+  expect(signal?.aborted).toBe(false);
+});
+
+it('when the caller aborts its signal, then the call fails CANCELLED and the handler sees its own signal abort', async () => {
+  let served!: () => void;
+  const started = new Promise<void>((r) => (served = r));
+  let seenAbort = false;
+  onSync = async (ctx) => {
+    served();
+    await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+    seenAbort = true;
+  };
+  const caller = new AbortController();
+  const call = client.call.syncOfflineData(request, { token, signal: caller.signal });
+  await started;
+  caller.abort();
+  await expect(call).rejects.toMatchObject({ code: Status.CANCELLED });
+  for (let i = 0; i < 50 && !seenAbort; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(seenAbort).toBe(true);
+});
+
+it('when a call is made, then one grpc_call line carries its request id, user and status, and the handler logs with both', async () => {
+  sink.clear();
+  onSync = async (ctx) => {
+    ctx.log.info({ event: 'handler_line' }, 'inside');
+  };
+  await client.call.syncOfflineData(request, { token, reqId: 'req-kit-1' });
+  const lines = sink.lines();
+  const call = lines.filter((l) => l.event === 'grpc_call');
+  expect(call).toHaveLength(1);
+  expect(call[0]).toMatchObject({ req_id: 'req-kit-1', user_id: 'u-kit', status_code: 'OK', endpoint: '/ptw.sync.v1.SyncService/SyncOfflineData', msg: 'grpc call' });
+  expect(lines.find((l) => l.event === 'handler_line')).toMatchObject({ req_id: 'req-kit-1', user_id: 'u-kit' });
+});
+
+it('when the token is missing or invalid, then the call is UNAUTHENTICATED and logged with its request id', async () => {
+  sink.clear();
+  await expect(client.call.syncOfflineData(request, { token: 'not.a.token', reqId: 'req-kit-2' })).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+  expect(sink.lines().filter((l) => l.event === 'grpc_call')).toEqual([expect.objectContaining({ req_id: 'req-kit-2', status_code: 'UNAUTHENTICATED' })]);
+});
