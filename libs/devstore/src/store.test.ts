@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MongoClient } from 'mongodb';
 import { startStore, storeBackend, type RunningStore } from './index';
+import { startPrivateCluster } from './postgres';
 
 jest.setTimeout(120_000);
 
@@ -125,6 +126,26 @@ describe('the PostgreSQL backend without a URL', () => {
     } finally {
       holder.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the PostgreSQL backend with a URL', () => {
+  it('when a PostgreSQL URL is given, then the store uses it, starts no cluster of its own and leaves it running on stop', async () => {
+    const outside = givenDir();
+    const cluster = await startPrivateCluster(outside);
+    try {
+      const store = await startStore({ backend: 'postgresql', postgresqlUrl: cluster.url, database: 'external' });
+      try {
+        expect(await roundTrip(store, { n: 1 })).toBe(1);
+        expect(fs.existsSync(path.join(store.dataDir, 'pg'))).toBe(false);
+      } finally {
+        await store.stop();
+      }
+      expect(postmasterAlive(path.join(cluster.dir, 'data', 'postmaster.pid'))).toBe(true);
+    } finally {
+      await cluster.stop();
+      fs.rmSync(outside, { recursive: true, force: true });
     }
   });
 });
