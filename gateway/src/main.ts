@@ -1,6 +1,6 @@
 import http from 'node:http';
 import Redis from 'ioredis';
-import { createLogger, createTokenVerifier, loadConfig, Metrics, onShutdownSignal, runMain, type Logger } from '@ptw/common';
+import { createLogger, createTokenVerifier, listenError, loadConfig, Metrics, onShutdownSignal, runMain, type Logger } from '@ptw/common';
 import { createApp } from './app';
 import { closeClients, createClients } from './clients';
 import { gatewayConfigSchema } from './config';
@@ -23,7 +23,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
   const server = http.createServer(app.callback());
   server.requestTimeout = 5 * 60_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenError(err, `${config.GATEWAY_HOST}:${config.GATEWAY_PORT}`, 'GATEWAY_PORT')));
     server.listen(config.GATEWAY_PORT, config.GATEWAY_HOST, () => resolve());
   });
   const port = (server.address() as { port: number }).port;

@@ -1,11 +1,12 @@
-import { baseConfigSchema, ConfigError, loadConfig } from './config';
+import net from 'node:net';
+import { baseConfigSchema, ConfigError, listenError, loadConfig } from './config';
 
 const secret = { PTW_JWT_SECRET: 'a-secret-of-enough-length' };
 
 describe('loadConfig', () => {
   it('when only the secret is given, then every default applies', () => {
     const c = loadConfig(baseConfigSchema, secret);
-    expect(c.PTW_SYNC_ADDR).toBe('127.0.0.1:50051');
+    expect(c.PTW_SYNC_ADDR).toBe('127.0.0.1:15051');
     expect(c.PTW_GRPC_DEADLINE_MS).toBe(10_000);
     expect(c.PTW_JWT_ALG).toBe('HS256');
   });
@@ -33,5 +34,35 @@ describe('loadConfig', () => {
 
   it('when a variable is empty, then its default applies instead of failing', () => {
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_LEVEL: '' }).LOG_LEVEL).toBe('info');
+  });
+});
+
+describe('default ports', () => {
+  it('when nothing is set, then every listening port lies below Linux\'s ephemeral range (32768–60999)', () => {
+    const c = loadConfig(baseConfigSchema, secret);
+    for (const addr of [c.PTW_SYNC_ADDR, c.PTW_WORKFLOW_ADDR, c.PTW_EXPORT_ADDR, c.PTW_HEALTH_ADDR]) {
+      expect(Number(addr.split(':')[1])).toBeLessThan(32768);
+    }
+  });
+});
+
+describe('listenError', () => {
+  it('when the port is taken, then the error is one line naming the variable to change', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const second = net.createServer();
+    const err = await new Promise<Error>((resolve) => {
+      second.once('error', resolve);
+      second.listen(port, '127.0.0.1');
+    });
+    holder.close();
+    const e = listenError(err, `127.0.0.1:${port}`, 'PTW_SYNC_ADDR/PTW_GRPC_LISTEN');
+    expect(e.message).toBe(`127.0.0.1:${port} is in use: set PTW_SYNC_ADDR/PTW_GRPC_LISTEN to another port`);
+  });
+
+  it('when listening failed for another reason, then that error is kept', () => {
+    const original = Object.assign(new Error('listen EACCES: permission denied 0.0.0.0:80'), { code: 'EACCES' });
+    expect(listenError(original, '0.0.0.0:80', 'GATEWAY_PORT')).toBe(original);
   });
 });

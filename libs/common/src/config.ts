@@ -26,10 +26,12 @@ export const baseConfigSchema = z.object({
   PTW_SERVICE_TOKEN: z.string().optional(),
   LOG_DIR: z.string().default('logs'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-  PTW_SYNC_ADDR: hostPort.default('127.0.0.1:50051'),
-  PTW_WORKFLOW_ADDR: hostPort.default('127.0.0.1:50052'),
-  PTW_EXPORT_ADDR: hostPort.default('127.0.0.1:50053'),
-  PTW_HEALTH_ADDR: hostPort.default('127.0.0.1:50054'),
+  // Below Linux's ephemeral range (32768–60999), where any outgoing connection of this machine —
+  // ours to the store included — may hold a port as its source, or its TIME-WAIT, for a minute.
+  PTW_SYNC_ADDR: hostPort.default('127.0.0.1:15051'),
+  PTW_WORKFLOW_ADDR: hostPort.default('127.0.0.1:15052'),
+  PTW_EXPORT_ADDR: hostPort.default('127.0.0.1:15053'),
+  PTW_HEALTH_ADDR: hostPort.default('127.0.0.1:15054'),
   /** Deadline for one gRPC call from the gateway or a service, in milliseconds. */
   PTW_GRPC_DEADLINE_MS: z.coerce.number().int().min(50).max(600_000).default(10_000),
   PTW_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
@@ -66,4 +68,14 @@ export function loadConfig<S extends z.ZodType>(
 /** Builds the listen address of a service: `PTW_GRPC_LISTEN` wins, else its own client address. */
 export function listenAddress(addr: string, env: Record<string, string | undefined> = process.env): string {
   return env.PTW_GRPC_LISTEN || addr;
+}
+
+/**
+ * The error to report when listening on `address` failed: a taken port becomes one line naming the
+ * variable that moves it (`variable`); any other failure is returned as it is.
+ */
+export function listenError(err: unknown, address: string, variable: string): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const inUse = (e as NodeJS.ErrnoException).code === 'EADDRINUSE' || /EADDRINUSE/.test(e.message);
+  return inUse ? new Error(`${address} is in use: set ${variable} to another port`) : e;
 }

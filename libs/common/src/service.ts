@@ -1,4 +1,4 @@
-import { baseConfigSchema, listenAddress, type BaseConfig } from './config';
+import { baseConfigSchema, listenAddress, listenError, type BaseConfig } from './config';
 import { createTokenVerifier, mintToken, type TokenVerifier } from './auth/tokens';
 import { closeLogFiles, createLogger, type Logger } from './logger';
 import { Metrics, startMetricsServer } from './metrics';
@@ -72,14 +72,20 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
     return cachedToken.token;
   };
   const built = await opts.build({ config, log, metrics, verify, serviceToken });
+  const listen = listenAddress(opts.address);
   const grpc = await startGrpcServer({
-    listen: listenAddress(opts.address),
+    listen,
     services: built.services,
     protoFiles: opts.protoFiles,
     protoRoot: opts.protoRoot,
+  }).catch((err: unknown) => {
+    throw listenError(err, listen, `PTW_${opts.name.toUpperCase()}_ADDR/PTW_GRPC_LISTEN`);
   });
   built.watchHealth?.((serving) => grpc.setServing(serving));
-  const metricsServer = await startMetricsServer(metrics, config.PTW_METRICS_LISTEN ?? opts.defaultMetricsListen);
+  const metricsListen = config.PTW_METRICS_LISTEN ?? opts.defaultMetricsListen;
+  const metricsServer = await startMetricsServer(metrics, metricsListen).catch((err: unknown) => {
+    throw listenError(err, metricsListen, 'PTW_METRICS_LISTEN');
+  });
   log.info({ event: 'started', endpoint: `grpc:${grpc.port}` }, `${opts.name} serving`);
   let stopped: Promise<void> | undefined;
   const stop = () => {

@@ -1,5 +1,6 @@
 /**
- * The local stack's stores: FerretDB (built from ./main.go) standing in for MongoDB, and Redis.
+ * The local stack's stores: FerretDB (built from ./main.go, on PostgreSQL or SQLite) standing in for
+ * MongoDB, and Redis.
  * Used by `make up` and by the end-to-end tests; `MONGO_URL` / `REDIS_URL` make both unnecessary.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -7,32 +8,70 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startPrivateCluster, type PrivateCluster } from './postgres';
 
 export const STORE_BINARY = path.resolve(__dirname, '..', 'bin', 'ferretdb-local');
+
+/** The local store's backend: FerretDB on PostgreSQL (default, measured faster) or on SQLite. */
+export type StoreBackend = 'postgresql' | 'sqlite';
+
+/** `PTW_STORE_BACKEND` (postgresql | sqlite), default postgresql. */
+export function storeBackend(env: NodeJS.ProcessEnv = process.env): StoreBackend {
+  const v = env.PTW_STORE_BACKEND || 'postgresql';
+  if (v !== 'postgresql' && v !== 'sqlite') throw new Error(`PTW_STORE_BACKEND: expected postgresql or sqlite, got "${v}"`);
+  return v;
+}
 
 export interface RunningStore {
   /** mongodb:// URL of the running store, database name included. */
   url: string;
+  backend: StoreBackend;
   process: ChildProcess;
-  /** The SQLite folder; removed by stop() when startStore made it (no `dataDir` given). */
+  /** The store's folder (SQLite files, or the private PostgreSQL cluster in `pg/`); removed by stop() when startStore made it (no `dataDir` given). */
   dataDir: string;
   stop(): Promise<void>;
 }
 
 /**
- * Starts FerretDB (SQLite backend) on a free loopback port with its own data folder and resolves
- * once it accepts connections. A folder it creates itself (no `dataDir`) is deleted on stop() or
- * when the start fails; a given `dataDir` is kept (`make up` and restarts reuse theirs).
+ * Starts FerretDB on a free loopback port and resolves once it accepts connections. Backend:
+ * `opts.backend`, else PTW_STORE_BACKEND. On PostgreSQL it uses `opts.postgresqlUrl` /
+ * PTW_STORE_POSTGRESQL_URL when given, else a private cluster of its own in `<dataDir>/pg`,
+ * stopped with the store. A folder it creates itself (no `dataDir`) is deleted on stop() or when
+ * the start fails; a given `dataDir` is kept (`make up` and restarts reuse theirs).
  */
-export async function startStore(opts: { dataDir?: string; port?: number; database?: string } = {}): Promise<RunningStore> {
+export async function startStore(
+  opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string } = {},
+): Promise<RunningStore> {
   if (!fs.existsSync(STORE_BINARY)) {
     throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
   }
+  const backend = opts.backend ?? storeBackend();
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-'));
+  fs.mkdirSync(dataDir, { recursive: true });
   const removeOwnDir = () => {
     if (!opts.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   };
-  const child = spawn(STORE_BINARY, ['--listen', `127.0.0.1:${opts.port ?? 0}`, '--sqlite-dir', dataDir], {
+  let cluster: PrivateCluster | undefined;
+  const args = ['--listen', `127.0.0.1:${opts.port ?? 0}`, '--sqlite-dir', dataDir];
+  if (backend === 'postgresql') {
+    let pgUrl = opts.postgresqlUrl ?? process.env.PTW_STORE_POSTGRESQL_URL;
+    if (!pgUrl) {
+      try {
+        cluster = await startPrivateCluster(dataDir);
+      } catch (err) {
+        removeOwnDir();
+        throw err;
+      }
+      pgUrl = cluster.url;
+    }
+    args.push('--handler', 'postgresql', '--postgresql-url', pgUrl);
+  }
+  const stopAll = async (child: ChildProcess) => {
+    await stopChild(child);
+    await cluster?.stop();
+    removeOwnDir();
+  };
+  const child = spawn(STORE_BINARY, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -59,18 +98,15 @@ export async function startStore(opts: { dataDir?: string; port?: number; databa
   try {
     base = await started;
   } catch (err) {
-    await stopChild(child);
-    removeOwnDir();
+    await stopAll(child);
     throw err;
   }
   return {
     url: `${base}/${opts.database ?? 'ptw'}`,
+    backend,
     process: child,
     dataDir,
-    stop: async () => {
-      await stopChild(child);
-      removeOwnDir();
-    },
+    stop: () => stopAll(child),
   };
 }
 
@@ -133,7 +169,7 @@ export function freePort(): Promise<number> {
 
 /**
  * A store for one test file: a database of its own on MONGO_URL when set (real MongoDB), else a
- * fresh FerretDB process with its own data folder.
+ * fresh FerretDB process with its own data folder (and its own PostgreSQL cluster on that backend).
  */
 export async function testStore(name: string): Promise<{ url: string; stop(): Promise<void> }> {
   const db = `ptw_${name.replace(/[^A-Za-z0-9_]/g, '_')}_${process.pid}_${Date.now()}`;

@@ -39,11 +39,15 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-const DEFAULTS: Record<ProcessName, { grpc?: number; metrics?: number; http?: number }> = {
-  sync: { grpc: 50051, metrics: 9101 },
-  workflow: { grpc: 50052, metrics: 9102 },
-  export: { grpc: 50053, metrics: 9103 },
-  health: { grpc: 50054, metrics: 9104 },
+/**
+ * `make up`'s ports, all below Linux's ephemeral range (32768–60999) so that no outgoing connection
+ * (the services' own to the store, say) can hold one as its source port when the stack starts.
+ */
+export const DEFAULT_PORTS: Record<ProcessName, { grpc?: number; metrics?: number; http?: number }> = {
+  sync: { grpc: 15051, metrics: 9101 },
+  workflow: { grpc: 15052, metrics: 9102 },
+  export: { grpc: 15053, metrics: 9103 },
+  health: { grpc: 15054, metrics: 9104 },
   gateway: { http: 8080 },
 };
 
@@ -69,10 +73,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const grpcPorts = {} as Record<string, number>;
   const metricsPorts = {} as Record<string, number>;
   for (const s of SERVICES) {
-    grpcPorts[s] = await port(DEFAULTS[s].grpc);
-    metricsPorts[s] = await port(DEFAULTS[s].metrics);
+    grpcPorts[s] = await port(DEFAULT_PORTS[s].grpc);
+    metricsPorts[s] = await port(DEFAULT_PORTS[s].metrics);
   }
-  const httpPort = await port(DEFAULTS.gateway.http);
+  const httpPort = await port(DEFAULT_PORTS.gateway.http);
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     MONGO_URL: mongoUrl,

@@ -1,10 +1,50 @@
-/** The local store's own folder: made per store, removed with it unless the caller gave one. */
+/** The local store: its own folder, its backends, and the private PostgreSQL cluster it runs. */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startStore } from './index';
+import { MongoClient } from 'mongodb';
+import { startStore, storeBackend, type RunningStore } from './index';
+import { startPrivateCluster } from './postgres';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
+
+async function roundTrip(store: RunningStore, doc: Record<string, unknown>): Promise<number> {
+  const client = await MongoClient.connect(store.url, { serverSelectionTimeoutMS: 10_000 });
+  try {
+    const col = client.db().collection('things');
+    await col.insertOne(doc);
+    return await col.countDocuments({});
+  } finally {
+    await client.close();
+  }
+}
+
+/** True while the process of a postmaster.pid file (first line) is alive. */
+function postmasterAlive(pidFile: string): boolean {
+  if (!fs.existsSync(pidFile)) return false;
+  const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits up to 5 s for `pid` to be gone or a zombie (pg_ctl -w returns when the pid file is removed, just before the exit). */
+async function exited(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const stat = `/proc/${pid}/stat`;
+    if (!fs.existsSync(stat) || / Z /.test(fs.readFileSync(stat, 'utf8'))) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+function givenDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-given-'));
+}
 
 describe('startStore', () => {
   it('when it made its data folder, then stop() removes it; a given folder is kept', async () => {
@@ -13,7 +53,7 @@ describe('startStore', () => {
     await own.stop();
     expect(fs.existsSync(own.dataDir)).toBe(false);
 
-    const given = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-given-'));
+    const given = givenDir();
     const marker = path.join(given, 'keep-me');
     fs.writeFileSync(marker, 'x');
     try {
@@ -23,6 +63,111 @@ describe('startStore', () => {
       expect(fs.existsSync(marker)).toBe(true);
     } finally {
       fs.rmSync(given, { recursive: true, force: true });
+    }
+  });
+
+  it('when no backend is chosen, then it is PostgreSQL; PTW_STORE_BACKEND picks SQLite and rejects anything else', () => {
+    expect(storeBackend({})).toBe('postgresql');
+    expect(storeBackend({ PTW_STORE_BACKEND: 'sqlite' })).toBe('sqlite');
+    expect(() => storeBackend({ PTW_STORE_BACKEND: 'mysql' })).toThrow(/PTW_STORE_BACKEND: expected postgresql or sqlite/);
+  });
+});
+
+describe('the PostgreSQL backend without a URL', () => {
+  it('when started, then a private socket-only cluster in the store folder serves it, and stop() ends the cluster and removes the folder', async () => {
+    const store = await startStore({ backend: 'postgresql', database: 'private_cluster' });
+    const pidFile = path.join(store.dataDir, 'pg', 'data', 'postmaster.pid');
+    try {
+      expect(store.backend).toBe('postgresql');
+      expect(postmasterAlive(pidFile)).toBe(true);
+      // Socket-only: the server listens on no TCP address (line 6 of postmaster.pid is empty).
+      expect(fs.readFileSync(pidFile, 'utf8').split('\n')[5]).toBe('');
+      expect(await roundTrip(store, { n: 1 })).toBe(1);
+    } catch (err) {
+      await store.stop();
+      throw err;
+    }
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
+    await store.stop();
+    expect(fs.existsSync(store.dataDir)).toBe(false);
+    expect(await exited(pid)).toBe(true);
+  });
+
+  it('when started again on the same folder, then the cluster and its data are reused, not made again', async () => {
+    const dir = givenDir();
+    try {
+      const first = await startStore({ backend: 'postgresql', dataDir: dir, database: 'reuse' });
+      await roundTrip(first, { n: 1 }).finally(() => first.stop());
+      const versionFile = path.join(dir, 'pg', 'data', 'PG_VERSION');
+      const madeAt = fs.statSync(versionFile).mtimeMs;
+      expect(postmasterAlive(path.join(dir, 'pg', 'data', 'postmaster.pid'))).toBe(false);
+
+      const second = await startStore({ backend: 'postgresql', dataDir: dir, database: 'reuse' });
+      try {
+        expect(await roundTrip(second, { n: 2 })).toBe(2);
+        expect(fs.statSync(versionFile).mtimeMs).toBe(madeAt);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when the store cannot start (its port is taken), then the cluster it started is stopped too', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const dir = givenDir();
+    try {
+      await expect(startStore({ backend: 'postgresql', dataDir: dir, port })).rejects.toThrow(/store exited/);
+      expect(fs.existsSync(path.join(dir, 'pg', 'data', 'PG_VERSION'))).toBe(true);
+      expect(postmasterAlive(path.join(dir, 'pg', 'data', 'postmaster.pid'))).toBe(false);
+    } finally {
+      holder.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the PostgreSQL backend with a URL', () => {
+  it('when a PostgreSQL URL is given, then the store uses it, starts no cluster of its own and leaves it running on stop', async () => {
+    const outside = givenDir();
+    const cluster = await startPrivateCluster(outside);
+    try {
+      const store = await startStore({ backend: 'postgresql', postgresqlUrl: cluster.url, database: 'external' });
+      try {
+        expect(await roundTrip(store, { n: 1 })).toBe(1);
+        expect(fs.existsSync(path.join(store.dataDir, 'pg'))).toBe(false);
+      } finally {
+        await store.stop();
+      }
+      expect(postmasterAlive(path.join(cluster.dir, 'data', 'postmaster.pid'))).toBe(true);
+    } finally {
+      await cluster.stop();
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the SQLite backend', () => {
+  it('when PTW_STORE_BACKEND=sqlite, then the store runs on SQLite files and no PostgreSQL cluster', async () => {
+    const saved = process.env.PTW_STORE_BACKEND;
+    process.env.PTW_STORE_BACKEND = 'sqlite';
+    let store: RunningStore;
+    try {
+      store = await startStore({ database: 'on_sqlite' });
+    } finally {
+      if (saved === undefined) delete process.env.PTW_STORE_BACKEND;
+      else process.env.PTW_STORE_BACKEND = saved;
+    }
+    try {
+      expect(store.backend).toBe('sqlite');
+      expect(await roundTrip(store, { n: 1 })).toBe(1);
+      expect(fs.existsSync(path.join(store.dataDir, 'pg'))).toBe(false);
+      expect(fs.readdirSync(store.dataDir).some((f) => f.endsWith('.sqlite'))).toBe(true);
+    } finally {
+      await store.stop();
     }
   });
 });

@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     ['manager', 'u-manager', ['p1', 'p2']],
     ['service', 'svc-ops', []],
   ] as const;
-  process.stdout.write(`\nPTW platform is up: gateway ${stack.gatewayUrl}  store ${stack.mongoUrl}  redis ${stack.redisUrl}\nlogs in ${logDir}\n\nDemo tokens (valid 12 h):\n`);
+  process.stdout.write(`\nPTW platform is up: gateway ${stack.gatewayUrl}  store ${stack.mongoUrl}${stack.store ? ` (FerretDB on ${stack.store.backend}, data in ${stack.store.dataDir})` : ''}  redis ${stack.redisUrl}\nlogs in ${logDir}\n\nDemo tokens (valid 12 h):\n`);
   for (const [role, user, projects] of demo) {
     const token = await mintToken(cfg, { user, role, projects: [...projects], ttlSeconds: 12 * 3600 });
     process.stdout.write(`  ${role.padEnd(10)} ${token}\n`);

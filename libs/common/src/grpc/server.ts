@@ -10,6 +10,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import net from 'node:net';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
@@ -182,6 +183,20 @@ export interface GrpcServerHandle {
 }
 
 /**
+ * Fails with Node's own EADDRINUSE when a fixed `host:port` is taken. grpc-js would find it too,
+ * but also writes a line of its own to stderr; the caller's one clear line should be the only one.
+ */
+function probeListen(listen: string): Promise<void> {
+  const m = /^(?:\[([^\]]+)\]|([^\s:]+)):(\d+)$/.exec(listen);
+  if (!m || Number(m[3]) === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(Number(m[3]), m[1] ?? m[2], () => probe.close(() => resolve()));
+  });
+}
+
+/**
  * Starts a gRPC server with the given services, grpc.health.v1 (the empty name and every service
  * name registered explicitly) and server reflection over `protoFiles`.
  */
@@ -206,6 +221,7 @@ export async function startGrpcServer(opts: {
   const pkg = loadSync(opts.protoFiles, { includeDirs: [opts.protoRoot], keepCase: true });
   new ReflectionService(pkg).addToServer(server);
 
+  await probeListen(opts.listen);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

@@ -1,0 +1,160 @@
+/**
+ * A private PostgreSQL cluster for the local store's PostgreSQL backend: one cluster per store data
+ * folder, socket-only (no TCP port to collide with), started and stopped with the store.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface PrivateCluster {
+  /** postgres:// URL of the cluster's `postgres` database over its Unix socket. */
+  url: string;
+  /** The cluster's folder (data, log, socket). */
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Settings of a dev/test store, traded for speed: no fsync, asynchronous commits, no full-page
+ * images. A crash of the store's processes loses at most the last few hundred milliseconds of
+ * commits; a crash of the machine (power cut, kernel panic) can corrupt the cluster, which is then
+ * deleted and made again (`make up` keeps it in logs/store-data; removing that folder resets it).
+ */
+const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=128MB'];
+
+/** Unix socket paths are limited to 107 bytes (sun_path); the socket file is `.s.PGSQL.5432`. */
+const MAX_SOCKET_DIR = 100 - '/.s.PGSQL.5432'.length;
+
+/**
+ * The folder holding `initdb` and `pg_ctl`: the one of `initdb` on the PATH, else the newest
+ * /usr/lib/postgresql/<version>/bin (Debian installs them off the PATH).
+ */
+export function postgresBinDir(): string {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, 'initdb');
+    if (dir && isExecutable(candidate)) return path.dirname(fs.realpathSync(candidate));
+  }
+  const base = '/usr/lib/postgresql';
+  const versions = fs.existsSync(base)
+    ? fs
+        .readdirSync(base)
+        .filter((v) => isExecutable(path.join(base, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (versions.length === 0) {
+    throw new Error('PostgreSQL is not installed (no initdb on the PATH or in /usr/lib/postgresql/*/bin): run `make sysdeps`, or set PTW_STORE_BACKEND=sqlite');
+  }
+  return path.join(base, versions[0], 'bin');
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user. */
+function serverUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string) => spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' });
+  const uid = id('-u');
+  const gid = id('-g');
+  if (uid.status !== 0 || gid.status !== 0) {
+    throw new Error('running as root, PostgreSQL needs the `postgres` user (Debian\'s postgresql package creates it), or set PTW_STORE_BACKEND=sqlite');
+  }
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+function run(bin: string, args: string[], asPostgres: boolean): Promise<{ code: number | null; output: string }> {
+  const [cmd, argv] = asPostgres ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let output = '';
+    const collect = (d: Buffer) => {
+      output = (output + d.toString()).slice(-4000);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
+
+/** The server user must be able to walk down to the cluster: add search permission (not read) where it lacks. */
+function allowTraversal(dir: string): void {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const mode = fs.statSync(d).mode;
+    if ((mode & 0o001) === 0) fs.chmodSync(d, (mode & 0o7777) | 0o001);
+    if (path.dirname(d) === d) return;
+  }
+}
+
+/**
+ * Starts the cluster in `<parent>/pg`, initialising it on first use and reusing it afterwards.
+ * A server still running there (left by a store that was killed) is restarted, so the socket and
+ * settings are always this start's. Resolves once it accepts connections; stop() shuts it down
+ * (fast mode: open sessions are ended).
+ */
+export async function startPrivateCluster(parent: string): Promise<PrivateCluster> {
+  const bin = postgresBinDir();
+  const user = serverUser();
+  const dir = path.join(path.resolve(parent), 'pg');
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(dir, { recursive: true });
+  let socketDir = dir;
+  let ownSocketDir = false;
+  if (dir.length > MAX_SOCKET_DIR) {
+    socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-pg-'));
+    ownSocketDir = true;
+  }
+  const cleanupSocketDir = () => {
+    if (ownSocketDir) fs.rmSync(socketDir, { recursive: true, force: true });
+  };
+  if (user) {
+    allowTraversal(dir);
+    fs.chownSync(dir, user.uid, user.gid);
+    if (ownSocketDir) {
+      allowTraversal(socketDir);
+      fs.chownSync(socketDir, user.uid, user.gid);
+    }
+  }
+  const pg = (tool: string, args: string[]) => run(path.join(bin, tool), args, user !== undefined);
+  try {
+    if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
+      // --no-sync: a fresh dev cluster is worth nothing after a power cut anyway (see DEV_SETTINGS).
+      const init = await pg('initdb', ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+      if (init.code !== 0) throw new Error(`initdb failed in ${data}: ${init.output.trim()}`);
+    }
+    if ((await pg('pg_ctl', ['status', '-D', data])).code === 0) await pg('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w']);
+    const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, ...DEV_SETTINGS.map((s) => `-c ${s}`)].join(' ');
+    const log = path.join(dir, 'postgresql.log');
+    const started = await pg('pg_ctl', ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', options]);
+    if (started.code !== 0) {
+      const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-2000) : '';
+      throw new Error(`PostgreSQL did not start in ${data}: ${started.output.trim()}\n${tail}`);
+    }
+  } catch (err) {
+    await pg('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w']).catch(() => undefined);
+    cleanupSocketDir();
+    throw err;
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `postgres://postgres@/postgres?host=${encodeURIComponent(socketDir)}`,
+    dir,
+    stop: () => {
+      stopped ??= (async () => {
+        const r = await pg('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', '60']);
+        cleanupSocketDir();
+        if (r.code !== 0 && (await pg('pg_ctl', ['status', '-D', data])).code === 0) {
+          throw new Error(`PostgreSQL in ${data} did not stop: ${r.output.trim()}`);
+        }
+      })();
+      return stopped;
+    },
+  };
+}
