@@ -5,7 +5,7 @@ STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench clean
+.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale clean
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 up: build store sysdeps
@@ -52,6 +52,12 @@ proto-check: deps
 bench: build store
 	@mkdir -p logs
 	set -o pipefail; { node test/bench/gateway.js && node test/bench/sync.js && node test/bench/export-render.js; } | tee logs/bench.md
+
+## Data path at scale (issue 12): list, KPIs, sync, auto-expire vs the raw driver, per store backend; figures, not pass/fail.
+##   make bench-scale SIZES=1000,10000 BACKENDS=postgresql
+bench-scale: build store sysdeps
+	@mkdir -p logs
+	set -o pipefail; node test/bench/scale.js $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) | tee logs/bench-scale.md
 
 ## Pretty-print a service's log: make logs SERVICE=sync
 logs:
