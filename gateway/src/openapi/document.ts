@@ -157,7 +157,7 @@ export function openApiDocument(routes: RouteDoc[] = ROUTES, server = '/'): Json
       description:
         'Permit To Work backend (gateway). Errors are `{"error": {"code", "message", "details"?}}`; every response carries `X-Request-Id` ' +
         '(sent back when the client gives one). Bearer JWT on every route except the probes, /metrics and this document. ' +
-        'The reference page is served at /api/docs/.',
+        'The reference page (/api/docs/) and the admin console (/admin/) are pages for a browser, served without a token and outside this document.',
     },
     servers: [{ url: server }],
     tags: ['Permits', 'Isolation', 'Closeout', 'Workflow', 'Sync', 'Exports', 'Notifications', 'Operations'].map((name) => ({ name })),

@@ -238,7 +238,42 @@ export const jobRun = named(
     error_message: z.string().optional(),
   }),
 );
-export const jobs = named('Jobs', z.object({ jobs: z.array(jobState), recent_runs: z.array(jobRun) }));
+export const jobs = named(
+  'Jobs',
+  z.object({
+    jobs: z.array(jobState.extend({ schedule: z.string().describe('How often the job runs, as configured: "15 minutes", "1 hour", …') })),
+    recent_runs: z.array(jobRun),
+  }),
+);
+
+export const healthHistory = named(
+  'HealthHistory',
+  z.object({
+    as_of: dateTime,
+    hours: z
+      .array(z.object({ start: dateTime.describe('Start of the hour-long bucket'), applied: int.describe('Excludes already_applied replays'), conflicts: int, rejected: int, bulk_exports: int }))
+      .min(1)
+      .max(24)
+      .describe('Oldest first; the newest bucket ends at as_of'),
+    degraded: z.boolean().describe('true when sync or export did not answer; their figures read 0'),
+  }),
+);
+
+const serviceState = z.string().describe('grpc.health.v1 state as this gateway sees it: SERVING, NOT_SERVING, UNAVAILABLE, …');
+const scopeRejections = z.object({ last_hour: int, per_minute: z.array(int).length(60).describe('429s per minute, oldest first; the last is the current minute') });
+export const gatewayView = named(
+  'GatewayView',
+  z.object({
+    as_of: dateTime,
+    replica: z.string().describe('hostname:pid of the gateway replica that answered'),
+    redis: z.enum(['reachable', 'unreachable']),
+    store: z.enum(['reachable', 'unreachable', 'unknown']).describe('Derived: reachable when sync, workflow or export is SERVING; unreachable when none is and one is NOT_SERVING'),
+    services: z.object({ sync: serviceState, workflow: serviceState, export: serviceState, health: serviceState }),
+    throttle_rejections: z
+      .object({ window_minutes: z.literal(60), scopes: z.object(Object.fromEntries(THROTTLE_SCOPES.map((s) => [s, scopeRejections]))) })
+      .describe('The 429s this replica answered in the last hour, kept in its memory (lost on restart)'),
+  }),
+);
 
 export const throttleStatus = named(
   'ThrottleStatus',
