@@ -8,11 +8,14 @@ import type { Face, FontBook, Script, Weight } from './fonts';
  * 1. Each character gets a face by its script (spaces, digits and punctuation take their
  *    neighbour's), and a bidi embedding level (bidi-js, UAX #9).
  * 2. Characters become atoms: runs of one face and level, cut where a line may break (after
- *    spaces, after a hyphen inside a word but not before a digit, around CJK characters). Atoms are measured with their shaped width.
+ *    spaces, after a hyphen inside a word unless a digit follows, around CJK characters). Atoms
+ *    are measured with their shaped width (fontkit shapes Arabic and Indic text inside pdfkit).
  * 3. Lines are filled greedily; a word wider than the line is cut between graphemes.
- * 4. Each line is reordered for display (UAX #9 rule L2 over its runs) and drawn run by run on a
- *    common baseline. Right-to-left runs are drawn word by word from the right: fontkit shapes and
- *    mirrors each word, and readers such as pdftotext then find the words in order.
+ * 4. Each line is reordered for display (UAX #9 rule L2 over its runs, L4 mirroring) and drawn
+ *    run by run on a common baseline. Right-to-left runs are drawn word by word from the right
+ *    (fontkit reverses the glyphs of each right-to-left word), so that readers such as pdftotext
+ *    find the words in order. Devanagari and Tamil glyphs are not in character order: their runs
+ *    carry the characters as ActualText.
  *
  * Text without a usable face is set in Helvetica, reduced to what it can encode (`pdfText`).
  */
