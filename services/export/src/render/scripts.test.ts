@@ -2,8 +2,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import PDFDocument from 'pdfkit';
 import { FontBook, NOTO_DIRS, notoFonts } from './fonts';
 import { renderPermitPdf } from './pdf';
+import { TextSetter, type Line } from './text';
 import { mixedScriptPermit, samplePermit, SCRIPT_SAMPLES } from './samples';
 import type { ExportPermit } from './types';
 
@@ -58,14 +60,14 @@ describe('PDF export in every script', () => {
   }, 60_000);
 
   it.each([
-    ['Devanagari title', `${SCRIPT_SAMPLES.devanagari} 4`],
-    ['Tamil location', SCRIPT_SAMPLES.tamil],
-    ['Arabic isolation point', SCRIPT_SAMPLES.arabic],
-    ['Arabic name (right to left, beside Latin)', SCRIPT_SAMPLES.arabicName],
-    ['Chinese description', SCRIPT_SAMPLES.chinese],
-    ['Devanagari name in a table', 'मुख्य अभियंता'],
+    ['a Devanagari title', `${SCRIPT_SAMPLES.devanagari} 4`],
+    ['a Tamil location', SCRIPT_SAMPLES.tamil],
+    ['an Arabic isolation point', SCRIPT_SAMPLES.arabic],
+    ['an Arabic name (right to left, beside Latin)', SCRIPT_SAMPLES.arabicName],
+    ['a Chinese description', SCRIPT_SAMPLES.chinese],
+    ['a Devanagari name in a table', 'मुख्य अभियंता'],
     ['Chinese in a table', '主断路器 2 号'],
-  ])('when the permit has a %s, then pdftotext reads it back (plain and -layout)', (_what, sample) => {
+  ])('when the permit has %s, then pdftotext reads it back (plain and -layout)', (_what, sample) => {
     expect(pdfToText(pdf)).toContain(sample);
     expect(pdfToText(pdf, '-layout')).toContain(sample);
   });
@@ -155,5 +157,48 @@ describe('font files missing or broken', () => {
     expect(notoFonts()).toBe(fonts);
     expect(fonts.face('cjk', 'regular')).toBe(before);
     expect(fonts.face('cjk', 'bold')).toBe(before);
+  });
+});
+
+describe('line composition', () => {
+  const style = { size: 10, weight: 'regular' as const, color: '#000' };
+  const setter = () => new TextSetter(new PDFDocument({ font: null as unknown as string }), notoFonts());
+  const texts = (lines: Line[]) => lines.map((l) => l.atoms.map((a) => a.text).join(''));
+
+  it('when Chinese has no spaces, then lines break between characters, never before a closing mark', () => {
+    const lines = texts(setter().lines('更换锅炉房泵的机械密封。管线已排空并通风，电机已在上锁。'.repeat(3), style, 60));
+    expect(lines.length).toBeGreaterThan(5);
+    expect(lines.every((l) => !/^[。，]/.test(l))).toBe(true);
+    expect(lines.join('')).toBe('更换锅炉房泵的机械密封。管线已排空并通风，电机已在上锁。'.repeat(3));
+  });
+
+  it('when a word is longer than the line, then it is cut between graphemes (a Devanagari conjunct stays whole)', () => {
+    const word = 'कार्य'.repeat(30);
+    const lines = setter().lines(word, style, 80);
+    expect(lines.length).toBeGreaterThan(3);
+    expect(texts(lines).join('')).toBe(word);
+    expect(texts(lines).every((l) => /^(का|र्य)/.test(l))).toBe(true);
+    expect(lines.every((l) => l.width <= 80)).toBe(true);
+  });
+
+  it('when a code has a hyphen before a digit, then the line does not break inside it; before a letter it may', () => {
+    const t = setter();
+    expect(texts(t.lines('Isolate valve V-12', style, 75))).toEqual(['Isolate valve', 'V-12']);
+    expect(texts(t.lines('Fire-retardant', style, 50))).toEqual(['Fire-', 'retardant']);
+  });
+
+  it('when a paragraph starts in Arabic, then it is right to left, its brackets mirrored and its digits a left-to-right run', () => {
+    const [line] = setter().lines('محمد العلي (u-super) 12', style, 400);
+    expect(line.rtl).toBe(true);
+    expect(line.atoms.filter((a) => a.level % 2 === 1).map((a) => a.text).join('')).toContain(')');
+    expect(line.atoms.find((a) => a.text.includes('12'))!.level % 2).toBe(0);
+  });
+
+  it('when text is cut, then the last kept line ends in "…" and still fits', () => {
+    const t = setter();
+    const lines = t.clip(t.lines('word '.repeat(100), style, 100), 3, style, 100);
+    expect(lines).toHaveLength(3);
+    expect(texts(lines)[2].endsWith('…')).toBe(true);
+    expect(lines[2].width).toBeLessThanOrEqual(100);
   });
 });
