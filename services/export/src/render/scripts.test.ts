@@ -150,6 +150,15 @@ describe('font files missing or broken', () => {
     }
   });
 
+  it('when text holds emoji, scripts without a face, bidi overrides, lone surrogates or control characters, then the PDF is still made', async () => {
+    const p = samplePermit(8);
+    p.title = 'Fire 🔥 ✓ Ωμέγα Привет ไทย עברית \u202eoverride\u202c \u200f lone \ud800 end';
+    p.location = '\u0000\u0007\u0301';
+    const text = pdfToText(await render(p));
+    expect(text).toContain('Ωμέγα Привет');
+    expect(text).toContain('end');
+  });
+
   it('when the process renders many PDFs, then every one uses the same loaded faces', async () => {
     const fonts = notoFonts();
     const before = fonts.face('cjk', 'regular');

@@ -69,10 +69,18 @@ function winAnsi(ch: string): string {
   return base && [...base].every(encodable) ? base : '?';
 }
 
-/** Text as printed: tabs become spaces, line ends `\n`, control characters go, composed (NFC). */
+/**
+ * Text as printed: tabs become spaces, line ends `\n`, control characters go, a lone surrogate
+ * becomes U+FFFD (pdfkit cannot hash or encode it), composed (NFC).
+ */
 export function cleanText(value: string | null | undefined): string {
   if (!value) return '';
-  return value.replace(/\r\n?/g, '\n').replace(/\t/g, '    ').normalize('NFC').replace(/(?!\n)\p{Cc}/gu, '');
+  return value
+    .replace(/\p{Cs}/gu, '\ufffd')
+    .replace(/\r\n?/g, '\n')
+    .replace(/\t/g, '    ')
+    .normalize('NFC')
+    .replace(/(?!\n)\p{Cc}/gu, '');
 }
 
 /** What the standard fonts can print: WinAnsi characters, else the unaccented base letter, else `?`. */
