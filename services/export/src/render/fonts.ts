@@ -16,7 +16,28 @@ import PDFDocument from 'pdfkit';
  */
 
 export type Weight = 'regular' | 'bold';
-export type Script = 'latin' | 'devanagari' | 'tamil' | 'arabic' | 'cjk';
+
+/** Scripts with a face of their own, by the Unicode blocks of their letters (besides Latin and CJK). */
+const SCRIPT_BLOCKS = {
+  devanagari: [[0x900, 0x97f], [0xa8e0, 0xa8ff], [0x1cd0, 0x1cff]],
+  bengali: [[0x980, 0x9ff]],
+  gurmukhi: [[0xa00, 0xa7f]],
+  gujarati: [[0xa80, 0xaff]],
+  tamil: [[0xb80, 0xbff], [0x11fc0, 0x11fff]],
+  telugu: [[0xc00, 0xc7f]],
+  kannada: [[0xc80, 0xcff]],
+  malayalam: [[0xd00, 0xd7f]],
+  hebrew: [[0x590, 0x5ff], [0xfb1d, 0xfb4f]],
+  arabic: [[0x600, 0x6ff], [0x750, 0x77f], [0x870, 0x8ff], [0xfb50, 0xfdff], [0xfe70, 0xfeff]],
+} as const;
+type BlockScript = keyof typeof SCRIPT_BLOCKS;
+export type Script = 'latin' | 'cjk' | BlockScript;
+const BLOCK_SCRIPTS = Object.keys(SCRIPT_BLOCKS) as BlockScript[];
+
+/** The script whose block holds `cp`, among those with a face of their own. */
+export function blockScript(cp: number): BlockScript | undefined {
+  return BLOCK_SCRIPTS.find((script) => SCRIPT_BLOCKS[script].some(([from, to]) => cp >= from && cp <= to));
+}
 
 interface FaceSpec {
   script: Script;
@@ -29,27 +50,36 @@ interface FaceSpec {
 /** Where Debian installs the Noto fonts. */
 export const NOTO_DIRS: readonly string[] = ['/usr/share/fonts/truetype/noto', '/usr/share/fonts/opentype/noto'];
 
+const FAMILY: Record<Exclude<Script, 'cjk'>, string> = {
+  latin: 'NotoSans',
+  devanagari: 'NotoSansDevanagari',
+  bengali: 'NotoSansBengali',
+  gurmukhi: 'NotoSansGurmukhi',
+  gujarati: 'NotoSansGujarati',
+  tamil: 'NotoSansTamil',
+  telugu: 'NotoSansTelugu',
+  kannada: 'NotoSansKannada',
+  malayalam: 'NotoSansMalayalam',
+  hebrew: 'NotoSansHebrew',
+  arabic: 'NotoSansArabic',
+};
+
 /*
  * CJK has no bold here: a CJK subset weighs ~55 KB per document (fontkit keeps every subroutine
  * slot of the CFF outlines), so a second one for bold titles would double that; CJK is regular.
  * Simplified Chinese glyph forms are used for Han characters.
  */
 const SPECS: readonly FaceSpec[] = [
-  { script: 'latin', weight: 'regular', file: 'NotoSans-Regular.ttf' },
-  { script: 'latin', weight: 'bold', file: 'NotoSans-Bold.ttf' },
-  { script: 'devanagari', weight: 'regular', file: 'NotoSansDevanagari-Regular.ttf' },
-  { script: 'devanagari', weight: 'bold', file: 'NotoSansDevanagari-Bold.ttf' },
-  { script: 'tamil', weight: 'regular', file: 'NotoSansTamil-Regular.ttf' },
-  { script: 'tamil', weight: 'bold', file: 'NotoSansTamil-Bold.ttf' },
-  { script: 'arabic', weight: 'regular', file: 'NotoSansArabic-Regular.ttf' },
-  { script: 'arabic', weight: 'bold', file: 'NotoSansArabic-Bold.ttf' },
+  ...Object.entries(FAMILY).flatMap(([script, family]) =>
+    (['regular', 'bold'] as const).map((weight) => ({ script: script as Script, weight, file: `${family}-${weight === 'bold' ? 'Bold' : 'Regular'}.ttf` })),
+  ),
   { script: 'cjk', weight: 'regular', file: 'NotoSansCJK-Regular.ttc', name: 'NotoSansCJKsc-Regular' },
 ];
 
 const LAYOUT_CACHE_WORDS = 5000;
 
 /** Scripts whose glyphs are not drawn in the order of their characters (vowel signs, reph). */
-const REORDERING: ReadonlySet<Script> = new Set(['devanagari', 'tamil']);
+const REORDERING: ReadonlySet<Script> = new Set(['devanagari', 'bengali', 'gurmukhi', 'gujarati', 'tamil', 'telugu', 'kannada', 'malayalam']);
 
 /** One parsed font file, shared by every document of the process. */
 export interface Face {

@@ -72,6 +72,17 @@ describe('PDF export in every script', () => {
     expect(pdfToText(pdf, '-layout')).toContain(sample);
   });
 
+  it('when a permit is in other scripts of India or in Hebrew, then each has its Noto face and pdftotext reads it back', async () => {
+    const samples = ['ওয়েল্ডিং কাজ', 'వెల్డింగ్ పని', 'ವೆಲ್ಡಿಂಗ್ ಕೆಲಸ', 'വെൽഡിംഗ് ജോലി', 'વેલ્ડિંગ કામ', 'ਵੈਲਡਿੰਗ ਕੰਮ', 'עבודות ריתוך'];
+    const p = samplePermit(9);
+    p.isolation_points = samples.map((name, k) => ({ ...p.isolation_points[0], name, lock_ids: [`L-${k}`] }));
+    const other = await render(p);
+    for (const sample of samples) expect(pdfToText(other)).toContain(sample);
+    for (const family of ['Bengali', 'Telugu', 'Kannada', 'Malayalam', 'Gujarati', 'Gurmukhi', 'Hebrew']) {
+      expect(embeddedFonts(other)).toContain(`NotoSans${family}-Regular emb=yes sub=yes`);
+    }
+  });
+
   it('when the permit mixes scripts, then the Latin text, sections and "?"-free output are as before', () => {
     const text = pdfToText(pdf);
     expect(text).toContain('PTW-2025-000004');

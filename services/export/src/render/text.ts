@@ -1,5 +1,5 @@
 import bidiFactory from 'bidi-js';
-import type { Face, FontBook, Script, Weight } from './fonts';
+import { blockScript, type Face, type FontBook, type Script, type Weight } from './fonts';
 
 /*
  * Text setting for the PDF export, for text in any mix of scripts. pdfkit sets one font per call
@@ -95,11 +95,8 @@ const LATIN_LIKE = /[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}]/u;
 
 function kindOf(cp: number, ch: string): Kind {
   if (cp < 0x80) return (cp >= 0x41 && cp <= 0x5a) || (cp >= 0x61 && cp <= 0x7a) ? 'latin' : 'common';
-  if ((cp >= 0x900 && cp <= 0x97f) || (cp >= 0xa8e0 && cp <= 0xa8ff) || (cp >= 0x1cd0 && cp <= 0x1cff)) return 'devanagari';
-  if ((cp >= 0xb80 && cp <= 0xbff) || (cp >= 0x11fc0 && cp <= 0x11fff)) return 'tamil';
-  if ((cp >= 0x600 && cp <= 0x6ff) || (cp >= 0x750 && cp <= 0x77f) || (cp >= 0x870 && cp <= 0x8ff) || (cp >= 0xfb50 && cp <= 0xfdff) || (cp >= 0xfe70 && cp <= 0xfeff)) {
-    return COMMON.test(ch) ? 'common' : 'arabic';
-  }
+  const block = blockScript(cp);
+  if (block) return COMMON.test(ch) ? 'common' : block;
   if (
     (cp >= 0x1100 && cp <= 0x11ff) ||
     (cp >= 0x2e80 && cp <= 0x2fdf) ||
