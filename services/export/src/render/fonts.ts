@@ -94,13 +94,12 @@ export interface Face {
 type EmbeddedFontClass = new (doc: PDFKit.PDFDocument, font: fontkit.Font, id: string) => object;
 let embeddedFontClass: EmbeddedFontClass | undefined;
 
-function embeddedFont(data: Buffer): EmbeddedFontClass {
-  if (!embeddedFontClass) {
-    const probe = new PDFDocument({ autoFirstPage: false });
-    probe.font(data);
-    embeddedFontClass = (probe as unknown as { _font: { constructor: EmbeddedFontClass } })._font.constructor;
-  }
-  return embeddedFontClass;
+/** Takes pdfkit's EmbeddedFont class from a probe document given one font file (once per process). */
+function probeEmbeddedFontClass(data: Buffer): void {
+  if (embeddedFontClass) return;
+  const probe = new PDFDocument({ autoFirstPage: false });
+  probe.font(data);
+  embeddedFontClass = (probe as unknown as { _font: { constructor: EmbeddedFontClass } })._font.constructor;
 }
 
 /**
@@ -110,6 +109,8 @@ function embeddedFont(data: Buffer): EmbeddedFontClass {
  */
 export class FontBook {
   private readonly loaded = new Map<FaceSpec, Face | null>();
+  /** `script-weight` → the face it resolved to (a weight may fall back to regular). */
+  private readonly chosen = new Map<string, Face | null>();
   private readonly caches = new Map<Face, { words: object; uses: number }>();
 
   constructor(
@@ -119,9 +120,15 @@ export class FontBook {
 
   /** The face for a script and weight, or null when none could be loaded. */
   face(script: Script, weight: Weight): Face | null {
-    const exact = SPECS.find((s) => s.script === script && s.weight === weight);
-    const regular = SPECS.find((s) => s.script === script && s.weight === 'regular')!;
-    return (exact && this.load(exact)) ?? this.load(regular);
+    const key = `${script}-${weight}`;
+    let face = this.chosen.get(key);
+    if (face === undefined) {
+      const exact = SPECS.find((s) => s.script === script && s.weight === weight);
+      const regular = SPECS.find((s) => s.script === script && s.weight === 'regular')!;
+      face = (exact && this.load(exact)) ?? this.load(regular);
+      this.chosen.set(key, face);
+    }
+    return face;
   }
 
   /** Makes `face` usable in `doc` (once per document) and selects it. */
@@ -162,7 +169,7 @@ export class FontBook {
         const data = fs.readFileSync(file);
         const font = fontkit.create(data, spec.name);
         if (!font) throw new Error(`no face ${spec.name}`);
-        embeddedFont(data);
+        probeEmbeddedFontClass(data);
         // pdfkit derives the subset's tag from the id's digits: `N<n>` as its own ids are `F<n>`.
         face = { key: `N${SPECS.indexOf(spec)}`, script: spec.script, font, reorders: REORDERING.has(spec.script) };
       } catch (err) {
