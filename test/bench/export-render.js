@@ -5,8 +5,10 @@
  * process so that one case's heap does not inflate the next. Memory stays flat when the peaks of
  * 5000 permits are about those of 100 (ratio ≈ 1) while the count grows 50×. Peak RSS is sampled
  * every 50 ms; as V8 collects lazily it also shows garbage, so the live memory (heap used plus
- * Buffers right after a full GC, taken every LIVE_EVERY permits) is printed too. Prints a table; asserts nothing.
- * Run after `npx tsc -b`:  node test/bench/export-render.js [counts…, default 100 1000 5000]
+ * Buffers right after a full GC, taken every LIVE_EVERY permits) is printed too, and the CPU time of
+ * the case (steadier than wall time on a shared machine). Prints a table; asserts nothing.
+ * Run after `npx tsc -b`:  node test/bench/export-render.js [kinds…, default all] [counts…, default 100 1000 5000]
+ * e.g. `node test/bench/export-render.js pdf pdf-mixed pdf-helvetica 100 1000`
  */
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
@@ -14,16 +16,22 @@ const { Writable } = require('node:stream');
 
 const root = path.resolve(__dirname, '..', '..');
 const dist = path.join(root, 'services/export/dist/render');
-/** `*-buffered` are the baselines: the naive approach (whole export in memory, then written). */
-const KINDS = ['pdf', 'pdf-buffered', 'excel', 'excel-buffered', 'excel-detailed'];
+/**
+ * `*-buffered` are the baselines: the naive approach (whole export in memory, then written).
+ * `pdf` sets Latin-only permits in the Noto fonts, `pdf-mixed` permits in five scripts (Devanagari,
+ * Tamil, Arabic, Chinese beside Latin), `pdf-helvetica` the Latin-only ones in the standard Helvetica
+ * (no font embedded: the export before issue 15), the baseline of the two.
+ */
+const KINDS = ['pdf', 'pdf-mixed', 'pdf-helvetica', 'pdf-buffered', 'excel', 'excel-buffered', 'excel-detailed'];
 const SAMPLE_MS = 50;
 /** Permits per cursor batch: the source waits on "I/O" between batches, as a mongoose cursor does. */
 const BATCH = 100;
 const LIVE_EVERY = 250;
 
 async function runCase(kind, count) {
-  const { streamPdfZip, streamExcel } = require(dist);
-  const { samplePermit } = require(path.join(dist, 'samples.js'));
+  const { streamPdfZip, streamExcel, standardFonts } = require(dist);
+  const { samplePermit, mixedScriptPermit } = require(path.join(dist, 'samples.js'));
+  const sample = kind === 'pdf-mixed' ? mixedScriptPermit : samplePermit;
   let peakLive = 0;
   const live = () => {
     global.gc();
@@ -34,7 +42,7 @@ async function runCase(kind, count) {
     for (let i = 1; i <= count; i++) {
       if (i % BATCH === 1) await new Promise((r) => setImmediate(r));
       if (i % LIVE_EVERY === 0) live();
-      yield samplePermit(i);
+      yield sample(i);
     }
   }
   let sunk = 0;
@@ -55,19 +63,24 @@ async function runCase(kind, count) {
     peakHeap = Math.max(peakHeap, m.heapUsed);
   }, SAMPLE_MS);
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const result =
-    kind === 'pdf'
+    kind === 'pdf' || kind === 'pdf-mixed'
       ? await streamPdfZip(permits(), sink)
+      : kind === 'pdf-helvetica'
+        ? await streamPdfZip(permits(), sink, { fonts: standardFonts() })
       : kind === 'pdf-buffered'
         ? await bufferedPdfZip(permits(), sink)
         : kind === 'excel-buffered'
           ? await bufferedExcel(permits(), sink)
           : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const used = process.cpuUsage(cpu0);
+  const cpuSeconds = (used.user + used.system) / 1e6;
   clearInterval(sampler);
   live();
   if (result.permitCount !== count || result.bytes !== sunk) throw new Error(`bad result ${JSON.stringify(result)} (sink saw ${sunk} bytes)`);
-  return { kind, count, seconds, bytes: result.bytes, baseRss: base.rss, peakRss, peakHeap, baseLive, peakLive };
+  return { kind, count, seconds, cpuSeconds, bytes: result.bytes, baseRss: base.rss, peakRss, peakHeap, baseLive, peakLive };
 }
 
 /** Baseline: every PDF rendered into memory first, then one ZIP written at the end. */
@@ -136,15 +149,22 @@ function main() {
     console.error(`${dist} is missing: run \`npx tsc -b\` first`);
     process.exit(1);
   }
-  const counts = process.argv.slice(2).map(Number);
+  const args = process.argv.slice(2);
+  const kinds = args.filter((a) => KINDS.includes(a));
+  const counts = args.filter((a) => !KINDS.includes(a)).map(Number);
+  if (kinds.length === 0) kinds.push(...KINDS);
   if (counts.length === 0) counts.push(100, 1000, 5000);
   console.log(`node ${process.version}; peak RSS and heap sampled every ${SAMPLE_MS} ms; one process per case\n`);
-  console.log('kind            permits   seconds  permits/s   output MB  start RSS MB  peak RSS MB  peak heap MB  start live MB  peak live MB');
-  for (const kind of KINDS) {
+  console.log('kind            permits   seconds  permits/s  ms/permit  CPU ms/permit  KB/permit   output MB  start RSS MB  peak RSS MB  peak heap MB  start live MB  peak live MB');
+  const all = [];
+  for (const kind of kinds) {
     const rows = counts.map((count) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', __filename, '--case', kind, String(count)], { encoding: 'utf8' })));
+    all.push(...rows);
     for (const r of rows) {
       console.log(
         `${r.kind.padEnd(14)} ${String(r.count).padStart(8)} ${r.seconds.toFixed(2).padStart(9)} ${(r.count / r.seconds).toFixed(0).padStart(10)}` +
+          ` ${((r.seconds * 1000) / r.count).toFixed(1).padStart(10)} ${((r.cpuSeconds * 1000) / r.count).toFixed(1).padStart(14)}` +
+          ` ${(r.bytes / r.count / 1024).toFixed(1).padStart(10)}` +
           ` ${mb(r.bytes).padStart(11)} ${mb(r.baseRss).padStart(13)} ${mb(r.peakRss).padStart(12)} ${mb(r.peakHeap).padStart(13)}` +
           ` ${mb(r.baseLive).padStart(14)} ${mb(r.peakLive).padStart(13)}`,
       );
@@ -155,6 +175,17 @@ function main() {
       `${''.padEnd(14)} ${last.count} vs ${first.count} permits (${(last.count / first.count).toFixed(0)}x): ` +
         `peak RSS ${(last.peakRss / first.peakRss).toFixed(2)}x, peak live ${(last.peakLive / first.peakLive).toFixed(2)}x ` +
         `(+${mb(last.peakLive - first.peakLive)} MB); output ${(last.bytes / first.bytes).toFixed(0)}x\n`,
+    );
+  }
+  // The cost of the fonts: time and bytes per PDF against Helvetica at the same count.
+  for (const r of all.filter((x) => x.kind === 'pdf' || x.kind === 'pdf-mixed')) {
+    const base = all.find((x) => x.kind === 'pdf-helvetica' && x.count === r.count);
+    if (!base) continue;
+    console.log(
+      `${r.kind} vs pdf-helvetica, ${r.count} permits: time per PDF ${(r.seconds / base.seconds).toFixed(2)}x, ` +
+        `CPU per PDF ${(r.cpuSeconds / base.cpuSeconds).toFixed(2)}x (${(((r.cpuSeconds - base.cpuSeconds) * 1000) / r.count).toFixed(1)} ms more), ` +
+        `bytes per PDF ${(r.bytes / base.bytes).toFixed(2)}x ` +
+        `(+${((r.bytes - base.bytes) / r.count / 1024).toFixed(1)} KB)`,
     );
   }
 }

@@ -81,8 +81,9 @@ describe('throttling (original module cases)', () => {
 });
 
 describe('exports (scoping and limits)', () => {
-  it('when a manager of A exports ids of A and B, then only A is in the ZIP and each PDF names its permit', async () => {
-    const [a1, a2] = await m.Permit.create([permitDoc('pA'), permitDoc('pA')]);
+  it('when a manager of A exports ids of A and B, then only A is in the ZIP and each PDF names its permit, in Devanagari, Tamil, Arabic or Chinese too', async () => {
+    // Site crews write in their own scripts (issue 15): the PDF prints them, pdftotext reads them back.
+    const [a1, a2] = await m.Permit.create([permitDoc('pA', { title: 'वेल्डिंग कार्य', location: 'பம்ப் அறை 2', description: 'صيانة المضخة الرئيسية. 更换锅炉房泵的机械密封。' }), permitDoc('pA')]);
     const [b1] = await m.Permit.create([permitDoc('pB')]);
     await m.IsolationPoint.create({ permit_id: String(a1._id), project_id: 'pA', name: 'Breaker CB-12', energy_type: 'electrical', status: 'verified', version: 1 });
     const mgr = await token(`u-export-a-${RUN}`, 'manager', ['pA']);
@@ -97,6 +98,7 @@ describe('exports (scoping and limits)', () => {
     const text = execFileSync('pdftotext', [path.join(dir, `PTW_${a1.permit_number}.pdf`), '-'], { encoding: 'utf8' });
     expect(text).toContain(a1.permit_number);
     expect(text).toContain('Breaker CB-12');
+    for (const sample of ['वेल्डिंग कार्य', 'பம்ப் அறை 2', 'صيانة المضخة الرئيسية', '更换锅炉房泵的机械密封']) expect(text).toContain(sample);
     expect(text).not.toContain(b1.permit_number);
   });
 

@@ -183,3 +183,17 @@ describe('list and notifications', () => {
     expect((await call('GET', '/notifications/unread-count/', w)).body.count).toBe(before - 1);
   });
 });
+
+describe('isolation summary', () => {
+  it('when a permit has one required point not isolated yet, then the summary over HTTP says pending_verification: 1', async () => {
+    const { id, pointId } = await permitIn('draft', true);
+    const s = await token('u-supervisor', 'supervisor', ['p1']);
+    const before = await call('GET', `/permits/${id}/isolation/`, s);
+    expect(before.status).toBe(200);
+    expect(before.body.summary).toEqual({ total: 1, required: 1, verified: 0, deisolated: 0, pending_verification: 1 });
+    await call('POST', `/permits/${id}/update_isolation/`, s, { point_id: pointId, action: 'isolate' });
+    expect((await call('GET', `/permits/${id}/isolation/`, s)).body.summary).toMatchObject({ verified: 0, pending_verification: 1 });
+    await call('POST', `/permits/${id}/update_isolation/`, s, { point_id: pointId, action: 'verify' });
+    expect((await call('GET', `/permits/${id}/isolation/`, s)).body.summary).toEqual({ total: 1, required: 1, verified: 1, deisolated: 0, pending_verification: 0 });
+  });
+});

@@ -16,15 +16,24 @@ export async function getIsolation(models: Models, who: Principal, permitId: str
 
 async function isolationView(models: Models, permit: PermitDoc) {
   const points = await models.IsolationPoint.find({ permit_id: String(permit._id) }).sort({ _id: 1 }).lean();
+  return { points: points.map(toIsolationMessage), summary: isolationSummary(points) };
+}
+
+/**
+ * The summary of SPEC §4: `total` counts every point; `required`, `verified` and `deisolated`
+ * count required points only, and `pending_verification = required − verified` — the points the
+ * approval gate still waits for, whether they are not yet isolated, isolated but unverified, or
+ * already de-isolated (the gate, like the original module, asks for status `verified`).
+ */
+export function isolationSummary(points: ReadonlyArray<{ required: boolean; status: string }>) {
+  const required = points.filter((p) => p.required);
+  const verified = required.filter((p) => p.status === 'verified').length;
   return {
-    points: points.map(toIsolationMessage),
-    summary: {
-      total: points.length,
-      required: points.filter((p) => p.required).length,
-      verified: points.filter((p) => p.status === 'verified').length,
-      deisolated: points.filter((p) => p.status === 'deisolated').length,
-      pending_verification: points.filter((p) => p.status === 'isolated').length,
-    },
+    total: points.length,
+    required: required.length,
+    verified,
+    deisolated: required.filter((p) => p.status === 'deisolated').length,
+    pending_verification: required.length - verified,
   };
 }
 

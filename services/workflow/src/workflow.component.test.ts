@@ -103,6 +103,7 @@ describe('happy path with gates and audit', () => {
       await worker(),
     );
     const pointId = iso.points[0].id;
+    expect(iso.summary).toEqual({ total: 1, required: 1, verified: 0, deisolated: 0, pending_verification: 1 });
     await wf.updateIsolation({ permit_id: p.id, point_id: pointId, action: 'isolate', lock_ids: ['L2'], notes: '' }, await supervisor());
     await expect(wf.transitionPermit({ id: p.id, status: 'approved', comments: '' }, await manager())).rejects.toMatchObject({
       code: 9,
@@ -110,6 +111,8 @@ describe('happy path with gates and audit', () => {
     });
     const verified = await wf.updateIsolation({ permit_id: p.id, point_id: pointId, action: 'verify', lock_ids: [], notes: '' }, await supervisor());
     expect(verified).toMatchObject({ status: 'verified', lock_ids: ['L1', 'L2'], verified_by: 'u-supervisor', version: 3 });
+    const optional = await wf.assignIsolation({ permit_id: p.id, points: [{ name: 'Spare feeder', energy_type: 'electrical', required: false, lock_ids: [] }] }, await worker());
+    expect(optional.summary).toEqual({ total: 2, required: 1, verified: 1, deisolated: 0, pending_verification: 0 });
 
     const approved = await wf.transitionPermit({ id: p.id, status: 'approved', comments: '' }, await manager());
     expect(approved.approved_at).toBeDefined();
@@ -133,6 +136,7 @@ describe('happy path with gates and audit', () => {
       details: 'Isolation points are not de-isolated: MCC-4 breaker',
     });
     await wf.updateIsolation({ permit_id: p.id, point_id: pointId, action: 'deisolate', lock_ids: [], notes: '' }, await supervisor());
+    expect((await wf.getIsolation({ permit_id: p.id }, await supervisor())).summary).toEqual({ total: 2, required: 1, verified: 0, deisolated: 1, pending_verification: 1 });
     const done = await wf.transitionPermit({ id: p.id, status: 'completed', comments: 'all clear' }, await supervisor());
     expect(done).toMatchObject({ status: 'completed' });
     expect(done.actual_end_time).toBeDefined();

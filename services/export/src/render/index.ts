@@ -10,5 +10,6 @@ export type {
 } from './types';
 export { exportFilename, isoDate, personLabel } from './format';
 export { renderPermitPdf } from './pdf';
+export { FontBook, notoFonts, standardFonts } from './fonts';
 export { pdfEntryName, streamPdfZip } from './zip';
 export { AUDIT_HEADERS, CLOSEOUT_HEADERS, ISOLATION_HEADERS, PERMIT_HEADERS, streamExcel } from './excel';

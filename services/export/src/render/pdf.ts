@@ -1,17 +1,15 @@
 import PDFDocument from 'pdfkit';
 import type { Readable } from 'node:stream';
+import { notoFonts, type FontBook } from './fonts';
 import { isoDate, personLabel } from './format';
+import { cleanText, TextSetter, type Line, type TextStyle } from './text';
 import type { ExportPermit } from './types';
 
 /*
- * One permit → one PDF. Only the PDF standard fonts are used, so no font file ships with the
- * service; they cover the WinAnsi (Latin-1 and a few typographic) characters only, and every other
- * character is printed as its unaccented base letter when there is one, else as '?'.
+ * One permit → one PDF, in the Noto faces of its scripts (fonts.ts, text.ts), each embedded as a
+ * subset of the glyphs used. Latin-only permits embed Noto Sans regular and bold.
  */
 
-const REGULAR = 'Helvetica';
-const BOLD = 'Helvetica-Bold';
-const ITALIC = 'Helvetica-Oblique';
 const INK = '#111111';
 const MUTED = '#555555';
 const ACCENT = '#1f3a5f';
@@ -30,32 +28,22 @@ const MAX_FIELD_HEIGHT = 60;
 /** Room a section heading takes, with the space above it. */
 const HEADING_HEIGHT = 36;
 
+const text = (size: number, color = INK): TextStyle => ({ size, weight: 'regular', color });
+const bold = (size: number, color = INK): TextStyle => ({ size, weight: 'bold', color });
+const STYLE = {
+  body: text(BODY),
+  label: bold(BODY, MUTED),
+  note: { ...text(BODY, MUTED), oblique: true },
+  heading: bold(12.5, ACCENT),
+  cell: text(SMALL),
+  headerCell: bold(SMALL),
+  small: text(SMALL, MUTED),
+};
+
 type Doc = PDFKit.PDFDocument;
 
-const WIN_ANSI_EXTRA = new Set('€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ');
-
-function encodable(ch: string): boolean {
-  const c = ch.codePointAt(0)!;
-  return ch === '\n' || (c >= 0x20 && c <= 0x7e) || (c >= 0xa0 && c <= 0xff) || WIN_ANSI_EXTRA.has(ch);
-}
-
-/** Text the standard fonts can print (see the note at the top). */
-export function pdfText(value: string | null | undefined): string {
-  if (!value) return '';
-  let out = '';
-  for (const ch of value.replace(/\r\n?/g, '\n').replace(/\t/g, '    ').normalize('NFC')) {
-    if (encodable(ch)) {
-      out += ch;
-      continue;
-    }
-    const base = ch.normalize('NFKD').replace(/\p{M}/gu, '');
-    out += base && [...base].every(encodable) ? base : /\p{Cc}/u.test(ch) ? '' : '?';
-  }
-  return out;
-}
-
 const yesNo = (b: boolean | undefined) => (b ? 'Yes' : 'No');
-const orDash = (s: string) => (s === '' ? '-' : s);
+const orDash = (s: string) => (cleanText(s) === '' ? '-' : s);
 const humanize = (s: string) => s.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
 
 interface Column {
@@ -69,7 +57,10 @@ class Layout {
   readonly width: number;
   private heading: string | undefined;
 
-  constructor(readonly doc: Doc) {
+  constructor(
+    readonly doc: Doc,
+    readonly t: TextSetter,
+  ) {
     this.left = doc.page.margins.left;
     this.width = doc.page.width - doc.page.margins.left - doc.page.margins.right;
   }
@@ -81,6 +72,16 @@ class Layout {
   /** Starts a new page when fewer than `height` points are left on this one. */
   ensure(height: number): void {
     if (this.doc.y + height > this.bottom) this.doc.addPage();
+  }
+
+  /** Moves down by `lines` body lines. */
+  gap(lines: number): void {
+    this.doc.y += lines * this.t.lineHeight(BODY);
+  }
+
+  /** Text of any length over the full width, continued on further pages as needed. */
+  flow(value: string, style: TextStyle): void {
+    this.t.flow(this.t.lines(value, style, this.width), this.left, this.width, style, () => this.bottom);
   }
 
   /** Starts a section; its heading is drawn with what follows it, never alone at a page's foot. */
@@ -95,92 +96,93 @@ class Layout {
       this.ensure(height);
       return;
     }
-    doc.moveDown(0.8);
+    this.gap(0.8);
     this.ensure(HEADING_HEIGHT + height);
-    doc.font(BOLD).fontSize(12.5).fillColor(ACCENT).text(pdfText(this.heading), this.left, doc.y, { width: this.width });
+    this.flow(this.heading, STYLE.heading);
     const y = doc.y + 2;
     doc.moveTo(this.left, y).lineTo(this.left + this.width, y).lineWidth(0.8).strokeColor(ACCENT).stroke();
     doc.y = y + 5;
     doc.x = this.left;
-    doc.font(REGULAR).fontSize(BODY).fillColor(INK);
     this.heading = undefined;
+  }
+
+  /** Lines of `value` cut to `maxHeight` (at least one line), ending in "…" when cut. */
+  private clipped(value: string, style: TextStyle, width: number, maxHeight: number): Line[] {
+    const max = Math.max(1, Math.floor(maxHeight / this.t.lineHeight(style.size)));
+    return this.t.clip(this.t.lines(value, style, width), max, style, width);
   }
 
   /** A label and a short value side by side, clipped to a few lines. */
   field(label: string, value: string): void {
-    const { doc } = this;
+    const { doc, t } = this;
     const valueWidth = this.width - LABEL_WIDTH;
-    const text = orDash(pdfText(value));
-    doc.font(REGULAR).fontSize(BODY);
-    const height = Math.min(MAX_FIELD_HEIGHT, Math.max(doc.heightOfString(text, { width: valueWidth }), doc.currentLineHeight(true)));
+    const values = this.clipped(orDash(value), STYLE.body, valueWidth, MAX_FIELD_HEIGHT);
+    const height = values.length * t.lineHeight(BODY);
+    const labels = this.clipped(label, STYLE.label, LABEL_WIDTH - 6, height);
     this.begin(height + 2);
     const y = doc.y;
-    doc.font(BOLD).fillColor(MUTED).text(pdfText(label), this.left, y, { width: LABEL_WIDTH - 6, height, ellipsis: true });
-    doc.font(REGULAR).fillColor(INK).text(text, this.left + LABEL_WIDTH, y, { width: valueWidth, height, ellipsis: true });
+    t.draw(labels, this.left, y, LABEL_WIDTH - 6, STYLE.label);
+    t.draw(values, this.left + LABEL_WIDTH, y, valueWidth, STYLE.body);
     doc.y = y + height + 2;
     doc.x = this.left;
   }
 
   /** A label over a free text of any length; the text flows over as many pages as it needs. */
   paragraph(label: string, value: string): void {
-    const { doc } = this;
     this.begin(30);
-    doc.font(BOLD).fontSize(BODY).fillColor(MUTED).text(pdfText(label), this.left, doc.y, { width: this.width });
-    doc.font(REGULAR).fillColor(INK).text(orDash(pdfText(value)), this.left, doc.y, { width: this.width });
-    doc.moveDown(0.4);
+    this.flow(label, STYLE.label);
+    this.flow(orDash(value), STYLE.body);
+    this.gap(0.4);
   }
 
-  note(text: string): void {
+  note(value: string): void {
     this.begin(16);
-    this.doc.font(ITALIC).fontSize(BODY).fillColor(MUTED).text(pdfText(text), this.left, this.doc.y, { width: this.width });
-    this.doc.font(REGULAR).fillColor(INK);
+    this.flow(value, STYLE.note);
   }
 
   /** Rows of cells under a header that is repeated on every page the table spans. */
   table(columns: readonly Column[], rows: readonly string[][], empty: string): void {
-    const { doc } = this;
+    const { doc, t } = this;
     if (rows.length === 0) {
       this.note(empty);
       return;
     }
-    const widths = columns.map((c) => c.width * this.width);
-    const cellHeight = (cells: readonly string[], font: string) => {
-      doc.font(font).fontSize(SMALL);
-      const h = Math.max(...cells.map((t, i) => doc.heightOfString(t || ' ', { width: widths[i] - 2 * CELL_PAD })));
-      return Math.min(MAX_ROW_HEIGHT, h) + 2 * CELL_PAD;
+    const widths = columns.map((c) => c.width * this.width - 2 * CELL_PAD);
+    const lineHeight = t.lineHeight(SMALL);
+    const compose = (cells: readonly string[], style: TextStyle) => {
+      const lines = cells.map((c, i) => this.clipped(c, style, widths[i], MAX_ROW_HEIGHT));
+      return { lines, style, height: Math.max(...lines.map((l) => l.length)) * lineHeight + 2 * CELL_PAD };
     };
-    const drawRow = (cells: readonly string[], font: string, height: number, shade: boolean) => {
+    const drawRow = (row: ReturnType<typeof compose>, shade: boolean) => {
       const y = doc.y;
-      if (shade) doc.rect(this.left, y, this.width, height).fill(SHADE);
-      doc.font(font).fontSize(SMALL).fillColor(INK);
+      if (shade) doc.rect(this.left, y, this.width, row.height).fill(SHADE);
       let x = this.left;
-      cells.forEach((t, i) => {
-        doc.text(t, x + CELL_PAD, y + CELL_PAD, { width: widths[i] - 2 * CELL_PAD, height: height - 2 * CELL_PAD, ellipsis: true });
-        x += widths[i];
+      row.lines.forEach((lines, i) => {
+        t.draw(lines, x + CELL_PAD, y + CELL_PAD, widths[i], row.style);
+        x += widths[i] + 2 * CELL_PAD;
       });
-      doc.moveTo(this.left, y + height).lineTo(this.left + this.width, y + height).lineWidth(0.4).strokeColor(RULE).stroke();
-      doc.y = y + height;
+      doc.moveTo(this.left, y + row.height).lineTo(this.left + this.width, y + row.height).lineWidth(0.4).strokeColor(RULE).stroke();
+      doc.y = y + row.height;
       doc.x = this.left;
     };
-    const headers = columns.map((c) => pdfText(c.header));
-    const headerHeight = cellHeight(headers, BOLD);
-    const drawHeader = () => drawRow(headers, BOLD, headerHeight, true);
+    const header = compose(
+      columns.map((c) => c.header),
+      STYLE.headerCell,
+    );
 
-    rows.forEach((raw, i) => {
-      const cells = raw.map(pdfText);
-      const height = cellHeight(cells, REGULAR);
+    rows.forEach((cells, i) => {
+      const row = compose(cells, STYLE.cell);
       if (i === 0) {
         // Never a header alone at the foot of a page.
-        this.begin(headerHeight + height);
-        drawHeader();
-      } else if (doc.y + height > this.bottom) {
+        this.begin(header.height + row.height);
+        drawRow(header, true);
+      } else if (doc.y + row.height > this.bottom) {
         doc.addPage();
-        drawHeader();
+        drawRow(header, true);
       }
-      drawRow(cells, REGULAR, height, false);
+      drawRow(row, false);
     });
-    doc.font(REGULAR).fontSize(BODY).fillColor(INK);
-    doc.moveDown(0.4);
+    this.gap(0.4);
   }
 }
 
@@ -190,17 +192,11 @@ function stamp(p: ExportPermit, by: string | null | undefined, at: Date | null |
 }
 
 function header(l: Layout, p: ExportPermit): void {
-  const { doc } = l;
-  doc.font(REGULAR).fontSize(SMALL).fillColor(MUTED).text('PERMIT TO WORK', l.left, doc.y, { width: l.width });
-  doc.font(BOLD).fontSize(20).fillColor(ACCENT).text(pdfText(p.permit_number), l.left, doc.y, { width: l.width });
-  doc.font(BOLD).fontSize(14).fillColor(INK).text(pdfText(p.title), l.left, doc.y, { width: l.width });
-  doc.moveDown(0.3);
-  doc.font(REGULAR).fontSize(BODY).fillColor(INK).text(
-    pdfText(`Status: ${p.status.toUpperCase()}    Priority: ${p.priority}    Risk: ${p.risk_level} (${p.risk_score})`),
-    l.left,
-    doc.y,
-    { width: l.width },
-  );
+  l.flow('PERMIT TO WORK', STYLE.small);
+  l.flow(p.permit_number, bold(20, ACCENT));
+  l.flow(p.title, bold(14));
+  l.gap(0.3);
+  l.flow(`Status: ${p.status.toUpperCase()}    Priority: ${p.priority}    Risk: ${p.risk_level} (${p.risk_score})`, STYLE.body);
 }
 
 function details(l: Layout, p: ExportPermit): void {
@@ -236,7 +232,7 @@ function timeline(l: Layout, p: ExportPermit): void {
     ['Last updated', p.updated_at],
   ];
   for (const [label, at] of milestones) l.field(label, isoDate(at));
-  l.doc.moveDown(0.4);
+  l.gap(0.4);
   l.table(
     [
       { header: 'Step', width: 0.16 },
@@ -329,28 +325,24 @@ function auditLog(l: Layout, p: ExportPermit): void {
 }
 
 /**
- * Renders one permit as a PDF. The document is laid out synchronously and its bytes are buffered by
- * the returned stream until read, so the memory held is one permit's PDF.
+ * Renders one permit as a PDF with the faces of `fonts` (loaded once per process). The document is
+ * laid out synchronously and its bytes are buffered by the returned stream until read, so the
+ * memory held is one permit's PDF.
  */
-export function renderPermitPdf(p: ExportPermit): Readable {
+export function renderPermitPdf(p: ExportPermit, fonts: FontBook = notoFonts()): Readable {
   const doc = new PDFDocument({
+    // No default font: pdfkit would parse Helvetica's metrics for every document, used or not.
+    font: null as unknown as string,
     size: 'A4',
     margins: { top: MARGIN + 10, bottom: MARGIN, left: MARGIN, right: MARGIN },
-    info: { Title: pdfText(`${p.permit_number} - ${p.title}`), Subject: 'Permit To Work', Creator: 'PTW platform' },
+    info: { Title: cleanText(`${p.permit_number} - ${p.title}`), Subject: 'Permit To Work', Creator: 'PTW platform' },
   });
-  const l = new Layout(doc);
+  const t = new TextSetter(doc, fonts);
+  const l = new Layout(doc, t);
   let page = 1;
   doc.on('pageAdded', () => {
     page += 1;
-    const { x, y } = doc;
-    doc.font(REGULAR).fontSize(SMALL).fillColor(MUTED).text(pdfText(`${p.permit_number} - page ${page}`), l.left, MARGIN / 2, {
-      width: l.width,
-      align: 'right',
-      lineBreak: false,
-    });
-    doc.x = x;
-    doc.y = y;
-    doc.font(REGULAR).fontSize(BODY).fillColor(INK);
+    t.draw(t.lines(`${p.permit_number} - page ${page}`, STYLE.small, l.width), l.left, MARGIN / 2, l.width, STYLE.small, 'right');
   });
 
   header(l, p);

@@ -84,3 +84,27 @@ export function samplePermit(i: number, opts: { descriptionRepeat?: number; isol
     })),
   };
 }
+
+/** Texts in the scripts the PDF export must print (issue 15): site crews write in their own language. */
+export const SCRIPT_SAMPLES = {
+  devanagari: 'वेल्डिंग कार्य',
+  tamil: 'பம்ப் அறை, தளம் 2',
+  arabic: 'صمام الوقود الرئيسي',
+  arabicName: 'محمد العلي',
+  chinese: '更换锅炉房泵的机械密封',
+} as const;
+
+/** Permit `i` with its title, location, names and free texts in Devanagari, Tamil, Arabic and Chinese. */
+export function mixedScriptPermit(i: number): ExportPermit {
+  const p = samplePermit(i);
+  const s = SCRIPT_SAMPLES;
+  return {
+    ...p,
+    title: `${s.devanagari} ${i}`,
+    location: s.tamil,
+    description: `${s.chinese}。管线已排空并通风，电机已在 MCC-3 上锁。 ${p.description}`,
+    control_measures: 'كل العمال يجب أن يرتدوا معدات الحماية الشخصية قبل الدخول إلى المنطقة (رقم 12).',
+    user_names: { ...p.user_names, 'u-super': s.arabicName, 'u-manager': 'मुख्य अभियंता' },
+    isolation_points: p.isolation_points.map((ip, k) => ({ ...ip, name: [`${s.arabic} V-${k}`, `मुख्य ब्रेकर MCC-${k}`, `主断路器 ${k} 号`][k % 3] })),
+  };
+}

@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pdfText, renderPermitPdf } from './pdf';
+import { renderPermitPdf } from './pdf';
+import { pdfText } from './text';
 import { Writable } from 'node:stream';
 import { samplePermit } from './samples';
 import { Collect, endlessSamples, from, settled, Stalled } from './stream-testing';
@@ -76,7 +77,8 @@ describe('streamPdfZip', () => {
     result = await streamPdfZip(from(permits), out);
     zip = out.buffer;
     entries = unzipEntries(zip);
-  });
+    // The first PDF of a process loads and parses its fonts.
+  }, 60_000);
   afterAll(() => entries.close());
 
   it('when three permits are streamed, then the ZIP holds one PTW_<number>.pdf each and the reported size is the bytes written', () => {
@@ -244,7 +246,8 @@ describe('renderPermitPdf with large permits', () => {
     const text = pdfToText(Buffer.concat(chunks));
     const pages = text.split('\f').filter((pg) => pg.trim());
     expect(pages.length).toBeGreaterThan(15);
-    expect(text).toContain('END-OF-TEXT');
+    // The line may break after a hyphen inside a word.
+    expect(text).toMatch(/END-OF-\s*TEXT/);
     for (const k of [0, 150, 299]) expect(text).toContain(`L-9-${k}`);
     expect(text).toContain('Tools and materials removed');
     // The register's column headers are repeated on every page it spans.

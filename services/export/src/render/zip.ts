@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ByteCounter, RunGuard, toError, ZIP_BUFFER_BYTES } from './flow';
+import type { FontBook } from './fonts';
 import { renderPermitPdf } from './pdf';
 import type { ExportPermit, ExportResult } from './types';
 
@@ -20,13 +21,15 @@ export function pdfEntryName(permitNumber: string): string {
  * memory holds about one PDF whatever the number of permits; only the ZIP's central directory,
  * written at the end, grows with the count (about 0.5 KB per entry).
  *
+ * PDFs are set in `fonts` (default: the process's Noto fonts).
+ *
  * On abort (`signal`), on an error of `out` or of a render, the promise rejects, `permits` is
  * closed, and `out` is destroyed rather than ended, so a truncated archive never looks complete.
  */
 export async function streamPdfZip(
   permits: AsyncIterable<ExportPermit>,
   out: Writable,
-  opts: { signal?: AbortSignal } = {},
+  opts: { signal?: AbortSignal; fonts?: FontBook } = {},
 ): Promise<ExportResult> {
   const guard = new RunGuard(opts.signal);
   const archive = archiver('zip', { zlib: { level: 6 }, highWaterMark: ZIP_BUFFER_BYTES });
@@ -38,7 +41,7 @@ export async function streamPdfZip(
   let current: Readable | undefined;
   try {
     for await (const permit of guard.iterate(permits)) {
-      current = renderPermitPdf(permit);
+      current = renderPermitPdf(permit, opts.fonts);
       const consumed = once(archive, 'entry');
       archive.append(current, { name: pdfEntryName(permit.permit_number) });
       await guard.race(consumed);
