@@ -11,7 +11,7 @@ import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type StartedServ
 import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { syncPb } from '@ptw/proto';
-import mongoose, { type Connection } from 'mongoose';
+import mongoose, { Types, type Connection } from 'mongoose';
 import { start } from './main';
 
 jest.setTimeout(300_000);
@@ -104,5 +104,29 @@ describe('concurrent replay', () => {
     expect(new Set(permits.map((p) => p.permit_number)).size).toBe(500);
     expect(new Set(permits.map((p) => String(p._id)))).toEqual(new Set(results[0].applied.map((a) => a.server_id)));
     expect(await m.AuditEvent.countDocuments({ permit_id: { $in: permits.map((p) => String(p._id)) }, action: 'create' })).toBe(500);
+  });
+});
+
+describe('crash recovery', () => {
+  it('when a process died after claiming creates, then a retry takes over a stale claim with its permit id, answers one whose permit was written at once, and waits for a fresh one', async () => {
+    const [lost, written, fresh] = creates('crash', 3);
+    const ids = [new Types.ObjectId(), new Types.ObjectId(), new Types.ObjectId()];
+    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({ device_id: 'tablet-crash', offline_id: c.offline_id, entity: 'permit', status: 'reserved', server_id: String(id), new_version: 1, user_id: 'u-worker', at: new Date(Date.now() - ageMs) });
+    await m.SyncReceipt.insertMany([claim(lost, ids[0], 30_000), claim(written, ids[1], 1_000), claim(fresh, ids[2], 0)]);
+    await m.Permit.create({ _id: ids[1], permit_number: 'PTW-CRASH-1', project_id: 'p1', permit_type_id: 'hot-work', title: 'crash 1', status: 'draft', created_by: 'u-worker', version: 1, created_at: new Date(), updated_at: new Date() });
+
+    const first = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [lost, written] }, who);
+    expect(first.applied.map((a) => [a.offline_id, a.server_id, a.status])).toEqual([
+      [lost.offline_id, String(ids[0]), 'applied'],
+      [written.offline_id, String(ids[1]), 'already_applied'],
+    ]);
+    expect(await m.Permit.countDocuments({ title: /^crash / })).toBe(2);
+
+    const started = Date.now();
+    const busy = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [fresh] }, who);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
+    expect(busy.conflicts[0]).toMatchObject({ offline_id: fresh.offline_id, reason: 'stale_version' });
+    expect(JSON.stringify(busy.conflicts[0].fields)).toContain('being applied by another request');
+    expect(await m.Permit.countDocuments({ _id: ids[2] })).toBe(0);
   });
 });
