@@ -97,33 +97,47 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
       return undefined;
     }
   });
+  const badTimes = new Map<number, AppError>();
+  drafts.forEach((d, i) => {
+    try {
+      if (d) checkTimes(d.fields.planned_start_time as Date | undefined, d.fields.planned_end_time as Date | undefined);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      badTimes.set(i, err);
+    }
+  });
   const typeIds = [...new Set(drafts.filter((d) => d).map((d) => d!.typeId))];
-  const active = typeIds.length ? new Set((await models.PermitType.find({ _id: { $in: typeIds }, active: true }, { _id: 1 }).lean()).map((t) => String(t._id))) : new Set<string>();
+  const toNumber = drafts.filter((d, i) => d && !badTimes.has(i)).length;
+  // The type read and the first counter step do not depend on each other: one round trip for both
+  // (a permit of an unknown type leaves a gap in the numbers, which may have gaps).
+  const [types, firstNumbers] = await Promise.all([
+    typeIds.length ? models.PermitType.find({ _id: { $in: typeIds }, active: true }, { _id: 1 }).lean() : [],
+    toNumber ? reserveNumbers(models, now, toNumber) : [],
+  ]);
+  const active = new Set(types.map((t) => String(t._id)));
   const docs = new Map<number, Record<string, unknown>>();
   drafts.forEach((d, i) => {
     if (!d) return;
-    try {
-      if (!active.has(d.typeId)) throw invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' });
-      checkTimes(d.fields.planned_start_time as Date | undefined, d.fields.planned_end_time as Date | undefined);
+    // The same precedence as a single create: an unknown type before bad times.
+    if (!active.has(d.typeId)) results[i] = { ok: false, error: invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' }) };
+    else if (badTimes.has(i)) results[i] = { ok: false, error: badTimes.get(i)! };
+    else {
       // The schema's defaults as Model.create applies them (the fields are typed by the input schema
       // already); a mongoose document per permit would cost more CPU than its insert.
       const fields = Object.fromEntries(Object.entries(d.fields).filter(([, v]) => v !== undefined));
       docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id }) as Record<string, unknown>);
-    } catch (err) {
-      if (!(err instanceof AppError)) throw err;
-      results[i] = { ok: false, error: err };
     }
   });
 
   let pending = [...docs.keys()];
   for (let attempt = 0; pending.length && attempt < 20; attempt++) {
-    const numbers = await reserveNumbers(models, now, pending.length);
+    const numbers = attempt === 0 ? firstNumbers : await reserveNumbers(models, now, pending.length);
     const batch = pending.map((i, k) => ({ ...docs.get(i)!, permit_number: numbers[k] }));
     const refused = await insertUnordered(models.Permit, batch, { lean: true });
     let retry = pending.filter((_, k) => refused.has(k));
     if (retry.length) {
       // A refused id (not number) is a permit this create wrote before: it exists, it is done.
-      const existing = new Set((await models.Permit.find({ _id: { $in: retry.map((i) => items[i].id) } }, { _id: 1 }).lean()).map((p) => String(p._id)));
+      const existing = new Set((await models.Permit.find({ _id: { $in: retry.map((i) => items[i].id) } }, { _id: 1 }).batchSize(retry.length + 1).lean()).map((p) => String(p._id)));
       retry = retry.filter((i) => !existing.has(String(items[i].id)));
     }
     const inserted = pending.filter((_, k) => !refused.has(k));
