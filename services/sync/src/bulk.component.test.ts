@@ -109,6 +109,24 @@ describe('concurrent replay', () => {
   });
 });
 
+describe('updates', () => {
+  it('when a batch changes 20 permits twice each, interleaved, then each permit gets its changes in batch order', async () => {
+    const created = await sync.syncOfflineData({ device_id: 'tablet-edit', changes: creates('edit', 20) }, who);
+    const ids = created.applied.map((a) => a.server_id);
+    const changes: syncPb.Change[] = [];
+    for (const round of [1, 2]) {
+      for (const [k, id] of ids.entries()) {
+        changes.push({ entity: 'permit', op: 'update', offline_id: `edit-${k}-v${round}`, server_id: id, client_version: round, data: { location: `round ${round}` }, invalid_reason: '' });
+      }
+    }
+    const r = await sync.syncOfflineData({ device_id: 'tablet-edit', changes }, who);
+    expect(r.summary).toEqual({ total: 40, applied: 40, conflicts: 0, rejected: 0 });
+    expect(r.applied.map((a) => a.new_version)).toEqual([...Array(20).fill(2), ...Array(20).fill(3)]);
+    const stored = await m.Permit.find({ _id: { $in: ids } }, { version: 1, location: 1 }).lean();
+    expect(stored.map((p) => [p.version, p.location])).toEqual(Array(20).fill([3, 'round 2']));
+  });
+});
+
 describe('crash recovery', () => {
   it('when a process died after claiming creates, then a retry takes over a stale claim with its permit id, answers one whose permit was written at once, and waits for a fresh one', async () => {
     const [lost, written, fresh] = creates('crash', 3);
