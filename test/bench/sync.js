@@ -16,9 +16,8 @@ const fs = require('node:fs');
 const { MongoClient, ObjectId } = require('mongodb');
 const root = path.resolve(__dirname, '..', '..');
 const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
-const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
+const { createLogger, DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
 const { connectMongo, registerModels } = require(path.join(root, 'libs/db/dist'));
-const { createLogger } = require(path.join(root, 'libs/common/dist'));
 
 const TOTAL = Number(process.argv[2] || 1000);
 const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
