@@ -59,9 +59,21 @@ export async function claimVersions(
   if (items.length === 0) return new Set();
   const at = new Date();
   const docs = items.map((i) => ({ entity, entity_id: i.id, version: i.fromVersion + 1, user_id: userId, at }));
+  const failed = await insertUnordered(models.Revision, docs);
+  // Orphaned claims (a writer died mid-write) are released for the next run to pick up.
+  for (const i of failed) if (items[i]) await releaseOrphan(models, entity, items[i].id, items[i].fromVersion);
+  return new Set(items.filter((_, i) => !failed.has(i)).map((i) => i.id));
+}
+
+/**
+ * Inserts `docs` with one unordered insertMany (a duplicate stops only itself) and returns the
+ * indexes of the documents refused by a unique index; any other error is thrown.
+ */
+export async function insertUnordered(model: { insertMany(docs: object[], opts: object): Promise<unknown> }, docs: object[], opts: { lean?: boolean } = {}): Promise<Set<number>> {
   const failed = new Set<number>();
+  if (docs.length === 0) return failed;
   try {
-    await models.Revision.insertMany(docs, { ordered: false });
+    await model.insertMany(docs, { ordered: false, ...opts });
   } catch (err) {
     const writeErrors = (err as { writeErrors?: { index?: number; err?: { index?: number; code?: number }; code?: number }[] }).writeErrors;
     if (!writeErrors) throw err;
@@ -71,9 +83,7 @@ export async function claimVersions(
       failed.add(we.index ?? we.err?.index ?? -1);
     }
   }
-  // Orphaned claims (a writer died mid-write) are released for the next run to pick up.
-  for (const i of failed) if (items[i]) await releaseOrphan(models, entity, items[i].id, items[i].fromVersion);
-  return new Set(items.filter((_, i) => !failed.has(i)).map((i) => i.id));
+  return failed;
 }
 
 export { isDuplicateKey };

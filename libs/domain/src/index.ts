@@ -6,3 +6,4 @@ export * from './isolation';
 export * from './closeout';
 export * from './inbox';
 export * from './sla';
+export * from './bulk';

@@ -5,7 +5,8 @@
 import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
-import { createPermitSchema, parseInput, permitFilterSchema, updatePermitSchema, type PermitFields } from './input';
+import { checkTimes, permitDraft } from './bulk';
+import { parseInput, permitFilterSchema, updatePermitSchema } from './input';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from './rules';
 import { toPermitMessage } from './serialize';
 
@@ -93,41 +94,12 @@ async function loadActiveType(models: Models, typeId: string) {
   return type;
 }
 
-function checkTimes(start: Date | undefined | null, end: Date | undefined | null): void {
-  if (start && end && end.getTime() <= start.getTime()) {
-    throw invalidArgument('planned_end_time: must be after planned_start_time', { field: 'planned_end_time' });
-  }
-}
-
 /** Creates a draft permit for the caller (SPEC §4 POST /permits/). */
-export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date(), opts: { syncOrigin?: string } = {}): Promise<PermitDoc> {
-  const input = parseInput(createPermitSchema, data ?? {}) as PermitFields & { title: string; permit_type_id: string };
-  let projectId = input.project_id;
-  if (!projectId) {
-    if (who.project_ids.length !== 1) throw invalidArgument('project_id: required when you belong to more than one project', { field: 'project_id' });
-    projectId = who.project_ids[0];
-  }
-  if (!inScope(who, projectId)) throw permissionDenied('project_id: you are not a member of this project');
-  await loadActiveType(models, input.permit_type_id);
-  checkTimes(input.planned_start_time, input.planned_end_time);
-  const p = input.probability ?? 1;
-  const s = input.severity ?? 1;
-  const base = {
-    ...input,
-    project_id: projectId,
-    priority: input.priority ?? 'medium',
-    probability: p,
-    severity: s,
-    ...risk(p, s),
-    status: 'draft' as const,
-    created_by: who.user_id,
-    verifier_id: input.verifier_id ?? undefined,
-    approver_id: input.approver_id ?? undefined,
-    version: 1,
-    created_at: now,
-    updated_at: now,
-    ...(opts.syncOrigin ? { sync_origin: opts.syncOrigin } : {}),
-  };
+export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date()): Promise<PermitDoc> {
+  const draft = permitDraft(who, data, now);
+  await loadActiveType(models, draft.typeId);
+  checkTimes(draft.fields.planned_start_time as Date | undefined, draft.fields.planned_end_time as Date | undefined);
+  const base = draft.fields;
   for (let attempt = 0; attempt < 50; attempt++) {
     const permit_number = await nextPermitNumber(models, now);
     try {

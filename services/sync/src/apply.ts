@@ -86,22 +86,37 @@ async function visiblePermit(models: Models, who: Principal, id: string | undefi
   return doc && inScope(who, doc.project_id) ? doc : undefined;
 }
 
-/** Applies one change for `who`. */
-export async function applyChange(models: Models, who: Principal, c: syncPb.Change, origin = ''): Promise<Outcome> {
-  if (c.invalid_reason) return rejected(c, 'validation_error', c.invalid_reason);
+/** A change no store state can make applicable: refused before anything is read or written. */
+export function unsupported(c: syncPb.Change): Outcome | undefined {
   if (!SUPPORTED.has(`${c.entity}/${c.op}`)) return rejected(c, 'unsupported_entity', `Unsupported entity/op ${String(c.entity).slice(0, 40)}/${String(c.op).slice(0, 40)}`);
-  const data = (c.data ?? {}) as Record<string, unknown>;
+  return undefined;
+}
 
-  if (c.entity === 'permit' && c.op === 'create') {
-    const projectId = typeof data.project_id === 'string' ? data.project_id : who.project_ids.length === 1 ? who.project_ids[0] : undefined;
-    if (projectId && !inScope(who, projectId)) return rejected(c, 'project_scope_violation', 'project_id: you are not a member of this project');
-    try {
-      const p = await d.createPermit(models, who, data, new Date(), { syncOrigin: origin });
-      return applied(c, String(p._id), p.version, p.project_id);
-    } catch (err) {
-      return fromError(c, err, 'permit_not_found', projectId);
-    }
-  }
+export const isCreate = (c: syncPb.Change) => c.entity === 'permit' && c.op === 'create';
+
+/**
+ * The checks of a permit create that need no store: the rejected outcome, or the data and project
+ * to hand to the bulk create.
+ */
+export function prepareCreate(who: Principal, c: syncPb.Change): { data: Record<string, unknown>; projectId?: string } | { outcome: Outcome } {
+  if (c.invalid_reason) return { outcome: rejected(c, 'validation_error', c.invalid_reason) };
+  const data = (c.data ?? {}) as Record<string, unknown>;
+  const projectId = typeof data.project_id === 'string' ? data.project_id : who.project_ids.length === 1 ? who.project_ids[0] : undefined;
+  if (projectId && !inScope(who, projectId)) return { outcome: rejected(c, 'project_scope_violation', 'project_id: you are not a member of this project') };
+  return { data, projectId };
+}
+
+/** The outcome of one permit create of a bulk create. */
+export function createOutcome(c: syncPb.Change, r: d.BulkCreateResult, projectId?: string): Outcome {
+  return r.ok ? applied(c, r.id, r.version, r.project_id) : fromError(c, r.error, 'permit_not_found', projectId);
+}
+
+/** Applies one change that is not a permit create for `who`. */
+export async function applyChange(models: Models, who: Principal, c: syncPb.Change): Promise<Outcome> {
+  if (c.invalid_reason) return rejected(c, 'validation_error', c.invalid_reason);
+  const refused = unsupported(c);
+  if (refused) return refused;
+  const data = (c.data ?? {}) as Record<string, unknown>;
 
   if (!c.server_id) return rejected(c, 'missing_server_id', 'server_id is required for this change');
 

@@ -2,20 +2,30 @@
  * One sync request: each change applied atomically and independently, idempotent on
  * (device_id, offline_id, entity) through a unique receipt claimed before applying, every outcome
  * persisted as a sync event.
+ *
+ * Permit creates go in bulk: their receipts are claimed with one unordered insert, each carrying
+ * the id its permit will get (status `reserved`), then the permits are written by one bulk create.
+ * A reserved receipt is final: the change is applied exactly when a permit with that id exists, so
+ * nothing has to be written after the permit. Other changes are claimed one by one right before
+ * they are applied, in order per permit, with different permits concurrently.
  */
 import type { Logger, Principal } from '@ptw/common';
-import { isDuplicateKey, type Models } from '@ptw/db';
+import { insertUnordered, type Models } from '@ptw/db';
+import * as d from '@ptw/domain';
 import type { syncPb } from '@ptw/proto';
-import { applyChange } from './apply';
+import { Types } from 'mongoose';
+import { applyChange, createOutcome, isCreate, prepareCreate, unsupported } from './apply';
 import type { Outcome } from './outcomes';
 
 /** How long a replay waits for a concurrent copy of the same change to finish. */
 const WAIT_MS = 10_000;
 /**
  * A claim older than this was left by a process or store that died mid-change and may be taken
- * over (one change takes milliseconds; a whole batch holds each claim only while that change runs).
+ * over (a change, or a batch's bulk create, holds its claim for well under a second).
  */
 const STALE_CLAIM_MS = 20_000;
+/** Permits whose changes are applied at the same time within one request. */
+const CONCURRENT_PERMITS = 8;
 
 const OFFLINE_ID = /^[A-Za-z0-9_.:\-]{1,128}$/;
 
@@ -23,59 +33,212 @@ async function sleep(ms: number) {
   await new Promise((r) => setTimeout(r, ms));
 }
 
-/** Applies one change at most once per (device, offline id, entity). */
-async function once(models: Models, who: Principal, deviceId: string, c: syncPb.Change): Promise<Outcome> {
-  if (!OFFLINE_ID.test(c.offline_id ?? '')) {
-    return { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: expected 1-128 letters, digits or _.:-' } };
+interface Ctx {
+  models: Models;
+  who: Principal;
+  deviceId: string;
+}
+
+interface Receipt {
+  _id: Types.ObjectId;
+  device_id: string;
+  offline_id: string;
+  entity: string;
+  status: 'pending' | 'reserved';
+  server_id?: string;
+  new_version?: number;
+  user_id: string;
+  at: Date;
+}
+
+interface StoredReceipt {
+  _id: unknown;
+  status: string;
+  server_id?: string | null;
+  new_version?: number | null;
+  user_id?: string | null;
+  at: Date;
+}
+
+const origin = (ctx: Ctx, c: syncPb.Change) => `${ctx.deviceId}/${c.offline_id}`;
+
+/** A claim for `c`: a create reserves its permit's id (`serverId` when taking over an earlier claim). */
+function claimFor(ctx: Ctx, c: syncPb.Change, serverId?: Types.ObjectId): Receipt {
+  const base = { _id: new Types.ObjectId(), device_id: ctx.deviceId, offline_id: c.offline_id, entity: c.entity, user_id: ctx.who.user_id, at: new Date() };
+  return isCreate(c) ? { ...base, status: 'reserved', server_id: String(serverId ?? new Types.ObjectId()), new_version: 1 } : { ...base, status: 'pending' };
+}
+
+const busy = (c: syncPb.Change, why: string): Outcome => ({
+  kind: 'conflict',
+  value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: why, merge_hint: 'manual' } }, server_state: {} },
+});
+
+/**
+ * What an existing receipt of the same change means: a final outcome, `busy` (another request is
+ * applying it) or `stale` (its claimant died). `permitExists` tells whether a reserved create's permit was written.
+ */
+function settle(ctx: Ctx, c: syncPb.Change, r: StoredReceipt, permitExists: boolean): Outcome | 'busy' | 'stale' {
+  if (r.user_id !== ctx.who.user_id) {
+    return { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: already used by another user on this device' } };
   }
-  const key = { device_id: deviceId, offline_id: c.offline_id, entity: c.entity };
+  if (r.status === 'applied' || (r.status === 'reserved' && permitExists)) {
+    return { kind: 'applied', value: { entity: c.entity, offline_id: c.offline_id, server_id: r.server_id ?? '', new_version: r.new_version ?? 0, status: 'already_applied' } };
+  }
+  return Date.now() - new Date(r.at).getTime() > STALE_CLAIM_MS ? 'stale' : 'busy';
+}
+
+/**
+ * Creates the permits of claimed creates with one bulk create and frees the receipts of those that
+ * failed. On a store error the receipts stay: a retry finds the permits that were written and
+ * takes the others over once their claims are stale, so nothing is created twice.
+ */
+async function applyCreates(ctx: Ctx, items: { c: syncPb.Change; receipt: Receipt }[]): Promise<Outcome[]> {
+  const outcomes: Outcome[] = new Array(items.length);
+  const bulk: { k: number; projectId?: string; item: d.BulkCreateItem }[] = [];
+  items.forEach(({ c, receipt }, k) => {
+    const prepared = prepareCreate(ctx.who, c);
+    if ('outcome' in prepared) outcomes[k] = prepared.outcome;
+    else bulk.push({ k, projectId: prepared.projectId, item: { id: new Types.ObjectId(receipt.server_id), data: prepared.data, syncOrigin: origin(ctx, c) } });
+  });
+  let results: d.BulkCreateResult[];
+  try {
+    results = await d.createPermits(ctx.models, ctx.who, bulk.map((b) => b.item));
+  } catch {
+    for (const b of bulk) outcomes[b.k] = busy(items[b.k].c, 'temporary server error; retry');
+    await free(ctx, items.filter((_, k) => outcomes[k].kind !== 'conflict').map((i) => i.receipt._id));
+    return outcomes;
+  }
+  bulk.forEach((b, n) => (outcomes[b.k] = createOutcome(items[b.k].c, results[n], b.projectId)));
+  // Nothing was written for a refused create: free its offline id so the corrected change can be sent again.
+  await free(ctx, items.filter((_, k) => outcomes[k].kind !== 'applied').map((i) => i.receipt._id));
+  return outcomes;
+}
+
+async function free(ctx: Ctx, ids: Types.ObjectId[]) {
+  if (ids.length) await ctx.models.SyncReceipt.deleteMany({ _id: { $in: ids } });
+}
+
+/** Applies a claimed change that is not a create and records its receipt. */
+async function applyClaimed(ctx: Ctx, c: syncPb.Change, receipt: Receipt): Promise<Outcome> {
+  let outcome: Outcome;
+  try {
+    outcome = await applyChange(ctx.models, ctx.who, c);
+  } catch (err) {
+    await free(ctx, [receipt._id]);
+    throw err;
+  }
+  // By _id: FerretDB's SQLite backend pushes down only _id filters.
+  if (outcome.kind === 'applied') {
+    await ctx.models.SyncReceipt.updateOne({ _id: receipt._id }, { $set: { status: 'applied', server_id: outcome.value.server_id, new_version: outcome.value.new_version } });
+  } else await free(ctx, [receipt._id]);
+  return outcome;
+}
+
+/** Applies one change at most once per (device, offline id, entity), waiting for or taking over an earlier claim. */
+async function once(ctx: Ctx, c: syncPb.Change): Promise<Outcome> {
+  const key = { device_id: ctx.deviceId, offline_id: c.offline_id, entity: c.entity };
   const started = Date.now();
-  const origin = `${deviceId}/${c.offline_id}`;
-  let tookOver = false;
+  let serverId: Types.ObjectId | undefined;
   while (Date.now() - started < WAIT_MS) {
-    let receiptId: unknown;
-    try {
-      receiptId = (await models.SyncReceipt.create({ ...key, status: 'pending', user_id: who.user_id, at: new Date() }))._id;
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-      const r = await models.SyncReceipt.findOne(key).lean();
-      if (!r) continue;
-      if (r.user_id !== who.user_id) {
-        return { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: already used by another user on this device' } };
-      }
-      if (r.status === 'applied') {
-        return { kind: 'applied', value: { entity: c.entity, offline_id: c.offline_id, server_id: r.server_id ?? '', new_version: r.new_version ?? 0, status: 'already_applied' } };
-      }
-      if (Date.now() - new Date(r.at).getTime() > STALE_CLAIM_MS) {
-        await models.SyncReceipt.deleteOne({ _id: r._id, status: 'pending' });
-        tookOver = true;
-      } else await sleep(25);
+    const receipt = claimFor(ctx, c, serverId);
+    if ((await insertUnordered(ctx.models.SyncReceipt, [receipt], { lean: true })).size === 0) {
+      return isCreate(c) ? (await applyCreates(ctx, [{ c, receipt }]))[0] : applyClaimed(ctx, c, receipt);
+    }
+    const r = (await ctx.models.SyncReceipt.findOne(key).lean()) as StoredReceipt | null;
+    if (!r) continue;
+    const exists = r.status === 'reserved' && r.user_id === ctx.who.user_id && !!(await ctx.models.Permit.exists({ _id: r.server_id }));
+    const s = settle(ctx, c, r, exists);
+    if (typeof s === 'object') return s;
+    if (s === 'busy') {
+      await sleep(25);
       continue;
     }
-    let outcome: Outcome;
-    try {
-      // A dead claimant may have created the permit before it could record the receipt.
-      const earlier = tookOver && c.entity === 'permit' && c.op === 'create' ? await models.Permit.findOne({ sync_origin: origin }, { version: 1, project_id: 1 }).lean() : null;
-      outcome = earlier
-        ? { kind: 'applied', projectId: earlier.project_id, value: { entity: c.entity, offline_id: c.offline_id, server_id: String(earlier._id), new_version: earlier.version, status: 'applied' } }
-        : await applyChange(models, who, c, origin);
-    } catch (err) {
-      await models.SyncReceipt.deleteOne({ _id: receiptId });
-      throw err;
+    await ctx.models.SyncReceipt.deleteOne({ _id: r._id, status: r.status });
+    if (isCreate(c)) {
+      // Keep the permit id of the dead claim, so a permit it wrote counts as this create (receipts
+      // from before ids were reserved are matched on the permit's sync origin instead).
+      const earlier = r.status === 'reserved' ? { _id: r.server_id } : await ctx.models.Permit.findOne({ sync_origin: origin(ctx, c) }, { _id: 1 }).lean();
+      serverId = earlier?._id ? new Types.ObjectId(String(earlier._id)) : undefined;
     }
-    // By _id: FerretDB's SQLite backend pushes down only _id filters.
-    if (outcome.kind === 'applied') {
-      await models.SyncReceipt.updateOne({ _id: receiptId }, { $set: { status: 'applied', server_id: outcome.value.server_id, new_version: outcome.value.new_version } });
-    } else {
-      // Nothing was written: free the offline id so the corrected change can be sent again.
-      await models.SyncReceipt.deleteOne({ _id: receiptId });
-    }
-    return outcome;
   }
-  return {
-    kind: 'conflict',
-    value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: 'the same change is being applied by another request; retry', merge_hint: 'manual' } }, server_state: {} },
-  };
+  return busy(c, 'the same change is being applied by another request; retry');
+}
+
+/**
+ * Applies a batch's permit creates (first occurrences of their offline ids) in bulk: claims all
+ * with one unordered insert and creates the claimed ones with one bulk create; the refused ones
+ * are settled from their receipts with one read (and one of the permits of reserved receipts).
+ * Those another request is still applying are read again after a growing pause; freed or stale
+ * ones are claimed again, as one set.
+ */
+async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[], outcomes: Outcome[]): Promise<void> {
+  const started = Date.now();
+  const serverIds = new Map<number, Types.ObjectId>();
+  let toClaim = creates;
+  let toCheck: { i: number; c: syncPb.Change }[] = [];
+  for (let pause = 25; toClaim.length || toCheck.length; pause = Math.min(pause * 2, 250)) {
+    if (toClaim.length) {
+      const claims = toClaim.map((e) => claimFor(ctx, e.c, serverIds.get(e.i)));
+      const refused = await insertUnordered(ctx.models.SyncReceipt, claims, { lean: true });
+      const claimed = toClaim.map((e, k) => ({ ...e, receipt: claims[k] })).filter((_, k) => !refused.has(k));
+      const results = await applyCreates(ctx, claimed);
+      claimed.forEach((e, n) => (outcomes[e.i] = results[n]));
+      toCheck = [...toCheck, ...toClaim.filter((_, k) => refused.has(k))];
+      toClaim = [];
+    }
+    if (toCheck.length === 0) break;
+
+    // One batch larger than the list: a cursor whose first batch is exactly full stays open and
+    // costs an empty getMore on FerretDB (the default batch of 101 would cost several).
+    const found = (await ctx.models.SyncReceipt.find({ device_id: ctx.deviceId, entity: 'permit', offline_id: { $in: toCheck.map((e) => e.c.offline_id) } })
+      .batchSize(toCheck.length + 1)
+      .lean()) as (StoredReceipt & { offline_id: string })[];
+    const byId = new Map(found.map((r) => [r.offline_id, r]));
+    const reserved = found.filter((r) => r.status === 'reserved' && r.user_id === ctx.who.user_id).map((r) => r.server_id);
+    const written = new Set(reserved.length ? (await ctx.models.Permit.find({ _id: { $in: reserved } }, { _id: 1 }).batchSize(reserved.length + 1).lean()).map((p) => String(p._id)) : []);
+    const stale: StoredReceipt[] = [];
+    const waiting: { i: number; c: syncPb.Change }[] = [];
+    for (const e of toCheck) {
+      const r = byId.get(e.c.offline_id);
+      const s = r ? settle(ctx, e.c, r, written.has(String(r.server_id))) : 'free';
+      if (typeof s === 'object') outcomes[e.i] = s;
+      else if (s === 'busy') waiting.push(e);
+      else toClaim.push(e);
+      if (s === 'stale' && r) {
+        stale.push(r);
+        // Keep the permit id of the dead claim, so a permit it wrote counts as this create (receipts
+        // from before ids were reserved are matched on the permit's sync origin instead).
+        const earlier = r.status === 'reserved' ? { _id: r.server_id } : await ctx.models.Permit.findOne({ sync_origin: origin(ctx, e.c) }, { _id: 1 }).lean();
+        if (earlier?._id) serverIds.set(e.i, new Types.ObjectId(String(earlier._id)));
+      }
+    }
+    if (stale.length) await ctx.models.SyncReceipt.deleteMany({ _id: { $in: stale.map((r) => r._id) }, status: { $ne: 'applied' } });
+    toCheck = waiting;
+    if (toClaim.length === 0 && toCheck.length) {
+      if (Date.now() - started >= WAIT_MS) break;
+      await sleep(pause);
+    }
+  }
+  for (const e of toCheck) outcomes[e.i] = busy(e.c, 'the same change is being applied by another request; retry');
+}
+
+/** Runs each chain's changes in order, up to CONCURRENT_PERMITS chains at a time. */
+async function runChains(chains: (() => Promise<void>)[][]) {
+  const queue = [...chains];
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENT_PERMITS, queue.length) }, async () => {
+      for (let chain = queue.shift(); chain; chain = queue.shift()) for (const step of chain) await step();
+    }),
+  );
+}
+
+/** The permit a change acts on (an isolation point's permit is read from `points`), which orders it after earlier changes to the same permit. */
+function chainKey(c: syncPb.Change, points: Map<string, string>): string {
+  if (c.entity === 'isolation_point') {
+    const permit = points.get(c.server_id ?? '');
+    return permit ? `permit:${permit}` : `point:${c.server_id}`;
+  }
+  return `permit:${c.server_id}`;
 }
 
 export interface BatchResult {
@@ -83,21 +246,69 @@ export interface BatchResult {
   outcomes: Outcome[];
 }
 
-/** Applies a batch in order (a later change may depend on an earlier one) and records every outcome. */
+/**
+ * Applies a batch and records every outcome. A change that depends on an earlier one of the same
+ * batch acts on the same permit (or repeats its offline id) and is applied after it; creates depend
+ * on nothing else in a batch.
+ */
 export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest, log?: Logger): Promise<BatchResult> {
-  const outcomes: Outcome[] = [];
-  for (const c of req.changes) {
+  const ctx: Ctx = { models, who, deviceId: req.device_id };
+  const outcomes: Outcome[] = new Array(req.changes.length);
+  const firsts: { i: number; c: syncPb.Change }[] = [];
+  const repeats: { i: number; c: syncPb.Change }[] = [];
+  const seen = new Set<string>();
+  req.changes.forEach((c, i) => {
+    if (!OFFLINE_ID.test(c.offline_id ?? '')) {
+      outcomes[i] = { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: expected 1-128 letters, digits or _.:-' } };
+      return;
+    }
+    const refused = unsupported(c);
+    if (refused) {
+      outcomes[i] = refused;
+      return;
+    }
+    const key = `${c.entity}/${c.offline_id}`;
+    (seen.has(key) ? repeats : firsts).push({ i, c });
+    seen.add(key);
+  });
+
+  // An unexpected store error on one change must not lose the others' outcomes: report it as a
+  // conflict the device retries (nothing was applied for it).
+  const guarded = async (e: { i: number; c: syncPb.Change }) => {
     try {
-      outcomes.push(await once(models, who, req.device_id, c));
+      outcomes[e.i] = await once(ctx, e.c);
     } catch {
-      // An unexpected store error on one change must not lose the others' outcomes: report it as a
-      // conflict the device retries (nothing was applied for it).
-      outcomes.push({
-        kind: 'conflict',
-        value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: 'temporary server error; retry', merge_hint: 'manual' } }, server_state: {} },
-      });
+      outcomes[e.i] = busy(e.c, 'temporary server error; retry');
+    }
+  };
+  const creates = firsts.filter((e) => isCreate(e.c));
+  try {
+    await bulkCreates(ctx, creates, outcomes);
+  } catch {
+    for (const e of creates) outcomes[e.i] ??= busy(e.c, 'temporary server error; retry');
+  }
+
+  const others = firsts.filter((e) => !isCreate(e.c));
+  const pointIds = others.filter((e) => e.c.entity === 'isolation_point' && /^[0-9a-f]{24}$/i.test(e.c.server_id ?? '')).map((e) => e.c.server_id as string);
+  const points = new Map<string, string>();
+  if (pointIds.length) {
+    try {
+      for (const p of await models.IsolationPoint.find({ _id: { $in: pointIds } }, { permit_id: 1 }).batchSize(pointIds.length + 1).lean()) points.set(String(p._id), p.permit_id);
+    } catch {
+      // Without the points' permits, each point's changes still run in order, only not behind its permit's.
     }
   }
+  const chains = new Map<string, (() => Promise<void>)[]>();
+  for (const e of others) {
+    const k = chainKey(e.c, points);
+    const chain = chains.get(k) ?? [];
+    chain.push(() => guarded(e));
+    chains.set(k, chain);
+  }
+  await runChains([...chains.values()]);
+  // A repeated offline id waits for everything before it (its first occurrence included).
+  for (const e of repeats) await guarded(e);
+
   const at = new Date();
   if (outcomes.length) {
     // The changes are applied (or not) already; losing their health events must not hide that
@@ -106,12 +317,13 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
       outcomes.map((o) => ({
         device_id: req.device_id,
         user_id: who.user_id,
-        project_id: o.projectId,
+        ...(o.projectId ? { project_id: o.projectId } : {}),
         entity: o.value.entity,
         outcome: o.kind === 'applied' ? 'applied' : o.kind === 'conflict' ? 'conflict' : 'rejected',
         reason: o.kind === 'applied' ? (o.value as syncPb.Applied).status : (o.value as { reason: string }).reason,
         at,
       })),
+      { lean: true },
     ).catch((err: unknown) => log?.warn({ event: 'sync_events_lost', err, applied_count: outcomes.length }, 'sync events not recorded'));
   }
   const pick = <K extends Outcome['kind']>(k: K) => outcomes.filter((o) => o.kind === k).map((o) => o.value);

@@ -208,7 +208,9 @@ const syncReceiptSchema = new Schema(
     offline_id: { type: String, required: true },
     entity: { type: String, required: true },
     // pending while the winner of the claim applies the change; applied once it is written.
-    status: { type: String, required: true, enum: ['pending', 'applied'] },
+    // reserved: a permit create's claim, naming the permit's id before it is written; the change
+    // is applied exactly when that permit exists (so the receipt never needs a second write).
+    status: { type: String, required: true, enum: ['pending', 'reserved', 'applied'] },
     server_id: String,
     new_version: Number,
     user_id: String,

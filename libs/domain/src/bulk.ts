@@ -1,0 +1,156 @@
+/**
+ * Permit creation in bulk (offline sync): the same rules as {@link createPermit}, written with a
+ * bounded number of store commands whatever the number of permits — one permit-type read, one
+ * counter step for all the numbers, one insert of the permits, one of their audit events.
+ */
+import { AppError, conflict, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
+import { insertUnordered, type Models } from '@ptw/db';
+import { Types } from 'mongoose';
+import { createPermitSchema, parseInput, type PermitFields } from './input';
+import { risk } from './rules';
+
+/** A validated permit to create, before its type is checked and its number allocated. */
+export interface PermitDraft {
+  typeId: string;
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Checks a create request's fields and the caller's project (SPEC §4 POST /permits/) and builds
+ * the new draft's document without its number. Throws the same errors as a single create.
+ */
+export function permitDraft(who: Principal, data: unknown, now: Date, syncOrigin?: string): PermitDraft {
+  const input = parseInput(createPermitSchema, data ?? {}) as PermitFields & { title: string; permit_type_id: string };
+  let projectId = input.project_id;
+  if (!projectId) {
+    if (who.project_ids.length !== 1) throw invalidArgument('project_id: required when you belong to more than one project', { field: 'project_id' });
+    projectId = who.project_ids[0];
+  }
+  if (!inScope(who, projectId)) throw permissionDenied('project_id: you are not a member of this project');
+  const p = input.probability ?? 1;
+  const s = input.severity ?? 1;
+  return {
+    typeId: input.permit_type_id,
+    fields: {
+      ...input,
+      project_id: projectId,
+      priority: input.priority ?? 'medium',
+      probability: p,
+      severity: s,
+      ...risk(p, s),
+      status: 'draft' as const,
+      created_by: who.user_id,
+      verifier_id: input.verifier_id ?? undefined,
+      approver_id: input.approver_id ?? undefined,
+      version: 1,
+      created_at: now,
+      updated_at: now,
+      ...(syncOrigin ? { sync_origin: syncOrigin } : {}),
+    },
+  };
+}
+
+/** Refuses planned times that end before they start. */
+export function checkTimes(start: Date | undefined | null, end: Date | undefined | null): void {
+  if (start && end && end.getTime() <= start.getTime()) {
+    throw invalidArgument('planned_end_time: must be after planned_start_time', { field: 'planned_end_time' });
+  }
+}
+
+const year = (d: Date) => d.getUTCFullYear();
+
+/**
+ * Reserves `n` consecutive permit numbers with one counter step. The $inc is not atomic on
+ * FerretDB, so two callers may get overlapping ranges: the permits' unique index refuses the
+ * second insert of a number and the caller retries only those permits with a fresh range.
+ */
+async function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
+  const key = `permit_number:${year(now)}`;
+  const c = await models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: n } }, { upsert: true, new: true }).lean();
+  const last = c?.seq ?? n;
+  return Array.from({ length: n }, (_, i) => `PTW-${year(now)}-${String(last - n + 1 + i).padStart(6, '0')}`);
+}
+
+/** One permit of a bulk create: its id is chosen by the caller (sync records it before writing). */
+export interface BulkCreateItem {
+  id: Types.ObjectId;
+  data: unknown;
+  syncOrigin?: string;
+}
+
+/** The result of one item: the created permit's id, project and version, or the error a single create would throw. */
+export type BulkCreateResult = { ok: true; id: string; project_id: string; version: number } | { ok: false; error: AppError };
+
+/**
+ * Creates draft permits for `who`, each validated independently (a bad item fails alone). Writes
+ * the permits and their `create` audit events; a permit whose id already exists counts as created
+ * (a retry of a create that was written before). Store errors are thrown.
+ */
+export async function createPermits(models: Models, who: Principal, items: BulkCreateItem[], now = new Date()): Promise<BulkCreateResult[]> {
+  const results: (BulkCreateResult | undefined)[] = new Array(items.length);
+  const drafts: (PermitDraft | undefined)[] = items.map((item, i) => {
+    try {
+      return permitDraft(who, item.data, now, item.syncOrigin);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      results[i] = { ok: false, error: err };
+      return undefined;
+    }
+  });
+  const badTimes = new Map<number, AppError>();
+  drafts.forEach((d, i) => {
+    try {
+      if (d) checkTimes(d.fields.planned_start_time as Date | undefined, d.fields.planned_end_time as Date | undefined);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      badTimes.set(i, err);
+    }
+  });
+  const typeIds = [...new Set(drafts.filter((d) => d).map((d) => d!.typeId))];
+  const toNumber = drafts.filter((d, i) => d && !badTimes.has(i)).length;
+  // The type read and the first counter step do not depend on each other: one round trip for both
+  // (a permit of an unknown type leaves a gap in the numbers, which may have gaps).
+  const [types, firstNumbers] = await Promise.all([
+    typeIds.length ? models.PermitType.find({ _id: { $in: typeIds }, active: true }, { _id: 1 }).lean() : [],
+    toNumber ? reserveNumbers(models, now, toNumber) : [],
+  ]);
+  const active = new Set(types.map((t) => String(t._id)));
+  const docs = new Map<number, Record<string, unknown>>();
+  drafts.forEach((d, i) => {
+    if (!d) return;
+    // The same precedence as a single create: an unknown type before bad times.
+    if (!active.has(d.typeId)) results[i] = { ok: false, error: invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' }) };
+    else if (badTimes.has(i)) results[i] = { ok: false, error: badTimes.get(i)! };
+    else {
+      // The schema's defaults as Model.create applies them (the fields are typed by the input schema
+      // already); a mongoose document per permit would cost more CPU than its insert.
+      const fields = Object.fromEntries(Object.entries(d.fields).filter(([, v]) => v !== undefined));
+      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id }) as Record<string, unknown>);
+    }
+  });
+
+  let pending = [...docs.keys()];
+  for (let attempt = 0; pending.length && attempt < 20; attempt++) {
+    const numbers = attempt === 0 ? firstNumbers : await reserveNumbers(models, now, pending.length);
+    const batch = pending.map((i, k) => ({ ...docs.get(i)!, permit_number: numbers[k] }));
+    const refused = await insertUnordered(models.Permit, batch, { lean: true });
+    let retry = pending.filter((_, k) => refused.has(k));
+    if (retry.length) {
+      // A refused id (not number) is a permit this create wrote before: it exists, it is done.
+      const existing = new Set((await models.Permit.find({ _id: { $in: retry.map((i) => items[i].id) } }, { _id: 1 }).batchSize(retry.length + 1).lean()).map((p) => String(p._id)));
+      retry = retry.filter((i) => !existing.has(String(items[i].id)));
+    }
+    const inserted = pending.filter((_, k) => !refused.has(k));
+    if (inserted.length) {
+      await models.AuditEvent.insertMany(
+        inserted.map((i) => ({ permit_id: String(items[i].id), project_id: docs.get(i)!.project_id, action: 'create', to: 'draft', user_id: who.user_id, comments: '', at: now })),
+        { lean: true },
+      );
+    }
+    const retrySet = new Set(retry);
+    for (const i of pending) if (!retrySet.has(i)) results[i] = { ok: true, id: String(items[i].id), project_id: docs.get(i)!.project_id as string, version: 1 };
+    pending = retry;
+  }
+  for (const i of pending) results[i] = { ok: false, error: conflict('Could not allocate a permit number, retry') };
+  return results as BulkCreateResult[];
+}

@@ -1,0 +1,152 @@
+/**
+ * Component tests of sync in bulk: the real sync service in-process on a real store, called over
+ * gRPC. A 500-change batch replayed concurrently lands exactly once, and the number of store
+ * commands a batch of creates costs does not grow with the batch (driver command monitoring on
+ * the service's own connection).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type StartedService } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { testStore } from '@ptw/devstore';
+import { syncPb } from '@ptw/proto';
+import mongoose, { Types, type Connection } from 'mongoose';
+import { start } from './main';
+
+jest.setTimeout(300_000);
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+let store: { url: string; stop(): Promise<void> };
+let svc: StartedService;
+let conn: Connection;
+let m: Models;
+let sync: ReturnType<typeof createClient<syncPb.SyncServiceClient>>['call'];
+let who: { token: string };
+const commands: string[] = [];
+
+const creates = (prefix: string, n: number): syncPb.Change[] =>
+  Array.from({ length: n }, (_, i) => ({
+    entity: 'permit',
+    op: 'create',
+    offline_id: `${prefix}-${i}`,
+    data: { permit_type_id: 'hot-work', title: `${prefix} ${i}`, location: `Bay ${i % 7}`, probability: 1 + (i % 5), severity: 2 },
+    invalid_reason: '',
+  }));
+
+beforeAll(async () => {
+  store = await testStore('sync_bulk');
+  conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'test' });
+  m = registerModels(conn);
+  await ensureIndexes(conn);
+  await m.PermitType.create({ _id: 'hot-work', name: 'Hot Work', category: 'hot_work', risk_level: 'high', closeout_items: [] });
+  // The driver reports commands only on a client created with monitorCommands (a URL option here,
+  // so the service opens its connection exactly as in production otherwise).
+  const url = `${store.url}${store.url.includes('?') ? '&' : '?'}monitorCommands=true`;
+  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')) });
+  const service = mongoose.connections.find((c) => c.readyState === 1 && (c.getClient().options as { appName?: string }).appName === 'ptw-sync');
+  if (!service) throw new Error("the sync service's store connection was not found");
+  service.getClient().on('commandStarted', (e) => commands.push(e.commandName));
+  sync = createClient(syncPb.SyncServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
+  who = { token: await mintToken(auth, { user: 'u-worker', role: 'worker', projects: ['p1'], ttlSeconds: 3600 }) };
+});
+
+afterAll(async () => {
+  await svc?.stop();
+  await conn?.close();
+  await store?.stop();
+});
+
+/** The store commands one sync request costs. */
+async function commandsOf(changes: syncPb.Change[], device: string) {
+  commands.length = 0;
+  const r = await sync.syncOfflineData({ device_id: device, changes }, who);
+  return { r, commands: [...commands] };
+}
+
+describe('command budget', () => {
+  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 6 store commands; a replay of 500 costs 4', async () => {
+    const budgets: Record<number, string[]> = {};
+    for (const n of [1, 100, 500]) {
+      const { r, commands: used } = await commandsOf(creates(`budget-${n}`, n), 'tablet-budget');
+      expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
+      budgets[n] = used;
+    }
+    // Receipts claimed; permit types read and numbers reserved (together); permits, audit events, sync events.
+    const expected = ['insert', 'find+findAndModify', 'insert', 'insert', 'insert'];
+    const steps = (used: string[]) => [used[0], [used[1], used[2]].sort().join('+'), ...used.slice(3)];
+    expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: expected, 100: expected, 500: expected });
+    expect(budgets[500]).toHaveLength(6);
+
+    // Receipts refused, receipts read, their permits checked, sync events.
+    const { r, commands: replay } = await commandsOf(creates('budget-500', 500), 'tablet-budget');
+    expect(r.summary).toEqual({ total: 500, applied: 500, conflicts: 0, rejected: 0 });
+    expect(r.applied.every((a) => a.status === 'already_applied')).toBe(true);
+    expect(replay).toEqual(['insert', 'find', 'find', 'insert']);
+  });
+});
+
+describe('concurrent replay', () => {
+  it('when the same 500-change batch is sent 5 times at once, then every change is applied exactly once and the others answer already_applied', async () => {
+    const batch = { device_id: 'tablet-storm', changes: creates('storm', 500) };
+    const results = await Promise.all(Array.from({ length: 5 }, () => sync.syncOfflineData(batch, who)));
+    for (const r of results) {
+      expect(r.summary).toEqual({ total: 500, applied: 500, conflicts: 0, rejected: 0 });
+      expect(r.applied.map((a) => a.offline_id)).toEqual(batch.changes.map((c) => c.offline_id));
+    }
+    for (let i = 0; i < 500; i++) {
+      const answers = results.map((r) => r.applied[i]);
+      expect(answers.filter((a) => a.status === 'applied')).toHaveLength(1);
+      expect(new Set(answers.map((a) => a.server_id)).size).toBe(1);
+      expect(answers.every((a) => a.new_version === 1)).toBe(true);
+    }
+    const permits = await m.Permit.find({ title: /^storm / }, { permit_number: 1, title: 1 }).lean();
+    expect(permits).toHaveLength(500);
+    expect(new Set(permits.map((p) => p.title)).size).toBe(500);
+    expect(new Set(permits.map((p) => p.permit_number)).size).toBe(500);
+    expect(new Set(permits.map((p) => String(p._id)))).toEqual(new Set(results[0].applied.map((a) => a.server_id)));
+    expect(await m.AuditEvent.countDocuments({ permit_id: { $in: permits.map((p) => String(p._id)) }, action: 'create' })).toBe(500);
+  });
+});
+
+describe('updates', () => {
+  it('when a batch changes 20 permits twice each, interleaved, then each permit gets its changes in batch order', async () => {
+    const created = await sync.syncOfflineData({ device_id: 'tablet-edit', changes: creates('edit', 20) }, who);
+    const ids = created.applied.map((a) => a.server_id);
+    const changes: syncPb.Change[] = [];
+    for (const round of [1, 2]) {
+      for (const [k, id] of ids.entries()) {
+        changes.push({ entity: 'permit', op: 'update', offline_id: `edit-${k}-v${round}`, server_id: id, client_version: round, data: { location: `round ${round}` }, invalid_reason: '' });
+      }
+    }
+    const r = await sync.syncOfflineData({ device_id: 'tablet-edit', changes }, who);
+    expect(r.summary).toEqual({ total: 40, applied: 40, conflicts: 0, rejected: 0 });
+    expect(r.applied.map((a) => a.new_version)).toEqual([...Array(20).fill(2), ...Array(20).fill(3)]);
+    const stored = await m.Permit.find({ _id: { $in: ids } }, { version: 1, location: 1 }).lean();
+    expect(stored.map((p) => [p.version, p.location])).toEqual(Array(20).fill([3, 'round 2']));
+  });
+});
+
+describe('crash recovery', () => {
+  it('when a process died after claiming creates, then a retry takes over a stale claim with its permit id, answers one whose permit was written at once, and waits for a fresh one', async () => {
+    const [lost, written, fresh] = creates('crash', 3);
+    const ids = [new Types.ObjectId(), new Types.ObjectId(), new Types.ObjectId()];
+    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({ device_id: 'tablet-crash', offline_id: c.offline_id, entity: 'permit', status: 'reserved', server_id: String(id), new_version: 1, user_id: 'u-worker', at: new Date(Date.now() - ageMs) });
+    await m.SyncReceipt.insertMany([claim(lost, ids[0], 30_000), claim(written, ids[1], 1_000), claim(fresh, ids[2], 0)]);
+    await m.Permit.create({ _id: ids[1], permit_number: 'PTW-CRASH-1', project_id: 'p1', permit_type_id: 'hot-work', title: 'crash 1', status: 'draft', created_by: 'u-worker', version: 1, created_at: new Date(), updated_at: new Date() });
+
+    const first = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [lost, written] }, who);
+    expect(first.applied.map((a) => [a.offline_id, a.server_id, a.status])).toEqual([
+      [lost.offline_id, String(ids[0]), 'applied'],
+      [written.offline_id, String(ids[1]), 'already_applied'],
+    ]);
+    expect(await m.Permit.countDocuments({ title: /^crash / })).toBe(2);
+
+    const started = Date.now();
+    const busy = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [fresh] }, who);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
+    expect(busy.conflicts[0]).toMatchObject({ offline_id: fresh.offline_id, reason: 'stale_version' });
+    expect(JSON.stringify(busy.conflicts[0].fields)).toContain('being applied by another request');
+    expect(await m.Permit.countDocuments({ _id: ids[2] })).toBe(0);
+  });
+});
