@@ -23,14 +23,19 @@ export interface Tracing {
 }
 
 /**
- * Installs the tracer provider (W3C trace context, async-local context) and the instrumentations of
- * http, Koa, gRPC, the store driver, ioredis and bunyan. Must run before those modules are loaded
- * (the instrumentations patch them as they are required).
+ * Installs the tracer provider (W3C trace context, async-local context) and instrumentations. Must
+ * run before the instrumented modules are loaded (the instrumentations patch them as they are
+ * required).
  *
- * With an OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`), spans are sampled
- * by `OTEL_TRACES_SAMPLER` (default: parent-based, always on), scrubbed of personal data and exported
- * over OTLP/HTTP. Without one nothing is recorded, but trace context still flows: a caller's
- * `traceparent` reaches every process and every log line carries its `trace_id` and `span_id`.
+ * With an OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`): http, Koa, gRPC,
+ * the store driver, ioredis and bunyan are instrumented; spans are sampled by `OTEL_TRACES_SAMPLER`
+ * (default: parent-based, always on), scrubbed of personal data and exported over OTLP/HTTP.
+ *
+ * Without one nothing is recorded and only gRPC and bunyan are instrumented: a caller's
+ * `traceparent` (taken in by {@link incomingTraceContext}) still reaches every process over gRPC
+ * metadata and every log line carries its `trace_id` and `span_id`. The http, Koa, store and Redis
+ * instrumentations do their attribute work for every request even when nothing is recorded; without
+ * an endpoint it would be spent for nothing (test/bench/tracing.js measures both modes).
  * `OTEL_SDK_DISABLED=true` installs nothing.
  */
 export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
@@ -40,29 +45,26 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
   const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }).merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({
     resource,
-    // Not recording still makes a span context per span (ids for the logs, traceparent downstream).
+    // Not recording still makes a span context per span: ids for the logs, traceparent downstream.
     ...(exporting ? {} : { sampler: new AlwaysOffSampler() }),
     spanProcessors: exporting ? [new SafeSpanProcessor(), new BatchSpanProcessor(new OTLPTraceExporter())] : [],
   });
   provider.register();
-  registerInstrumentations({
-    tracerProvider: provider,
-    instrumentations: [
-      new HttpInstrumentation({
-        ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.has(req.url ?? ''),
-        // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
-        requireParentforOutgoingSpans: true,
-      }),
-      // Router layers only: a span per middleware would cost more than the middleware.
-      new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
-      new GrpcInstrumentation(),
-      // Background work (Agenda's polling, pings) has no parent and makes no trace.
-      new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
-      // The command name only: arguments are keys (user ids) and values.
-      new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
-      new BunyanInstrumentation({ disableLogSending: true }),
-    ],
-  });
+  const always = [new GrpcInstrumentation(), new BunyanInstrumentation({ disableLogSending: true })];
+  const recording = [
+    new HttpInstrumentation({
+      ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.has(req.url ?? ''),
+      // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
+      requireParentforOutgoingSpans: true,
+    }),
+    // Router layers only: a span per middleware would cost more than the middleware.
+    new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
+    // Background work (Agenda's polling, pings) has no parent and makes no trace.
+    new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
+    // The command name only: arguments are keys (user ids) and values.
+    new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
+  ];
+  registerInstrumentations({ tracerProvider: provider, instrumentations: exporting ? [...always, ...recording] : always });
   setTraceFlusher(exporting ? () => provider.forceFlush() : undefined);
   return { provider, exporting, shutdown: () => provider.shutdown() };
 }

@@ -1,8 +1,9 @@
-import { context, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createLogger, lineWriter, memorySink } from './logger';
-import { inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor } from './tracing';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor } from './tracing';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SafeSpanProcessor(), new SimpleSpanProcessor(exporter)] });
@@ -11,12 +12,14 @@ const contextManager = new AsyncLocalStorageContextManager();
 beforeAll(() => {
   context.setGlobalContextManager(contextManager.enable());
   trace.setGlobalTracerProvider(provider);
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 });
 
 afterAll(async () => {
   await provider.shutdown();
   trace.disable();
   context.disable();
+  propagation.disable();
 });
 
 beforeEach(() => exporter.reset());
@@ -119,5 +122,33 @@ describe('lineWriter', () => {
     const log = createLogger('tracing-test2', { stdout: false, sink: mem.sink });
     log.info({ trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331', trace_flags: '01' }, 'x');
     expect(mem.lines()[0]).toMatchObject({ trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331' });
+  });
+});
+
+describe('incomingTraceContext', () => {
+  const TRACE = '0af7651916cd43dd8448eb211c80319c';
+  const CALLER_SPAN = 'b7ad6b7169203331';
+  const seen = () => trace.getSpan(context.active())?.spanContext();
+
+  it('when a request carries a traceparent and no span is active, then the rest of the chain runs in the caller\'s trace', async () => {
+    let inside: unknown;
+    await incomingTraceContext()({ headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => {
+      await Promise.resolve();
+      inside = seen();
+    });
+    expect(inside).toMatchObject({ traceId: TRACE, spanId: CALLER_SPAN, isRemote: true });
+    expect(seen()).toBeUndefined();
+  });
+
+  it('when an HTTP span is already active or there is no header, then the context is left as it is', async () => {
+    const span = tracer().startSpan('http');
+    let inside: unknown;
+    await context.with(trace.setSpan(context.active(), span), () =>
+      incomingTraceContext()({ headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => void (inside = seen())),
+    );
+    span.end();
+    expect(inside).toEqual(span.spanContext());
+    await incomingTraceContext()({ headers: {} }, async () => void (inside = seen()));
+    expect(inside).toBeUndefined();
   });
 });

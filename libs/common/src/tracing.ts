@@ -1,4 +1,4 @@
-import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type AttributeValue, type Context } from '@opentelemetry/api';
+import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type AttributeValue, type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 /**
@@ -163,4 +163,17 @@ export async function inRootSpan<T>(name: string, attributes: Attributes, fn: (f
       span.end();
     }
   });
+}
+
+/**
+ * A Koa middleware (first in the chain) that continues a caller's W3C trace when no HTTP span does:
+ * without an OTLP endpoint the http instrumentation is not installed, and this is what carries a
+ * `traceparent` header into the log lines and the gRPC calls of the request. When a span is already
+ * active (the http instrumentation took the header in), or there is no header, it only calls next.
+ */
+export function incomingTraceContext() {
+  return (ctx: { headers: Record<string, string | string[] | undefined> }, next: () => Promise<unknown>): Promise<unknown> => {
+    if (ctx.headers.traceparent === undefined || trace.getSpan(context.active())) return next();
+    return context.with(propagation.extract(ROOT_CONTEXT, ctx.headers), next);
+  };
 }
