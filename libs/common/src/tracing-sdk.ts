@@ -1,5 +1,5 @@
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { BunyanInstrumentation } from '@opentelemetry/instrumentation-bunyan';
 import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
@@ -50,21 +50,24 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
     spanProcessors: exporting ? [new SafeSpanProcessor(), new BatchSpanProcessor(new OTLPTraceExporter())] : [],
   });
   provider.register();
-  const always = [new GrpcInstrumentation(), new BunyanInstrumentation({ disableLogSending: true })];
-  const recording = [
-    new HttpInstrumentation({
-      ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.has(req.url ?? ''),
-      // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
-      requireParentforOutgoingSpans: true,
-    }),
-    // Router layers only: a span per middleware would cost more than the middleware.
-    new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
-    // Background work (Agenda's polling, pings) has no parent and makes no trace.
-    new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
-    // The command name only: arguments are keys (user ids) and values.
-    new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
-  ];
-  registerInstrumentations({ tracerProvider: provider, instrumentations: exporting ? [...always, ...recording] : always });
+  // An instrumentation patches its modules as soon as it is constructed: make only those in use.
+  const instrumentations: Instrumentation[] = [new GrpcInstrumentation(), new BunyanInstrumentation({ disableLogSending: true })];
+  if (exporting) {
+    instrumentations.push(
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.has(req.url ?? ''),
+        // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
+        requireParentforOutgoingSpans: true,
+      }),
+      // Router layers only: a span per middleware would cost more than the middleware.
+      new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
+      // Background work (Agenda's polling, pings) has no parent and makes no trace.
+      new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
+      // The command name only: arguments are keys (user ids) and values.
+      new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
+    );
+  }
+  registerInstrumentations({ tracerProvider: provider, instrumentations });
   setTraceFlusher(exporting ? () => provider.forceFlush() : undefined);
   return { provider, exporting, shutdown: () => provider.shutdown() };
 }
