@@ -1,6 +1,6 @@
 import Koa from 'koa';
 import type Redis from 'ioredis';
-import { checkHealth, type Logger, type Metrics, type TokenVerifier } from '@ptw/common';
+import { checkHealth, incomingTraceContext, type Logger, type Metrics, type TokenVerifier } from '@ptw/common';
 import type { Clients } from './clients';
 import type { GatewayConfig } from './config';
 import { adminConsole, adminRouter, createRejectionRing, recordRejections } from './admin';
@@ -46,6 +46,7 @@ export function createApp(deps: GatewayDeps): Koa {
   // Errors Koa sees outside the request middleware (e.g. a streamed export failing mid-way).
   app.silent = true;
   app.on('error', (err: Error) => deps.log.warn({ err, event: 'response_stream_error' }, 'response stream failed'));
+  app.use(incomingTraceContext());
   app.use(requestMiddleware(deps.log, deps.metrics));
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

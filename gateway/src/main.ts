@@ -1,3 +1,5 @@
+// First: the tracing instrumentations patch the modules the imports below load.
+import '@ptw/common/dist/tracing-register';
 import http from 'node:http';
 import Redis from 'ioredis';
 import { createLogger, createTokenVerifier, listenError, loadConfig, Metrics, onShutdownSignal, runMain, type Logger } from '@ptw/common';

@@ -13,3 +13,4 @@ export * from './service';
 export * from './time';
 export * from './grpc/health-client';
 export * from './validation';
+export * from './tracing';

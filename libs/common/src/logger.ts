@@ -1,3 +1,4 @@
+import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import bunyan from 'bunyan';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +25,8 @@ const SAFE_FIELD_NAMES = [
   'error_type',
   'export_type',
   'req_id',
+  'trace_id',
+  'span_id',
   'job',
   'attempt',
   'event',
@@ -264,8 +267,20 @@ export function lineWriter(log: Logger, msg: string): (fields: Partial<Record<Sa
       const json = safeJson(key, fields[key as SafeField]);
       if (json !== undefined) line += `,"${key}":${json}`;
     }
+    line += traceFields();
     stream.append(`${line}${tail}${timeJson(new Date())},"v":0}`, bunyan.INFO);
   };
+}
+
+/**
+ * `,"trace_id":…,"span_id":…` of the active span, as the bunyan instrumentation adds them to every
+ * other line (ids are hex: no escaping); empty outside a trace or when tracing is not installed.
+ */
+function traceFields(): string {
+  const span = trace.getSpan(context.active());
+  if (!span) return '';
+  const sc = span.spanContext();
+  return isSpanContextValid(sc) ? `,"trace_id":"${sc.traceId}","span_id":"${sc.spanId}"` : '';
 }
 
 /** A sink keeping every line as parsed JSON, for tests: `lines()` first hands over pending lines. */

@@ -1,4 +1,5 @@
 import { closeLogFiles, type Logger } from './logger';
+import { flushTraces } from './tracing';
 
 /**
  * Runs `stop` once on SIGTERM/SIGINT, then exits 0 (1 if stopping failed). A second signal exits
@@ -13,11 +14,11 @@ export function onShutdownSignal(log: Logger, stop: () => Promise<void>): void {
     stop().then(
       () => {
         log.info({ event: 'shutdown', outcome: 'stopped' }, 'stopped');
-        void closeLogFiles().finally(() => process.exit(0));
+        void Promise.all([closeLogFiles(), flushTraces()]).finally(() => process.exit(0));
       },
       (err: unknown) => {
         log.error({ event: 'shutdown', err }, 'shutdown failed');
-        void closeLogFiles().finally(() => process.exit(1));
+        void Promise.all([closeLogFiles(), flushTraces()]).finally(() => process.exit(1));
       },
     );
   };

@@ -1,3 +1,5 @@
+// First: the tracing instrumentations patch the modules the imports below load.
+import '@ptw/common/dist/tracing-register';
 import { canManage, implement, invalidArgument, loadConfig, permissionDenied, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
 import { healthPb, PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '@ptw/proto';
 import { z } from 'zod';

@@ -1,3 +1,5 @@
+// First: the tracing instrumentations patch the modules the imports below load.
+import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, workflowPb } from '@ptw/proto';

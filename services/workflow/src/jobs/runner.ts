@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { CounterSeries, HistogramSeries, Logger, Metrics } from '@ptw/common';
+import { inRootSpan, type CounterSeries, type HistogramSeries, type Logger, type Metrics } from '@ptw/common';
 import { isDuplicateKey, type Models } from '@ptw/db';
 import type { commonPb, workflowPb } from '@ptw/proto';
 import type { JobContext, JobResult } from './jobs';
@@ -158,59 +158,75 @@ async function saveState(models: Models, name: string, runAt: Date, set: Record<
  * retried; errors of the bookkeeping itself (store unreachable) are thrown.
  */
 export async function runSlot(job: JobSpec, slot: string, deps: RunnerDeps): Promise<SlotOutcome> {
-  const { models } = deps.ctx;
-  const { log, metrics, policy } = deps;
-  const event = `job_${job.name}`;
   const runs: JobRunRecord[] = [];
   for (let attempt = 1; ; attempt++) {
-    const startedAt = deps.clock();
-    let runId: unknown;
+    // Each attempt is a trace of its own: the store calls it makes are its children.
+    const step = await inRootSpan(`job ${job.name}`, { job: job.name, attempt }, (fail) => runAttempt(job, slot, attempt, runs, deps, fail));
+    if (typeof step !== 'number') return step;
     try {
-      runId = (await models.JobRun.collection.insertOne({ job: job.name, slot, attempt, started_at: startedAt, outcome: 'running' })).insertedId;
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-      metrics.runs.inc({ job: job.name, outcome: 'skipped' });
-      log.info({ event, job: job.name, attempt, outcome: 'skipped' }, 'slot already taken by another worker');
-      return { slot, skipped: true, runs };
-    }
-    const t0 = performance.now();
-    let result: JobResult | undefined;
-    let failure: unknown;
-    try {
-      result = await job.run(deps.ctx, startedAt);
-    } catch (err) {
-      failure = err;
-    }
-    const duration = Math.round(performance.now() - t0);
-    const finishedAt = new Date(startedAt.getTime() + duration);
-    const outcome = result ? 'success' : 'error';
-    const info = result ? undefined : describeError(failure);
-    const fields = { finished_at: finishedAt, duration_ms: duration, outcome, ...info };
-    await models.JobRun.collection.updateOne({ _id: runId as never }, { $set: fields });
-    runs.push(toRunRecord({ _id: runId, job: job.name, slot, attempt, started_at: startedAt, ...fields }));
-    metrics.runs.inc({ job: job.name, outcome });
-    metrics.duration.observe({ job: job.name }, duration / 1000);
-    if (result) {
-      await saveState(models, job.name, startedAt, { last_success_at: finishedAt, last_error: null, last_duration_ms: duration });
-      log.info({ event, job: job.name, attempt, outcome, duration_ms: duration, permit_count: result.permit_count }, 'job run finished');
-      return { slot, skipped: false, runs, result };
-    }
-    await saveState(models, job.name, startedAt, { last_error: `${info?.error_type}: ${info?.error_message}`, last_duration_ms: duration });
-    const delay = attempt > policy.maxRetries ? undefined : fullJitterDelay(attempt, policy);
-    log.warn(
-      { event, job: job.name, attempt, outcome, duration_ms: duration, err: failure },
-      delay === undefined ? 'job attempt failed; retries exhausted' : `job attempt failed; retrying in ${delay} ms`,
-    );
-    if (delay === undefined) {
-      metrics.failures.inc({ job: job.name });
-      return { slot, skipped: false, runs };
-    }
-    try {
-      await policy.sleep(delay, deps.signal);
+      await deps.policy.sleep(step, deps.signal);
     } catch {
-      metrics.failures.inc({ job: job.name });
-      log.warn({ event, job: job.name, attempt, outcome: 'abandoned' }, 'retry abandoned: shutting down');
+      deps.metrics.failures.inc({ job: job.name });
+      deps.log.warn({ event: `job_${job.name}`, job: job.name, attempt, outcome: 'abandoned' }, 'retry abandoned: shutting down');
       return { slot, skipped: false, runs };
     }
   }
+}
+
+/** One attempt of a slot: the outcome of the slot when it is decided, else the delay before the next attempt. */
+async function runAttempt(
+  job: JobSpec,
+  slot: string,
+  attempt: number,
+  runs: JobRunRecord[],
+  deps: RunnerDeps,
+  fail: (errorType: string) => void,
+): Promise<SlotOutcome | number> {
+  const { models } = deps.ctx;
+  const { log, metrics, policy } = deps;
+  const event = `job_${job.name}`;
+  const startedAt = deps.clock();
+  let runId: unknown;
+  try {
+    runId = (await models.JobRun.collection.insertOne({ job: job.name, slot, attempt, started_at: startedAt, outcome: 'running' })).insertedId;
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    metrics.runs.inc({ job: job.name, outcome: 'skipped' });
+    log.info({ event, job: job.name, attempt, outcome: 'skipped' }, 'slot already taken by another worker');
+    return { slot, skipped: true, runs };
+  }
+  const t0 = performance.now();
+  let result: JobResult | undefined;
+  let failure: unknown;
+  try {
+    result = await job.run(deps.ctx, startedAt);
+  } catch (err) {
+    failure = err;
+  }
+  const duration = Math.round(performance.now() - t0);
+  const finishedAt = new Date(startedAt.getTime() + duration);
+  const outcome = result ? 'success' : 'error';
+  const info = result ? undefined : describeError(failure);
+  const fields = { finished_at: finishedAt, duration_ms: duration, outcome, ...info };
+  await models.JobRun.collection.updateOne({ _id: runId as never }, { $set: fields });
+  runs.push(toRunRecord({ _id: runId, job: job.name, slot, attempt, started_at: startedAt, ...fields }));
+  metrics.runs.inc({ job: job.name, outcome });
+  metrics.duration.observe({ job: job.name }, duration / 1000);
+  if (result) {
+    await saveState(models, job.name, startedAt, { last_success_at: finishedAt, last_error: null, last_duration_ms: duration });
+    log.info({ event, job: job.name, attempt, outcome, duration_ms: duration, permit_count: result.permit_count }, 'job run finished');
+    return { slot, skipped: false, runs, result };
+  }
+  fail(info?.error_type ?? 'Error');
+  await saveState(models, job.name, startedAt, { last_error: `${info?.error_type}: ${info?.error_message}`, last_duration_ms: duration });
+  const delay = attempt > policy.maxRetries ? undefined : fullJitterDelay(attempt, policy);
+  log.warn(
+    { event, job: job.name, attempt, outcome, duration_ms: duration, err: failure },
+    delay === undefined ? 'job attempt failed; retries exhausted' : `job attempt failed; retrying in ${delay} ms`,
+  );
+  if (delay === undefined) {
+    metrics.failures.inc({ job: job.name });
+    return { slot, skipped: false, runs };
+  }
+  return delay;
 }

@@ -3,6 +3,8 @@
  * scale workers independently of the API, or run several to check that each slot runs once.
  * Settings: MONGO_URL, LOG_DIR, LOG_LEVEL, PTW_METRICS_LISTEN and the PTW_JOB_* / PTW_ALERT_* variables.
  */
+// First: the tracing instrumentations patch the modules the imports below load.
+import '@ptw/common/dist/tracing-register';
 import {
   baseConfigSchema,
   createLogger,

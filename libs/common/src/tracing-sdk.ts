@@ -1,0 +1,73 @@
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
+import { BunyanInstrumentation } from '@opentelemetry/instrumentation-bunyan';
+import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { KoaInstrumentation, KoaLayerType } from '@opentelemetry/instrumentation-koa';
+import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
+import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { AlwaysOffSampler, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { SafeSpanProcessor, setTraceFlusher } from './tracing';
+
+/** Paths scraped or probed every few seconds: a trace each would bury the requests. */
+const UNTRACED_PATHS = new Set(['/metrics', '/healthz']);
+
+export interface Tracing {
+  provider: NodeTracerProvider;
+  /** True when spans are recorded and exported (an OTLP endpoint is set). */
+  exporting: boolean;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Installs the tracer provider (W3C trace context, async-local context) and instrumentations. Must
+ * run before the instrumented modules are loaded (the instrumentations patch them as they are
+ * required).
+ *
+ * With an OTLP endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`): http, Koa, gRPC,
+ * the store driver, ioredis and bunyan are instrumented; spans are sampled by `OTEL_TRACES_SAMPLER`
+ * (default: parent-based, always on), scrubbed of personal data and exported over OTLP/HTTP.
+ *
+ * Without one nothing is recorded and only gRPC and bunyan are instrumented: a caller's
+ * `traceparent` (taken in by {@link incomingTraceContext}) still reaches every process over gRPC
+ * metadata and every log line carries its `trace_id` and `span_id`. The http, Koa, store and Redis
+ * instrumentations do their attribute work for every request even when nothing is recorded; without
+ * an endpoint it would be spent for nothing (test/bench/tracing.js measures both modes).
+ * `OTEL_SDK_DISABLED=true` installs nothing.
+ */
+export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  const exporting = Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT) && env.OTEL_TRACES_EXPORTER?.trim() !== 'none';
+  // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the process's own name.
+  const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }).merge(detectResources({ detectors: [envDetector] }));
+  const provider = new NodeTracerProvider({
+    resource,
+    // Not recording still makes a span context per span: ids for the logs, traceparent downstream.
+    ...(exporting ? {} : { sampler: new AlwaysOffSampler() }),
+    spanProcessors: exporting ? [new SafeSpanProcessor(), new BatchSpanProcessor(new OTLPTraceExporter())] : [],
+  });
+  provider.register();
+  // An instrumentation patches its modules as soon as it is constructed: make only those in use.
+  const instrumentations: Instrumentation[] = [new GrpcInstrumentation(), new BunyanInstrumentation({ disableLogSending: true })];
+  if (exporting) {
+    instrumentations.push(
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.has(req.url ?? ''),
+        // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
+        requireParentforOutgoingSpans: true,
+      }),
+      // Router layers only: a span per middleware would cost more than the middleware.
+      new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
+      // Background work (Agenda's polling, pings) has no parent and makes no trace.
+      new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
+      // The command name only: arguments are keys (user ids) and values.
+      new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
+    );
+  }
+  registerInstrumentations({ tracerProvider: provider, instrumentations });
+  setTraceFlusher(exporting ? () => provider.forceFlush() : undefined);
+  return { provider, exporting, shutdown: () => provider.shutdown() };
+}

@@ -1,0 +1,308 @@
+#!/usr/bin/env node
+/**
+ * What OpenTelemetry tracing costs the gateway: req/s, latency p50/p99 and server CPU per response
+ * (autocannon, same settings for every case) of
+ *   - Koa + koa-ratelimit's redis driver alone (the baseline B of test/bench/gateway.js);
+ *   - the gateway's middleware stack (trace context, request id + access log, JWT auth, the ptw_kpi
+ *     throttle, bunyan to a file; as in gateway.js) with tracing not installed (OTEL_SDK_DISABLED=true);
+ *   - the same with tracing installed and no OTLP endpoint (the default: trace context and log ids only);
+ *   - the same exporting every span (OTEL_TRACES_SAMPLER=always_on) over OTLP/HTTP to a local sink
+ *     (a process of its own that counts the spans it receives; a request makes 2 spans here, the HTTP
+ *     server span and the throttle's Redis command: fewer exported per response means the exporter's
+ *     queue, OTEL_BSP_MAX_QUEUE_SIZE, overflowed and spans were dropped).
+ * Each server runs in a child process of its own; the cases run in rounds (each case once per round)
+ * and are reported by their median round. Every response must be 2xx (exit 1 otherwise).
+ * Run after `npx tsc -b`:  node test/bench/tracing.js [measured seconds per case, default 6] [rounds, default 3]
+ */
+const path = require('node:path');
+const os = require('node:os');
+const fs = require('node:fs');
+const http = require('node:http');
+const { execFileSync, fork } = require('node:child_process');
+
+const root = path.resolve(__dirname, '..', '..');
+const CONNECTIONS = 20;
+const WARMUP_S = 2;
+const HUGE_RATE = '9999999/hour';
+const HUGE_LIMIT = 9_999_999;
+const HOUR_MS = 3_600_000;
+const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+
+// ---------------------------------------------------------------------------------------------
+// Child side: `--serve <kind>` (a server) or `--sink` (the OTLP receiver); the port goes over IPC.
+// ---------------------------------------------------------------------------------------------
+
+const okHandler = (ctx) => {
+  ctx.body = { ok: true };
+};
+
+function readyRedis(redis) {
+  return new Promise((resolve, reject) => {
+    redis.once('ready', () => resolve(redis));
+    redis.once('error', reject);
+  });
+}
+
+const SERVERS = {
+  async 'koa-ratelimit'(env) {
+    const Koa = require('koa');
+    const ratelimit = require('koa-ratelimit');
+    const Redis = require('ioredis');
+    const redis = await readyRedis(new Redis(env.REDIS_URL));
+    const app = new Koa();
+    app.use(ratelimit({ driver: 'redis', db: redis, duration: HOUR_MS, max: HUGE_LIMIT, namespace: `${env.BENCH_KEY_PREFIX}:koa-ratelimit` }));
+    app.use(okHandler);
+    return { listener: app.callback(), close: [() => redis.quit()] };
+  },
+
+  async gateway(env) {
+    // Tracing first, as the gateway's main.js does: the instrumentations patch what loads after it.
+    const tracing = require(path.join(root, 'libs/common/dist/tracing-sdk.js')).startTracing('gateway-bench', env);
+    const Koa = require('koa');
+    const Redis = require('ioredis');
+    const { createLogger, closeLogFiles, createTokenVerifier, incomingTraceContext, loadConfig, Metrics, DEV_JWT_SECRET } = require(path.join(root, 'libs/common/dist'));
+    const { gatewayConfigSchema } = require(path.join(root, 'gateway/dist/config.js'));
+    const { requestMiddleware } = require(path.join(root, 'gateway/dist/middleware/request.js'));
+    const { authMiddleware } = require(path.join(root, 'gateway/dist/middleware/auth.js'));
+    const { createThrottle } = require(path.join(root, 'gateway/dist/throttle/index.js'));
+    const config = loadConfig(gatewayConfigSchema, {
+      PTW_JWT_SECRET: DEV_JWT_SECRET,
+      ...AUTH,
+      REDIS_URL: env.REDIS_URL,
+      LOG_DIR: env.BENCH_LOG_DIR,
+      LOG_LEVEL: 'info',
+      PTW_THROTTLE_KPI: HUGE_RATE,
+    });
+    const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, stdout: false });
+    const metrics = new Metrics('gateway');
+    const redis = await readyRedis(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+    const throttle = createThrottle({ redis, config, log, metrics, keyPrefix: `${env.BENCH_KEY_PREFIX}:gateway` });
+    const app = new Koa({ proxy: config.PTW_TRUST_PROXY });
+    app.silent = true;
+    app.use(incomingTraceContext());
+    app.use(requestMiddleware(log, metrics));
+    app.use(authMiddleware(createTokenVerifier(config)));
+    app.use(throttle.middleware('ptw_kpi'));
+    app.use(okHandler);
+    return { listener: app.callback(), close: [() => redis.quit(), () => tracing?.shutdown(), () => closeLogFiles()] };
+  },
+};
+
+async function serve(kind) {
+  const built = await SERVERS[kind](process.env);
+  const server = http.createServer(built.listener);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  process.on('message', async (m) => {
+    if (m !== 'stop') return;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    for (const close of built.close) await close();
+    process.exit(0);
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.send({ port: server.address().port });
+}
+
+/** OTLP/HTTP receiver that counts spans (occurrences of `"spanId"` in the JSON; no parsing). */
+async function sink() {
+  let spans = 0;
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (c) => (text += c));
+    req.on('end', () => {
+      spans += text.split('"spanId"').length - 1;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  process.on('message', (m) => m === 'count' && process.send({ spans }));
+  process.on('disconnect', () => process.exit(0));
+  process.send({ port: server.address().port });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent side.
+// ---------------------------------------------------------------------------------------------
+
+const progress = (msg) => process.stderr.write(`[bench tracing] ${msg}\n`);
+
+let clockTicks;
+/** CPU seconds (user + system) of a process, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid) {
+  try {
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Forks this file with `args`; resolves with its first IPC message, the child and a stop(). */
+function startChild(args, env) {
+  const child = fork(__filename, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    if (child.connected) child.send('stop');
+    else child.kill('SIGTERM');
+    if (args[0] === '--sink') child.kill('SIGTERM');
+    await exited;
+    clearTimeout(kill);
+  };
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve({ ...m, child, stop }));
+    exited.then((code) => reject(new Error(`${args.join(' ')} exited with code ${code} during start-up`)));
+  });
+}
+
+function sinkCount(sinkProc) {
+  return new Promise((resolve) => {
+    sinkProc.child.once('message', (m) => resolve(m.spans));
+    sinkProc.child.send('count');
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The sink's count once it has not changed for 1.5 s (the exporter's delay is 500 ms here), at most 15 s. */
+async function settledCount(sinkProc) {
+  let last = await sinkCount(sinkProc);
+  for (let stable = 0, until = Date.now() + 15_000; stable < 3 && Date.now() < until; ) {
+    await sleep(500);
+    const now = await sinkCount(sinkProc);
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+async function measure(name, url, headers, duration, pid, sinkProc) {
+  const autocannon = require('autocannon');
+  const opts = { url, headers, connections: CONNECTIONS, timeout: 30 };
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(url, { headers });
+    if (!res.ok) throw new Error(`${name}: ${url} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    await res.arrayBuffer();
+  }
+  progress(`${name}: ${WARMUP_S} s warm-up, ${duration} s measured`);
+  await autocannon({ ...opts, duration: WARMUP_S });
+  // The spans of the warm-up reach the sink before the measured run starts.
+  const spansBefore = sinkProc ? await settledCount(sinkProc) : 0;
+  const cpuBefore = cpuSeconds(pid);
+  const r = await autocannon({ ...opts, duration });
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  const spans = sinkProc ? (await settledCount(sinkProc)) - spansBefore : undefined;
+  return {
+    name,
+    rps: r.requests.total / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    total: r.requests.total,
+    bad: r.non2xx + r.errors + r.timeouts,
+    cpuUs: (cpu * 1e6) / r.requests.total,
+    spansPerResponse: spans === undefined ? undefined : spans / r.requests.total,
+  };
+}
+
+const median = (values) => [...values].sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)];
+const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
+
+async function main() {
+  const duration = Number(process.argv[2] || 6);
+  const rounds = Number(process.argv[3] || 3);
+  if (!(duration > 0) || !Number.isInteger(rounds) || rounds < 1) throw new Error('usage: node test/bench/tracing.js [seconds per case] [rounds]');
+  for (const dist of ['libs/common/dist/tracing-sdk.js', 'gateway/dist/middleware/request.js']) {
+    if (!fs.existsSync(path.join(root, dist))) throw new Error(`${dist} is missing: run \`npx tsc -b\` first`);
+  }
+  const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
+  const { ensureRedis } = require(path.join(root, 'libs/devstore/dist'));
+  const redisUrl = process.env.REDIS_URL || (await ensureRedis());
+  const runId = `${process.pid}-${Date.now()}`;
+  const keyPrefix = `bench:${runId}`;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-bench-tracing-'));
+  const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user: `u-bench-${runId}`, role: 'manager', projects: ['p1'], ttlSeconds: 3600 });
+  const headers = { authorization: `Bearer ${token}` };
+  const sinkProc = await startChild(['--sink'], {});
+  const base = { REDIS_URL: redisUrl, BENCH_KEY_PREFIX: keyPrefix, BENCH_LOG_DIR: path.join(tmp, 'logs'), OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_SDK_DISABLED: '' };
+  const cases = [
+    { id: 'B', name: 'B. Koa + koa-ratelimit (redis)', kind: 'koa-ratelimit', env: base, path: '/' },
+    { id: 'off', name: 'gateway stack, tracing not installed (OTEL_SDK_DISABLED=true)', kind: 'gateway', env: { ...base, OTEL_SDK_DISABLED: 'true' } },
+    { id: 'noep', name: 'gateway stack, tracing installed, no endpoint (default)', kind: 'gateway', env: base },
+    {
+      id: 'export',
+      name: 'gateway stack, every span exported (always_on, OTLP/HTTP to a local sink)',
+      kind: 'gateway',
+      // A batch leaves at 512 spans anyway under load; the short delay only makes the tail arrive sooner for counting.
+      env: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkProc.port}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '500' },
+      sink: true,
+    },
+  ];
+  const perRound = {};
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      progress(`round ${round} of ${rounds}`);
+      for (const c of cases) {
+        const server = await startChild(['--serve', c.kind], c.env);
+        try {
+          const url = `http://127.0.0.1:${server.port}${c.path ?? '/api/v1/ptw/permits/kpis/'}`;
+          (perRound[c.id] ??= []).push(await measure(c.name, url, headers, duration, server.child.pid, c.sink ? sinkProc : undefined));
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+  } finally {
+    await sinkProc.stop();
+    const Redis = require('ioredis');
+    const redis = new Redis(redisUrl);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyPrefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    await redis.quit();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const cpus = os.cpus();
+  console.log('## Tracing cost (gateway middleware stack)\n');
+  console.log(
+    `Machine: ${cpus.length} cores, node ${process.version}; autocannon ${CONNECTIONS} connections, ${WARMUP_S} s warm-up + ${duration} s per case, ` +
+      `${rounds} rounds (each case once per round), each case shown by its median round; ratios are the median of the per-round ratios to B.\n`,
+  );
+  console.log('| case | req/s | p50 ms | p99 ms | vs Koa+ratelimit (req/s) | server CPU µs/response | spans exported/response |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  const ratio = (id) => median(perRound[id].map((r, i) => r.rps / perRound.B[i].rps));
+  for (const c of cases) {
+    const runs = perRound[c.id];
+    const m = [...runs].sort((x, y) => x.rps - y.rps)[Math.floor((runs.length - 1) / 2)];
+    console.log(`| ${c.name} | ${fmt(m.rps)} | ${m.p50} | ${m.p99} | ${fmt(ratio(c.id), 2)} | ${fmt(median(runs.map((r) => r.cpuUs)))} | ${m.spansPerResponse === undefined ? '–' : fmt(m.spansPerResponse, 2)} |`);
+  }
+  console.log('\nEvery round (req/s):\n');
+  console.log(`| round | ${cases.map((c) => c.id).join(' | ')} |`);
+  console.log(`|---:|${cases.map(() => '---:|').join('')}`);
+  for (let i = 0; i < rounds; i++) console.log(`| ${i + 1} | ${cases.map((c) => fmt(perRound[c.id][i].rps)).join(' | ')} |`);
+  const exported = ratio('export');
+  console.log(
+    `\nTarget "tracing on, 100 % sampling ≥ 0.7× Koa + koa-ratelimit": ${exported >= 0.7 ? 'MET' : 'NOT MET'} at ${exported.toFixed(2)}×. ` +
+      `No endpoint: ${ratio('noep').toFixed(2)}× (tracing not installed: ${ratio('off').toFixed(2)}×).`,
+  );
+  const bad = Object.values(perRound).flat().filter((r) => r.bad);
+  if (bad.length) {
+    console.log(`\nINVALID RUN: ${[...new Set(bad.map((r) => r.name))].join('; ')} answered non-2xx or failed.`);
+    process.exitCode = 1;
+  }
+}
+
+const fail = (err) => {
+  console.error(err);
+  process.exit(1);
+};
+if (process.argv[2] === '--serve') serve(process.argv[3]).catch(fail);
+else if (process.argv[2] === '--sink') sink().catch(fail);
+else main().catch(fail);
