@@ -14,7 +14,10 @@
  * Run after `make build store`:
  *   node test/bench/scale.js [--sizes 1000,10000,100000] [--backends postgresql,sqlite] [--reps 15] [--budget-s 300]
  * (or BENCH_SIZES / BENCH_BACKENDS / BENCH_REPS / BENCH_BUDGET_S). Backend `mongodb` = MONGO_URL
- * (a fresh database there, dropped at the end).
+ * (a fresh database there, dropped at the end). BENCH_CODE_ROOT=<another checkout, built> runs that
+ * checkout's services, gateway, seed and models on this checkout's stores: a before/after pair of
+ * figures from one machine state (e.g. `git worktree add /tmp/before <commit>`, then `npm ci` and
+ * `npx tsc -b` there).
  */
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -23,6 +26,8 @@ const path = require('node:path');
 const { permitDocs, insertChunked, median } = require('./store-backends');
 
 const root = path.resolve(__dirname, '..', '..');
+/** The code under test: this checkout, or BENCH_CODE_ROOT's (the stores always come from this one). */
+const codeRoot = process.env.BENCH_CODE_ROOT ? path.resolve(process.env.BENCH_CODE_ROOT) : root;
 const AUTH = { PTW_JWT_SECRET: null, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
 const HUGE_RATE = '9999999/hour';
 const SYNC_BATCH = 500;
@@ -112,9 +117,9 @@ function syncChange(i) {
 /** One backend × size: fresh store and stack, seed, every case; returns the row of figures. */
 async function runCase(backend, size, args, shared) {
   const { startStore } = require(path.join(root, 'libs/devstore/dist'));
-  const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
-  const { registerModels, ensureIndexes } = require(path.join(root, 'libs/db/dist'));
-  const mongoose = require(require.resolve('mongoose', { paths: [path.join(root, 'libs/db')] }));
+  const { startStack } = require(path.join(codeRoot, 'libs/devstore/dist/stack.js'));
+  const { registerModels, ensureIndexes } = require(path.join(codeRoot, 'libs/db/dist'));
+  const mongoose = require(require.resolve('mongoose', { paths: [path.join(codeRoot, 'libs/db')] }));
   const budgetMs = args.budgetS * 1000;
   const row = { backend, size };
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-bench-scale-'));
@@ -154,7 +159,7 @@ async function runCase(backend, size, args, shared) {
       },
     });
     // Projects, users and permit types; the permits are already there, so it adds no demo permit.
-    const seed = spawnSync(process.execPath, [path.join(root, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8' });
+    const seed = spawnSync(process.execPath, [path.join(codeRoot, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8' });
     if (seed.status !== 0) throw new Error(`seed failed: ${seed.stderr}`);
     const api = `${stack.gatewayUrl}/api/v1/ptw`;
     const { worker, manager } = shared.tokens;
@@ -218,7 +223,7 @@ function print(rows, args) {
   const cpus = os.cpus();
   console.log('## Data path at scale (issue 12): one request at a time\n');
   console.log(
-    `Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), node ${process.version}, load average ${os.loadavg()[0].toFixed(1)} at the end. ` +
+    `Code: ${codeRoot === root ? 'this checkout' : codeRoot}. Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), node ${process.version}, load average ${os.loadavg()[0].toFixed(1)} at the end. ` +
       `p50 of up to ${args.reps} requests (sync: ${SYNC_REPS} batches), ${args.budgetS} s budget per case. ` +
       'Permits: 20 projects, a quarter in p1, mixed statuses; the callers are a worker and a manager of p1. ' +
       `Raw = the MongoDB driver on the same store in the same run: find({project_id: 'p1'}).sort({created_at: -1, _id: -1}).limit(20) with countDocuments, and insertMany of ${SYNC_BATCH}.\n`,
@@ -244,7 +249,7 @@ function print(rows, args) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   for (const dist of ['libs/devstore/dist/stack.js', 'libs/db/dist/index.js', 'services/workflow/dist/seed.js', 'gateway/dist/main.js']) {
-    if (!fs.existsSync(path.join(root, dist))) throw new Error(`${dist} is missing: run \`npx tsc -b\` (or make build) first`);
+    if (!fs.existsSync(path.join(codeRoot, dist))) throw new Error(`${dist} is missing: run \`npx tsc -b\` (or make build) first`);
   }
   const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
   const { ensureRedis } = require(path.join(root, 'libs/devstore/dist'));
