@@ -136,7 +136,8 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   }
   const [counts, heads] = await Promise.all([
     Promise.all(parts.map((q) => models.Permit.countDocuments(q))),
-    Promise.all(parts.map((q) => models.Permit.find(q).sort(NEWEST_FIRST).limit(skip + pageSize).lean() as Promise<PermitDoc[]>)),
+    // One reply per part (the driver's first batch is otherwise 101 documents).
+    Promise.all(parts.map((q) => models.Permit.find(q).sort(NEWEST_FIRST).limit(skip + pageSize).batchSize(skip + pageSize).lean() as Promise<PermitDoc[]>)),
   ]);
   const docs = heads.flat().sort(newerFirst).slice(skip, skip + pageSize);
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
