@@ -1,3 +1,4 @@
+export * from './command-counter';
 export * from './connection';
 export * from './models';
 export * from './revisions';

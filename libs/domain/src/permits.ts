@@ -63,16 +63,85 @@ export function permitQuery(who: Principal, raw: PermitFilterInput): Record<stri
   return q;
 }
 
-/** One page of the caller's permits, newest first. */
+/**
+ * Deepest result a list may page to (page × page_size), as Elasticsearch's `max_result_window`:
+ * a page costs the store the results before it, so one request can make it read at most this many.
+ */
+export const MAX_LIST_DEPTH = 10_000;
+
+/**
+ * At most this many sub-queries per request. FerretDB's PostgreSQL backend pushes down only
+ * top-level equality (not `$in`, ranges or sorts), so a caller's projects and statuses are split
+ * into one equality query per (project, status) pair while there are few of them; past that the
+ * `$in` query goes to the store as it is (correct, but filtered in FerretDB's memory).
+ */
+export const MAX_SPLIT_QUERIES = 20;
+
+function values(v: unknown): unknown[] | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'object' && v !== null && '$in' in v) return [...new Set((v as { $in: unknown[] }).$in)];
+  return [v];
+}
+
+/**
+ * The query of {@link permitQuery} as disjoint queries whose union it is, each with `project_id`
+ * and `status` as plain equality where possible (see {@link MAX_SPLIT_QUERIES}); none when the
+ * caller can see no project at all.
+ */
+export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record<string, unknown>[] {
+  const q = permitQuery(who, raw);
+  const projects = values(q.project_id);
+  const statuses = values(q.status);
+  if (projects?.length === 0 || statuses?.length === 0) return [];
+  const byProject = projects ?? [undefined];
+  const byStatus = statuses ?? [undefined];
+  const parts: Record<string, unknown>[] = [];
+  if (byProject.length * byStatus.length <= MAX_SPLIT_QUERIES) {
+    for (const project_id of byProject) for (const status of byStatus) parts.push({ ...q, ...(project_id === undefined ? {} : { project_id }), ...(status === undefined ? {} : { status }) });
+  } else if (byProject.length <= MAX_SPLIT_QUERIES) {
+    for (const project_id of byProject) parts.push({ ...q, ...(project_id === undefined ? {} : { project_id }) });
+  } else {
+    parts.push(q);
+  }
+  return parts;
+}
+
+const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
+
+function newerFirst(a: PermitDoc, b: PermitDoc): number {
+  const t = new Date(b.created_at).getTime() - new Date(a.created_at).getTime();
+  if (t !== 0) return t;
+  const x = String(a._id);
+  const y = String(b._id);
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/**
+ * One page of the caller's permits, newest first. Each part of the query (see
+ * {@link permitQueryParts}) is counted and read up to the page's depth in parallel; the parts are
+ * disjoint, so the counts add up and the page is the merged head.
+ */
 export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number) {
   if (!Number.isInteger(page) || page < 1) throw invalidArgument('page: expected an integer ≥ 1', { field: 'page' });
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw invalidArgument('page_size: expected an integer from 1 to 100', { field: 'page_size' });
-  const q = permitQuery(who, filter);
-  const [count, docs] = await Promise.all([
-    models.Permit.countDocuments(q),
-    models.Permit.find(q).sort({ created_at: -1, _id: -1 }).skip((page - 1) * pageSize).limit(pageSize).lean(),
+  if (page * pageSize > MAX_LIST_DEPTH) {
+    throw invalidArgument(`page: only the first ${MAX_LIST_DEPTH} results can be listed (page × page_size); narrow the filters`, { field: 'page' });
+  }
+  const parts = permitQueryParts(who, filter);
+  const skip = (page - 1) * pageSize;
+  if (parts.length <= 1) {
+    const q = parts[0];
+    if (!q) return { count: 0, results: [] };
+    const [count, docs] = await Promise.all([models.Permit.countDocuments(q), models.Permit.find(q).sort(NEWEST_FIRST).skip(skip).limit(pageSize).lean()]);
+    return { count, results: docs.map((d) => toPermitMessage(d)) };
+  }
+  const [counts, heads] = await Promise.all([
+    Promise.all(parts.map((q) => models.Permit.countDocuments(q))),
+    // One reply per part (the driver's first batch is otherwise 101 documents).
+    Promise.all(parts.map((q) => models.Permit.find(q).sort(NEWEST_FIRST).limit(skip + pageSize).batchSize(skip + pageSize).lean() as Promise<PermitDoc[]>)),
   ]);
-  return { count, results: docs.map((d) => toPermitMessage(d)) };
+  const docs = heads.flat().sort(newerFirst).slice(skip, skip + pageSize);
+  return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
 }
 
 const year = (d: Date) => d.getUTCFullYear();

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type CommandCounter, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { exportPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
@@ -18,6 +18,7 @@ let store: { url: string; stop(): Promise<void> };
 let svc: StartedService;
 let conn: Connection;
 let m: Models;
+let counter: CommandCounter;
 let ex: ReturnType<typeof createClient<exportPb.ExportServiceClient>>['call'];
 const H = 3600_000;
 const now = Date.now();
@@ -76,11 +77,14 @@ beforeAll(async () => {
     { permit_id: 'x', project_id: 'p1', name: 'b', energy_type: 'e', status: 'verified', version: 1 },
     { permit_id: 'y', project_id: 'p2', name: 'c', energy_type: 'e', status: 'isolated', version: 1 },
   ]);
+  // Before the service connects: its connection reports its commands only while a counter listens.
+  counter = countStoreCommands('ptw-export');
   svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) });
   ex = createClient(exportPb.ExportServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 30_000 }).call;
 });
 
 afterAll(async () => {
+  counter?.close();
   await svc?.stop();
   await conn?.close();
   await store?.stop();
@@ -128,4 +132,16 @@ it('when a worker or supervisor asks, then PERMISSION_DENIED; a foreign project 
   await expect(ex.getKpis({ project: '' }, await tok('worker', ['p1']))).rejects.toMatchObject({ code: 7 });
   await expect(ex.getKpis({ project: '' }, await tok('supervisor', ['p1']))).rejects.toMatchObject({ code: 7 });
   await expect(ex.getKpis({ project: 'p2' }, await tok('manager', ['p1']))).rejects.toMatchObject({ code: 5 });
+});
+
+it('when KPIs are read, then the service sends 11 store commands, whatever the number of projects or open permits', async () => {
+  await m.Permit.insertMany(Array.from({ length: 150 }, (_, i) => permit('active', { planned_end_time: new Date(now + (i + 1) * H) }, 'p4')));
+  for (const [project, projects] of [['', ['p4']], ['p4', ['p1', 'p4']], ['', ['p1', 'p2', 'p3', 'p4']]] as const) {
+    const who = await tok('manager', [...projects]);
+    const r = await counter.measure(() => ex.getKpis({ project }, who));
+    expect({ commands: r.commands, byName: r.byName }).toMatchObject({ commands: 11 });
+  }
+  const k = await ex.getKpis({ project: 'p4' }, await tok('manager', ['p4']));
+  expect(k.counts!.active).toBe(150);
+  expect(k.overdue!.expiring_soon).toBe(4);
 });

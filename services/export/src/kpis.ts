@@ -1,13 +1,16 @@
 /**
- * KPIs of SPEC §6 over the caller's projects: one aggregation for the counts, indexed counts for
- * the overdue figures (same SLA definitions as health), and two short sorted lists.
+ * KPIs of SPEC §6 over the caller's projects, computed exactly on every request. Every query has
+ * `status` as plain equality (and `project_id` too when the scope is one project), the only filter
+ * shape FerretDB's PostgreSQL backend pushes down: each query then reads the permits of one status,
+ * never the whole collection. The open statuses with an SLA or a list (submitted, under_review,
+ * active) are read once each with a small projection and their figures derived here; the other
+ * statuses are counted in the store. 11 store commands per request, whatever the number of projects.
  */
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
 import type { Models } from '@ptw/db';
-import { expiringSoonQuery, iso, overdueApprovalQuery, overdueVerificationQuery, type SlaConfig } from '@ptw/domain';
+import { iso, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
-const OPEN = ['draft', 'submitted', 'under_review', 'approved', 'active', 'suspended'];
 const HOUR = 3600_000;
 
 function scope(who: Principal, project: string): Record<string, unknown> {
@@ -15,15 +18,26 @@ function scope(who: Principal, project: string): Record<string, unknown> {
     if (who.role !== 'service' && !who.project_ids.includes(project)) throw notFound('Project not found');
     return { project_id: project };
   }
-  return who.role === 'service' ? {} : { project_id: { $in: who.project_ids } };
+  if (who.role === 'service') return {};
+  return who.project_ids.length === 1 ? { project_id: who.project_ids[0] } : { project_id: { $in: who.project_ids } };
 }
 
 function startOfDayUtc(now: Date): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function ref(p: Record<string, any>, hours: number): exportPb.KpiPermitRef {
+interface OpenPermit {
+  _id: unknown;
+  permit_number: string;
+  title: string;
+  status: string;
+  project_id: string;
+  planned_end_time?: Date | null;
+  submitted_at?: Date | null;
+  verified_at?: Date | null;
+}
+
+function ref(p: OpenPermit, hours: number): exportPb.KpiPermitRef {
   return {
     id: String(p._id),
     permit_number: p.permit_number,
@@ -35,62 +49,75 @@ function ref(p: Record<string, any>, hours: number): exportPb.KpiPermitRef {
   };
 }
 
+const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : undefined);
+
 /** Computes the KPIs (managers and service callers only). */
 export async function computeKpis(models: Models, who: Principal, project: string, sla: SlaConfig, now = new Date()): Promise<exportPb.Kpis> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may read KPIs');
   const s = scope(who, project);
   const today = startOfDayUtc(now);
   const fields = { permit_number: 1, title: 1, status: 1, project_id: 1, planned_end_time: 1, submitted_at: 1, verified_at: 1 };
+  // One reply each (the driver's first batch is 101 documents; a reply is capped at 16 MiB, some
+  // 100,000 of these projections), so the command count does not grow with the open permits.
+  const open = (status: string) => models.Permit.find({ ...s, status }, fields).batchSize(100_000).lean() as unknown as Promise<OpenPermit[]>;
+  const count = (status: string, extra: Record<string, unknown> = {}) => models.Permit.countDocuments({ ...s, status, ...extra });
 
-  const [byStatus, completedToday, cancelledToday, pendingVerification, pendingApproval, expiringSoon, isolationPending, closeoutPending, lateVerification, lateApproval, soonest] =
-    await Promise.all([
-      models.Permit.aggregate<{ _id: string; n: number }>([{ $match: s }, { $group: { _id: '$status', n: { $sum: 1 } } }]),
-      models.Permit.countDocuments({ ...s, status: 'completed', updated_at: { $gte: today } }),
-      models.Permit.countDocuments({ ...s, status: 'cancelled', updated_at: { $gte: today } }),
-      models.Permit.countDocuments({ ...s, ...overdueVerificationQuery(sla, now) }),
-      models.Permit.countDocuments({ ...s, ...overdueApprovalQuery(sla, now) }),
-      models.Permit.countDocuments({ ...s, ...expiringSoonQuery(sla, now) }),
-      models.IsolationPoint.countDocuments({ ...s, status: 'isolated' }),
-      models.Permit.countDocuments({ ...s, status: 'active', planned_end_time: { $lt: now } }),
-      models.Permit.find({ ...s, ...overdueVerificationQuery(sla, now) }, fields).sort({ submitted_at: 1 }).limit(10).lean(),
-      models.Permit.find({ ...s, ...overdueApprovalQuery(sla, now) }, fields).sort({ verified_at: 1 }).limit(10).lean(),
-      models.Permit.find({ ...s, ...expiringSoonQuery(sla, now) }, fields).sort({ planned_end_time: 1 }).limit(10).lean(),
-    ]);
+  const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
+    open('submitted'),
+    open('under_review'),
+    open('active'),
+    count('draft'),
+    count('approved'),
+    count('suspended'),
+    count('expired'),
+    count('rejected'),
+    count('completed', { updated_at: { $gte: today } }),
+    count('cancelled', { updated_at: { $gte: today } }),
+    models.IsolationPoint.countDocuments({ ...s, status: 'isolated' }),
+  ]);
 
-  const count = (status: string) => byStatus.find((r) => r._id === status)?.n ?? 0;
-  const overdueHours = (since: Date | null | undefined, slaHours: number) => (since ? (now.getTime() - new Date(since).getTime()) / HOUR - slaHours : 0);
+  const t = now.getTime();
+  // Same definitions as the SLA queries of @ptw/domain (health counts with those).
+  const verificationDue = t - sla.PTW_VERIFICATION_SLA_HOURS * HOUR;
+  const approvalDue = t - sla.PTW_APPROVAL_SLA_HOURS * HOUR;
+  const soonUntil = t + sla.PTW_EXPIRING_SOON_HOURS * HOUR;
+  const lateVerification = submitted.filter((p) => (time(p.submitted_at) ?? Infinity) < verificationDue);
+  const lateApproval = underReview.filter((p) => (time(p.verified_at) ?? Infinity) < approvalDue);
+  const expiringSoon = active.filter((p) => {
+    const end = time(p.planned_end_time);
+    return end !== undefined && end >= t && end <= soonUntil;
+  });
+  const closeoutPending = active.filter((p) => (time(p.planned_end_time) ?? Infinity) < t).length;
+  const overdueHours = (since: Date | null | undefined, slaHours: number) => (t - time(since)!) / HOUR - slaHours;
   const topOverdue = [
     ...lateVerification.map((p) => ref(p, overdueHours(p.submitted_at, sla.PTW_VERIFICATION_SLA_HOURS))),
     ...lateApproval.map((p) => ref(p, overdueHours(p.verified_at, sla.PTW_APPROVAL_SLA_HOURS))),
   ]
     .sort((a, b) => b.hours - a.hours)
     .slice(0, 10);
+  const soonest = expiringSoon.sort((a, b) => time(a.planned_end_time)! - time(b.planned_end_time)!).slice(0, 10);
+  const openCounts = { draft, submitted: submitted.length, under_review: underReview.length, approved, active: active.length, suspended };
 
   return {
     as_of: now.toISOString(),
     counts: {
-      total_open: OPEN.reduce((n, st) => n + count(st), 0),
-      draft: count('draft'),
-      submitted: count('submitted'),
-      under_review: count('under_review'),
-      approved: count('approved'),
-      active: count('active'),
-      suspended: count('suspended'),
+      total_open: Object.values(openCounts).reduce((a, b) => a + b, 0),
+      ...openCounts,
       completed_today: completedToday,
       cancelled_today: cancelledToday,
-      expired: count('expired'),
-      rejected: count('rejected'),
+      expired,
+      rejected,
     },
     overdue: {
-      pending_verification: pendingVerification,
-      pending_approval: pendingApproval,
-      expiring_soon: expiringSoon,
+      pending_verification: lateVerification.length,
+      pending_approval: lateApproval.length,
+      expiring_soon: expiringSoon.length,
       isolation_pending: isolationPending,
       closeout_pending: closeoutPending,
     },
     lists: {
       top_overdue: topOverdue,
-      expiring_soon: soonest.map((p) => ref(p, (new Date(p.planned_end_time!).getTime() - now.getTime()) / HOUR)),
+      expiring_soon: soonest.map((p) => ref(p, (time(p.planned_end_time)! - t) / HOUR)),
     },
   };
 }

@@ -86,8 +86,14 @@ const permitSchema = new Schema(
 );
 permitSchema.index({ permit_number: 1 }, { unique: true });
 permitSchema.index({ sync_origin: 1 });
+// List pages (newest first) per project, per (project, status), and for service callers.
 permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
+permitSchema.index({ status: 1, created_at: -1 });
+permitSchema.index({ created_at: -1 });
+// KPIs' completed/cancelled today.
+permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
+permitSchema.index({ status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, planned_end_time: 1 });
 permitSchema.index({ project_id: 1, planned_end_time: 1 });
 // Overdue verification / approval counts (KPIs and health).

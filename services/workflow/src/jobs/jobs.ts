@@ -229,23 +229,25 @@ export async function checkOverdueWorkflowTasks(ctx: JobContext, now: Date): Pro
 const MAX_UPDATE_STATEMENTS = 50;
 
 /**
- * Moves claimed permits to `expired` with one version-guarded `updateMany` per (version, has an
- * actual end) group: active permits share few versions, so a batch of any size is usually one
- * `update` command of a few statements. (One `updateOne` per permit would be as many statements,
- * and FerretDB pushes down only filters made of `_id` alone: each would scan the collection.)
- * Returns how many permits matched.
+ * Moves claimed permits to `expired` with one version-guarded `updateMany` per (project, version,
+ * has an actual end) group, filtered by `{project_id, version, status: 'active', _id: {$in}}`.
+ * FerretDB's PostgreSQL backend pushes down only the equalities (each statement reads the active
+ * permits of one project and version, then keeps the listed ids), its SQLite backend none (and one
+ * `updateOne` per permit would scan the collection per permit there): with the due permits read in
+ * (project, version) order, a batch spans one or two groups, so the permits the store reads per
+ * batch stay near the batch size. Returns how many permits matched.
  */
 async function expireClaimed(collection: Models['Permit']['collection'], targets: PermitRow[], now: Date): Promise<number> {
-  const groups = new Map<string, { version: number; setEnd: boolean; ids: Types.ObjectId[] }>();
+  const groups = new Map<string, { project: string; version: number; setEnd: boolean; ids: Types.ObjectId[] }>();
   for (const p of targets) {
-    const key = `${p.version}:${p.actual_end_time ? 0 : 1}`;
-    const g = groups.get(key) ?? { version: p.version, setEnd: !p.actual_end_time, ids: [] };
+    const key = JSON.stringify([p.project_id, p.version, !p.actual_end_time]);
+    const g = groups.get(key) ?? { project: p.project_id, version: p.version, setEnd: !p.actual_end_time, ids: [] };
     g.ids.push(p._id);
     groups.set(key, g);
   }
   const ops = [...groups.values()].map((g) => ({
     updateMany: {
-      filter: { _id: { $in: g.ids }, version: g.version, status: 'active' },
+      filter: { project_id: g.project, version: g.version, status: 'active', _id: { $in: g.ids } },
       update: { $set: { status: 'expired', version: g.version + 1, updated_at: now, ...(g.setEnd ? { actual_end_time: now } : {}) } },
     },
   }));
@@ -260,14 +262,15 @@ async function expireClaimed(collection: Models['Permit']['collection'], targets
  * `auto_expire_permits`: active permits past their planned end → `expired` (the system
  * transition). Per batch: the next versions are claimed in one insert on the revisions unique
  * index (a permit written concurrently loses its claim and is left for the next run), the claimed
- * permits move by version-guarded updates grouped by version (see {@link expireClaimed}), then
+ * permits move by version-guarded updates grouped by project and version (see {@link expireClaimed}), then
  * one insert of audit events and one of `ptw_expired` notifications (key `expired_{permit_id}`).
  */
 export async function autoExpirePermits(ctx: JobContext, now: Date): Promise<JobResult> {
   const { Permit, AuditEvent, Notification } = ctx.models;
   const cursor = Permit.collection.find<PermitRow>(
     { status: 'active', planned_end_time: { $lt: now } },
-    { projection: { permit_number: 1, project_id: 1, created_by: 1, version: 1, actual_end_time: 1 }, batchSize: ctx.batchSize },
+    // Grouped so that each batch's guarded updates touch few (project, version) groups.
+    { projection: { permit_number: 1, project_id: 1, created_by: 1, version: 1, actual_end_time: 1 }, sort: { project_id: 1, version: 1, _id: 1 }, batchSize: ctx.batchSize },
   );
   let expiredCount = 0;
   let notified = 0;

@@ -1,0 +1,193 @@
+/**
+ * Store command budgets of the workflow service (issue 12 item 6): the real service in-process on
+ * a real store, and the number of commands its own connection sends per operation, counted with
+ * the driver's command monitoring. A budget is a ceiling that does not depend on the data size
+ * (beyond chunking), so a change that adds round trips, or makes them grow with the permits, fails
+ * here before any benchmark would notice. The budgets hold on MongoDB as on FerretDB: they count
+ * what the service asks, not how the store answers.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
+import { connectMongo, countStoreCommands, registerModels, type CommandCounter, type Models } from '@ptw/db';
+import { MAX_LIST_DEPTH, MAX_SPLIT_QUERIES } from '@ptw/domain';
+import { commonPb, workflowPb } from '@ptw/proto';
+import { testStore } from '@ptw/devstore';
+import type { Connection } from 'mongoose';
+import { start } from './main';
+import { seed } from './seed';
+
+jest.setTimeout(300_000);
+
+const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+const H = 3600_000;
+// Small batches keep the run short on FerretDB's SQLite backend, whose updates scan the collection.
+const JOB_BATCH = 50;
+let store: { url: string; stop(): Promise<void> };
+let svc: StartedService;
+let conn: Connection;
+let m: Models;
+let counter: CommandCounter;
+let wf: ReturnType<typeof createClient<workflowPb.WorkflowServiceClient>>['call'];
+
+const as = async (user: string, role: Role, projects: string[]) => ({ token: await mintToken(auth, { user, role, projects, ttlSeconds: 3600 }) });
+const filter = (f: Partial<commonPb.PermitFilter>) => commonPb.PermitFilter.fromPartial(f);
+
+let n = 0;
+function permitDoc(project: string, status: string, extra: Record<string, unknown> = {}) {
+  n++;
+  const created = new Date(Date.now() - n * 60_000);
+  return {
+    permit_number: `PTW-2031-${String(n).padStart(6, '0')}`,
+    project_id: project,
+    permit_type_id: 'hot-work',
+    title: `Budget permit ${n}`,
+    status,
+    created_by: 'u-worker',
+    version: 3,
+    created_at: created,
+    updated_at: created,
+    ...extra,
+  };
+}
+
+/** Runs `fn` and returns the commands the service sent meanwhile, with their names for the failure message. */
+async function commandsOf(fn: () => Promise<unknown>): Promise<{ commands: number; byName: Record<string, number> }> {
+  const { commands, byName } = await counter.measure(fn);
+  return { commands, byName };
+}
+
+beforeAll(async () => {
+  store = await testStore('workflow_budgets');
+  // Before the service connects: its connection turns monitoring on only while a counter listens.
+  counter = countStoreCommands('ptw-workflow');
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-budget-'));
+  svc = await start({
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    PTW_JOBS_WORKER: 'false',
+    PTW_JOB_BATCH_SIZE: String(JOB_BATCH),
+    MONGO_URL: store.url,
+    PTW_WORKFLOW_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: logDir,
+    LOG_LEVEL: 'warn',
+  });
+  conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'test' });
+  m = registerModels(conn);
+  await seed(m);
+  // Enough permits that a budget growing with the data could not hide: 3 projects, every status.
+  const statuses = ['draft', 'submitted', 'under_review', 'approved', 'active', 'completed', 'cancelled', 'expired'];
+  await m.Permit.insertMany(['p1', 'p2', 'p3'].flatMap((p) => Array.from({ length: 120 }, (_, i) => permitDoc(p, statuses[i % statuses.length]))));
+  wf = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
+});
+
+afterAll(async () => {
+  counter?.close();
+  await svc?.stop();
+  await conn?.close();
+  await store?.stop();
+});
+
+describe('permit list', () => {
+  it('when a caller with one project lists a page, then the service sends 2 commands (count and page), whatever the page', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    for (const page of [1, 3]) {
+      const r = await commandsOf(() => wf.listPermits({ filter: undefined, page, page_size: 20 }, who));
+      expect(r).toMatchObject({ commands: 2 });
+    }
+    const list = await wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who);
+    expect(list.count).toBe(await m.Permit.countDocuments({ project_id: 'p1' }));
+  });
+
+  it('when a caller with three projects lists, then 2 commands per project; two statuses in one project, 2 per status', async () => {
+    const who = await as('u-manager', 'manager', ['p1', 'p2', 'p3']);
+    const all = await counter.measure(() => wf.listPermits({ filter: undefined, page: 2, page_size: 10 }, who));
+    expect({ commands: all.commands, byName: all.byName }).toMatchObject({ commands: 6 });
+    const scope = { project_id: { $in: ['p1', 'p2', 'p3'] } };
+    const expected = await m.Permit.find(scope).sort({ created_at: -1, _id: -1 }).skip(10).limit(10).lean();
+    expect(all.result.results.map((p) => p.id)).toEqual(expected.map((p) => String(p._id)));
+    expect(all.result.count).toBe(await m.Permit.countDocuments(scope));
+    const deep = await commandsOf(() => wf.listPermits({ filter: undefined, page: 3, page_size: 100 }, who));
+    expect(deep).toMatchObject({ commands: 6 });
+    const two = await commandsOf(() => wf.listPermits({ filter: filter({ status: ['active', 'draft'], project: 'p2' }), page: 1, page_size: 10 }, who));
+    expect(two).toMatchObject({ commands: 4 });
+  });
+
+  it('when a caller has more projects than the split limit, then the service sends one count and one page query', async () => {
+    const projects = Array.from({ length: MAX_SPLIT_QUERIES + 1 }, (_, i) => `p${i + 1}`);
+    const who = await as('u-manager', 'manager', projects);
+    const r = await commandsOf(() => wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who));
+    expect(r).toMatchObject({ commands: 2 });
+  });
+
+  it('when a page lies past the deepest listable result, then INVALID_ARGUMENT naming page, and nothing is sent to the store', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    const r = await commandsOf(() =>
+      expect(wf.listPermits({ filter: undefined, page: MAX_LIST_DEPTH / 100 + 1, page_size: 100 }, who)).rejects.toMatchObject({ code: 3, details: expect.stringMatching(/^page: only the first 10000 results/) }),
+    );
+    expect(r.commands).toBe(0);
+  });
+});
+
+describe('one permit', () => {
+  let id = '';
+  let version = 0;
+
+  it('when a permit is created, then at most 5 commands (type, number, permit, revision, audit)', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    const data = { permit_type_id: 'hot-work', title: 'Budgeted', planned_start_time: new Date(Date.now() + H).toISOString(), planned_end_time: new Date(Date.now() + 5 * H).toISOString() };
+    const r = await counter.measure(() => wf.createPermit({ data }, who));
+    ({ id, version } = r.result);
+    expect(r.commands).toBeLessThanOrEqual(5);
+  });
+
+  it('when a permit is read, then 1 command', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    const r = await commandsOf(() => wf.getPermit({ id }, who));
+    expect(r.commands).toBe(1);
+  });
+
+  it('when a permit is edited, then at most 4 commands (read, version claim, guarded update, audit)', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    const r = await counter.measure(() => wf.updatePermit({ id, version, changes: { location: 'Rack 9' } }, who));
+    expect(r.result.version).toBe(version + 1);
+    expect(r.commands).toBeLessThanOrEqual(4);
+  });
+
+  it('when a permit is submitted, then at most 6 commands (read, claim, update, audit, type, steps)', async () => {
+    const who = await as('u-worker', 'worker', ['p1']);
+    const r = await commandsOf(() => wf.transitionPermit({ id, status: 'submitted', comments: '' }, who));
+    expect(r.commands).toBeLessThanOrEqual(6);
+  });
+});
+
+describe('auto_expire_permits', () => {
+  async function dueRun(count: number) {
+    const end = new Date(Date.now() - H);
+    await m.Permit.insertMany(Array.from({ length: count }, () => permitDoc('p2', 'active', { planned_end_time: end, version: 5 + (n % 3) })));
+    const manager = await as('u-manager', 'manager', ['p1', 'p2']);
+    const run = await counter.measure(() => wf.runJob({ name: 'auto_expire_permits' }, manager));
+    expect(run.result.outcome).toBe('success');
+    return run;
+  }
+
+  it('when 100 and then 200 permits are due, then the commands grow with the batches only (a fixed budget per 1,000 permits)', async () => {
+    const first = await dueRun(100);
+    expect(await m.Permit.countDocuments({ project_id: 'p2', status: 'expired' })).toBe(100 + 15);
+    const second = await dueRun(200);
+    // Per batch: version claims, grouped guarded update, audit events, notifications, and at most
+    // one getMore of the cursor; plus the run's own bookkeeping and the cursor's find. With batches
+    // of 500 (the default) that is 10 + 5 × 2 = 20 commands per 1,000 permits.
+    const perBatch = 5;
+    const fixed = 10;
+    const budget = (permits: number) => fixed + perBatch * Math.ceil(permits / JOB_BATCH);
+    expect(first.commands).toBeLessThanOrEqual(budget(100));
+    expect(second.commands).toBeLessThanOrEqual(budget(200));
+    expect(second.commands - first.commands).toBeLessThanOrEqual(perBatch * (100 / JOB_BATCH));
+    expect(await m.Permit.countDocuments({ project_id: 'p2', status: 'expired' })).toBe(300 + 15);
+    expect(await m.Notification.countDocuments({ type: 'ptw_expired' })).toBe(300);
+  });
+});
