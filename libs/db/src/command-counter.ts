@@ -35,6 +35,8 @@ export interface CommandCounter {
   readonly total: number;
   /** The commands since the last reset, as `name collection` → count (for failure messages). */
   byName(): Record<string, number>;
+  /** The command names since the last reset, in the order they were sent. */
+  names(): string[];
   reset(): void;
   /** Resets, runs `fn`, and returns its result with the number of commands it caused. */
   measure<T>(fn: () => Promise<T>): Promise<{ result: T; commands: number; byName: Record<string, number> }>;
@@ -66,6 +68,7 @@ export function countStoreCommands(appName?: string): CommandCounter {
       return seen.length;
     },
     byName,
+    names: () => seen.map((c) => c.commandName),
     reset: () => {
       seen = [];
     },

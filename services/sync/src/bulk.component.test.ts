@@ -8,10 +8,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type StartedService } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type CommandCounter, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { syncPb } from '@ptw/proto';
-import mongoose, { Types, type Connection } from 'mongoose';
+import { Types, type Connection } from 'mongoose';
 import { start } from './main';
 
 jest.setTimeout(300_000);
@@ -23,7 +23,7 @@ let conn: Connection;
 let m: Models;
 let sync: ReturnType<typeof createClient<syncPb.SyncServiceClient>>['call'];
 let who: { token: string };
-const commands: string[] = [];
+let counter: CommandCounter;
 
 const creates = (prefix: string, n: number): syncPb.Change[] =>
   Array.from({ length: n }, (_, i) => ({
@@ -40,18 +40,15 @@ beforeAll(async () => {
   m = registerModels(conn);
   await ensureIndexes(conn);
   await m.PermitType.create({ _id: 'hot-work', name: 'Hot Work', category: 'hot_work', risk_level: 'high', closeout_items: [] });
-  // The driver reports commands only on a client created with monitorCommands (a URL option here,
-  // so the service opens its connection exactly as in production otherwise).
-  const url = `${store.url}${store.url.includes('?') ? '&' : '?'}monitorCommands=true`;
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')) });
-  const service = mongoose.connections.find((c) => c.readyState === 1 && (c.getClient().options as { appName?: string }).appName === 'ptw-sync');
-  if (!service) throw new Error("the sync service's store connection was not found");
-  service.getClient().on('commandStarted', (e) => commands.push(e.commandName));
+  // Before the service connects: its connection turns command monitoring on only while a counter listens.
+  counter = countStoreCommands('ptw-sync');
+  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')) });
   sync = createClient(syncPb.SyncServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
   who = { token: await mintToken(auth, { user: 'u-worker', role: 'worker', projects: ['p1'], ttlSeconds: 3600 }) };
 });
 
 afterAll(async () => {
+  counter?.close();
   await svc?.stop();
   await conn?.close();
   await store?.stop();
@@ -59,9 +56,9 @@ afterAll(async () => {
 
 /** The store commands one sync request costs. */
 async function commandsOf(changes: syncPb.Change[], device: string) {
-  commands.length = 0;
+  counter.reset();
   const r = await sync.syncOfflineData({ device_id: device, changes }, who);
-  return { r, commands: [...commands] };
+  return { r, commands: counter.names() };
 }
 
 describe('command budget', () => {
