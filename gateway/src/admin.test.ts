@@ -9,6 +9,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import type { Context } from 'koa';
 import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics, mintToken } from '@ptw/common';
+import { freePort } from '@ptw/devstore';
 import { PROTO_ROOT } from '@ptw/proto';
 import { ADMIN_DIR, createRejectionRing, recordRejections, storeState } from './admin';
 import { createApp } from './app';
@@ -20,15 +21,6 @@ import { throttledError } from './throttle';
 const { createMockServer } = require('grpc-mock');
 
 jest.setTimeout(60_000);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const history = {
   as_of: '2026-03-01T12:00:00.000Z',

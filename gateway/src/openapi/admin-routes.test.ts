@@ -9,6 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import Redis from 'ioredis';
 import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics, mintToken } from '@ptw/common';
+import { freePort } from '@ptw/devstore';
 import { PROTO_ROOT } from '@ptw/proto';
 import { createApp } from '../app';
 import { closeClients, createClients, type Clients } from '../clients';
@@ -18,15 +19,6 @@ import { gatewayConfigSchema } from '../config';
 const { createMockServer } = require('grpc-mock');
 
 jest.setTimeout(60_000);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 // Zero figures included: proto3 leaves them off the wire, and the document requires every field.
 const history = {
