@@ -21,7 +21,66 @@ export interface PrivateCluster {
  * commits; a crash of the machine (power cut, kernel panic) can corrupt the cluster, which is then
  * deleted and made again (`make up` keeps it in logs/store-data; removing that folder resets it).
  */
-const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=128MB'];
+const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=128MB', 'plan_cache_mode=force_custom_plan'];
+
+/**
+ * FerretDB 1.24 pushes a filter's top-level equality down as JSONB containment with the field name
+ * as a parameter (`WHERE _jsonb->$1 @> $2`), but builds the collection's indexes as btree
+ * expression indexes (`(_jsonb->'field')`), which containment cannot use: every pushed-down query,
+ * even one by `_id`, scans the whole table. This event trigger gives each field of every btree
+ * index FerretDB creates a GIN index on the same expression, which containment does use (bitmap
+ * index scans: a read or update by `_id` no longer grows with the collection). The parameterised
+ * field name only matches the index expression in a custom plan, hence `plan_cache_mode =
+ * force_custom_plan` in DEV_SETTINGS. FerretDB does not know about these indexes (they are not in
+ * its metadata, `getIndexes` does not list them) and dropping its index leaves them in place.
+ * Installed at every start; the DO block gives indexes made before it (an older store folder) theirs.
+ */
+const MIRROR_INDEXES_SQL = `
+CREATE OR REPLACE FUNCTION ptw_mirror_btree_index(idx oid) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  tbl oid;
+  ncols int;
+  expr text;
+BEGIN
+  SELECT i.indrelid, i.indnatts INTO tbl, ncols
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+    WHERE i.indexrelid = idx AND am.amname = 'btree';
+  IF tbl IS NULL THEN
+    RETURN;
+  END IF;
+  FOR k IN 1..ncols LOOP
+    expr := pg_get_indexdef(idx, k, false);
+    IF expr ~ '^[(]*_jsonb -> ''[^'']+''::text[)]*$' THEN
+      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s))', 'ptw_gin_' || md5(tbl::text || expr), tbl::regclass, expr);
+    END IF;
+  END LOOP;
+EXCEPTION WHEN OTHERS THEN
+  -- Never fail FerretDB's own statement: without the mirror a query is slower, not wrong.
+  RAISE WARNING 'ptw_mirror_btree_index(%): %', idx, SQLERRM;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION ptw_mirror_new_index() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  cmd record;
+BEGIN
+  FOR cmd IN SELECT objid FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE INDEX' LOOP
+    PERFORM ptw_mirror_btree_index(cmd.objid);
+  END LOOP;
+END $fn$;
+
+DROP EVENT TRIGGER IF EXISTS ptw_mirror_indexes;
+CREATE EVENT TRIGGER ptw_mirror_indexes ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION ptw_mirror_new_index();
+
+DO $do$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') LOOP
+    PERFORM ptw_mirror_btree_index(r.indexrelid);
+  END LOOP;
+END $do$;
+`;
 
 /** Unix socket paths are limited to 107 bytes (sun_path); the socket file is `.s.PGSQL.5432`. */
 const MAX_SOCKET_DIR = 100 - '/.s.PGSQL.5432'.length;
@@ -137,6 +196,8 @@ export async function startPrivateCluster(parent: string): Promise<PrivateCluste
       const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-2000) : '';
       throw new Error(`PostgreSQL did not start in ${data}: ${started.output.trim()}\n${tail}`);
     }
+    const mirror = await pg('psql', ['-h', socketDir, '-U', 'postgres', '-d', 'postgres', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', MIRROR_INDEXES_SQL]);
+    if (mirror.code !== 0) throw new Error(`could not install the index mirror in ${data}: ${mirror.output.trim()}`);
   } catch (err) {
     await pg('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w']).catch(() => undefined);
     cleanupSocketDir();

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { MongoClient } from 'mongodb';
 import { startStore, storeBackend, type RunningStore } from './index';
-import { startPrivateCluster } from './postgres';
+import { execFileSync } from 'node:child_process';
+import { postgresBinDir, startPrivateCluster } from './postgres';
 
 jest.setTimeout(120_000);
 
@@ -106,6 +107,52 @@ describe('the PostgreSQL backend without a URL', () => {
       try {
         expect(await roundTrip(second, { n: 2 })).toBe(2);
         expect(fs.statSync(versionFile).mtimeMs).toBe(madeAt);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when FerretDB makes an index, then each of its fields gets a GIN index that its pushed-down equality uses; older indexes get theirs at the next start', async () => {
+    const dir = givenDir();
+    /** psql on the private cluster (its socket is in <dir>/pg), as the server's user when we are root. */
+    const psql = (sql: string) => {
+      const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
+      return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
+    };
+    const ginOf = (table: string) => psql(`SELECT indexdef FROM pg_indexes WHERE schemaname = 'mirror' AND tablename LIKE '${table}%' AND indexdef LIKE '%USING gin%'`).trim().split('\n').filter(Boolean);
+    try {
+      const first = await startStore({ backend: 'postgresql', dataDir: dir, database: 'mirror' });
+      const client = await MongoClient.connect(first.url, { serverSelectionTimeoutMS: 10_000 });
+      try {
+        const things = client.db('mirror').collection('things');
+        await things.createIndex({ project_id: 1, status: 1, created_at: -1 });
+        await things.insertMany(Array.from({ length: 2000 }, (_, i) => ({ project_id: `p${i % 20}`, status: ['a', 'b'][i % 2], created_at: new Date(i) })));
+        const gin = ginOf('things_');
+        for (const field of ['_id', 'project_id', 'status', 'created_at']) expect(gin.some((d) => d.includes(`(_jsonb -> '${field}'::text)`))).toBe(true);
+        // What FerretDB sends for find({_id}) and find({project_id, status}), planned as it plans them.
+        const table = psql(`SELECT tablename FROM pg_tables WHERE schemaname = 'mirror' AND tablename LIKE 'things_%'`).trim();
+        psql(`ANALYZE mirror.${table}`);
+        const one = await things.findOne({ project_id: 'p3' });
+        const plan = psql(`PREPARE q(text, jsonb, text, jsonb) AS SELECT _jsonb FROM mirror.${table} WHERE _jsonb->$1 @> $2 AND _jsonb->$3 @> $4; EXPLAIN EXECUTE q('project_id', '"p3"', 'status', '"b"')`);
+        expect(plan).toMatch(/Bitmap Index Scan on ptw_gin_/);
+        expect(plan).not.toMatch(/Seq Scan/);
+        expect(await things.countDocuments({ project_id: 'p3', status: 'b' })).toBe(100);
+        expect(await things.findOne({ _id: one!._id })).toMatchObject({ project_id: 'p3' });
+
+        // An index made while the trigger was not there (a store folder of an older version).
+        psql('DROP EVENT TRIGGER ptw_mirror_indexes');
+        await client.db('mirror').collection('older').createIndex({ owner: 1 });
+        expect(ginOf('older_')).toEqual([]);
+      } finally {
+        await client.close();
+        await first.stop();
+      }
+      const second = await startStore({ backend: 'postgresql', dataDir: dir, database: 'mirror' });
+      try {
+        expect(ginOf('older_').filter((d) => d.includes(`(_jsonb -> 'owner'::text)`))).toHaveLength(1);
       } finally {
         await second.stop();
       }
