@@ -2,14 +2,14 @@ import { canManage, implement, permissionDenied, since24h, type Handlers, type S
 import type { Models } from '@ptw/db';
 import { exportPb } from '@ptw/proto';
 import type { ExportConfig } from './config';
-import { computeKpis } from './kpis';
+import { KpiSnapshots, readKpis } from './kpis';
 import { exportFilename, streamExcel, streamPdfZip } from './render';
 import { exportRecords, selectPermits } from './source';
 import { grpcChunkWriter } from './stream';
 
 
 /** gRPC handlers of the export service; the ones a later issue brings answer UNIMPLEMENTED. */
-export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>) {
+export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>, kpiSnapshots = new KpiSnapshots((err) => rt.log.error({ err }, 'kpi snapshot refresh failed'))) {
   const exportsTotal = rt.metrics.counter('ptw_exports_total', 'Bulk exports by type and outcome', ['export_type', 'outcome']);
   const exportedPermits = rt.metrics.counter('ptw_exported_permits_total', 'Permits written into bulk exports', ['export_type']);
 
@@ -58,7 +58,7 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>)
       bulkExportExcel: bulk('excel'),
       getKpis: async (req, ctx) => {
         const started = Date.now();
-        const kpis = await computeKpis(models, ctx.principal, req.project, rt.config);
+        const kpis = await readKpis(models, ctx.principal, req.project, rt.config, kpiSnapshots);
         ctx.log.info({ event: 'kpis_endpoint', project_id: req.project || undefined, duration_ms: Date.now() - started, outcome: 'ok' }, 'kpis_endpoint');
         return kpis;
       },

@@ -16,6 +16,9 @@ jest.setTimeout(120_000);
 const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
 let store: { url: string; stop(): Promise<void> };
 let svc: StartedService;
+let cached: StartedService;
+let exCached: ReturnType<typeof createClient<exportPb.ExportServiceClient>>['call'];
+const SNAPSHOT_MAX_AGE_S = 2;
 let conn: Connection;
 let m: Models;
 let counter: CommandCounter;
@@ -79,12 +82,17 @@ beforeAll(async () => {
   ]);
   // Before the service connects: its connection reports its commands only while a counter listens.
   counter = countStoreCommands('ptw-export');
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) });
+  const env = { ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) };
+  // Exact on every request here; the snapshot tests at the end use a second instance.
+  svc = await start({ ...env, PTW_KPI_MAX_AGE_SECONDS: '0' });
   ex = createClient(exportPb.ExportServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 30_000 }).call;
+  cached = await start({ ...env, PTW_KPI_MAX_AGE_SECONDS: String(SNAPSHOT_MAX_AGE_S) });
+  exCached = createClient(exportPb.ExportServiceClient, `127.0.0.1:${cached.port}`, { defaultDeadlineMs: 30_000 }).call;
 });
 
 afterAll(async () => {
   counter?.close();
+  await cached?.stop();
   await svc?.stop();
   await conn?.close();
   await store?.stop();
@@ -144,4 +152,62 @@ it('when KPIs are read, then the service sends 11 store commands, whatever the n
   const k = await ex.getKpis({ project: 'p4' }, await tok('manager', ['p4']));
   expect(k.counts!.active).toBe(150);
   expect(k.overdue!.expiring_soon).toBe(4);
+});
+
+describe('KPI snapshots (PTW_KPI_MAX_AGE_SECONDS)', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('when a scope is read again within the maximum age, then the snapshot answers in one store command with its as_of; a change shows once it is refreshed', async () => {
+    await m.Permit.insertMany([permit('draft', {}, 'p5'), permit('draft', {}, 'p5')]);
+    const who = await tok('manager', ['p5']);
+    const first = await counter.measure(() => exCached.getKpis({ project: '' }, who));
+    // a miss: the snapshot read, the 11 queries, the snapshot write
+    expect(first.commands).toBe(13);
+    const k1 = await exCached.getKpis({ project: '' }, who);
+    expect(k1.counts!.draft).toBe(2);
+
+    await m.Permit.insertMany([permit('draft', {}, 'p5')]);
+    const hit = await counter.measure(() => exCached.getKpis({ project: '' }, who));
+    expect(hit.commands).toBe(1);
+    const k2 = await exCached.getKpis({ project: '' }, who);
+    expect(k2.as_of).toBe(k1.as_of);
+    expect(k2.counts!.draft).toBe(2);
+
+    // Older than half the maximum age: still served, and refreshed in the background.
+    await sleep((SNAPSHOT_MAX_AGE_S * 1000) / 2 + 200);
+    const k3 = await exCached.getKpis({ project: '' }, who);
+    expect(k3.as_of).toBe(k1.as_of);
+    let k4 = k3;
+    for (let i = 0; i < 50 && k4.as_of === k1.as_of; i++) {
+      await sleep(50);
+      k4 = await exCached.getKpis({ project: '' }, who);
+    }
+    expect(Date.parse(k4.as_of)).toBeGreaterThan(Date.parse(k1.as_of));
+    expect(k4.counts!.draft).toBe(3);
+    expect(Date.now() - Date.parse(k4.as_of)).toBeLessThanOrEqual(SNAPSHOT_MAX_AGE_S * 1000);
+  });
+
+  it('when the snapshot is older than the maximum age, then the request computes the KPIs itself', async () => {
+    const who = await tok('manager', ['p6']);
+    await m.Permit.insertMany([permit('approved', {}, 'p6')]);
+    const k1 = await exCached.getKpis({ project: '' }, who);
+    await m.Permit.insertMany([permit('approved', {}, 'p6')]);
+    await sleep(SNAPSHOT_MAX_AGE_S * 1000 + 200);
+    const before = Date.now();
+    const k2 = await exCached.getKpis({ project: '' }, who);
+    expect(k2.counts!.approved).toBe(k1.counts!.approved + 1);
+    expect(Date.parse(k2.as_of)).toBeGreaterThanOrEqual(before - 5);
+  });
+
+  it('when a snapshot of a scope exists, then roles and projects are still checked before it is served', async () => {
+    await exCached.getKpis({ project: 'p1' }, await tok('manager', ['p1']));
+    await expect(exCached.getKpis({ project: 'p1' }, await tok('worker', ['p1']))).rejects.toMatchObject({ code: 7 });
+    await expect(exCached.getKpis({ project: 'p1' }, await tok('manager', ['p2']))).rejects.toMatchObject({ code: 5 });
+  });
+
+  it('when callers see different projects, then they never share a snapshot', async () => {
+    const a = await exCached.getKpis({ project: '' }, await tok('manager', ['p5']));
+    const b = await exCached.getKpis({ project: '' }, await tok('manager', ['p5', 'p6']));
+    expect(b.counts!.total_open).toBeGreaterThan(a.counts!.total_open);
+  });
 });

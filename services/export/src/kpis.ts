@@ -1,11 +1,19 @@
 /**
- * KPIs of SPEC §6 over the caller's projects, computed exactly on every request. Every query has
+ * KPIs of SPEC §6 over the caller's projects. {@link computeKpis} computes them exactly; every query has
  * `status` as plain equality (and `project_id` too when the scope is one project), the only filter
  * shape FerretDB's PostgreSQL backend pushes down: each query then reads the permits of one status,
  * never the whole collection. The open statuses with an SLA or a list (submitted, under_review,
  * active) are read once each with a small projection and their figures derived here; the other
- * statuses are counted in the store. 11 store commands per request, whatever the number of projects.
+ * statuses are counted in the store. 11 store commands, whatever the number of projects.
+ *
+ * Those commands still read every permit of the statuses they count (FerretDB filters and counts
+ * in its own memory), so {@link readKpis} serves a snapshot: the KPIs of the same scope (projects
+ * and SLAs) computed at most PTW_KPI_MAX_AGE_SECONDS ago, kept in the store for every replica, with
+ * `as_of` the time its computation started. A request finding one older than half that age gets it
+ * and starts a refresh in the background (one per scope per process), so a scope in steady use is
+ * served in one store command and its figures are never older than the maximum age.
  */
+import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
 import type { Models } from '@ptw/db';
 import { iso, type SlaConfig } from '@ptw/domain';
@@ -51,10 +59,14 @@ function ref(p: OpenPermit, hours: number): exportPb.KpiPermitRef {
 
 const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : undefined);
 
-/** Computes the KPIs (managers and service callers only). */
-export async function computeKpis(models: Models, who: Principal, project: string, sla: SlaConfig, now = new Date()): Promise<exportPb.Kpis> {
+function authorize(who: Principal, project: string): Record<string, unknown> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may read KPIs');
-  const s = scope(who, project);
+  return scope(who, project);
+}
+
+/** Computes the KPIs exactly (managers and service callers only). */
+export async function computeKpis(models: Models, who: Principal, project: string, sla: SlaConfig, now = new Date()): Promise<exportPb.Kpis> {
+  const s = authorize(who, project);
   const today = startOfDayUtc(now);
   const fields = { permit_number: 1, title: 1, status: 1, project_id: 1, planned_end_time: 1, submitted_at: 1, verified_at: 1 };
   // One reply each (the driver's first batch is 101 documents; a reply is capped at 16 MiB, some
@@ -120,4 +132,59 @@ export async function computeKpis(models: Models, who: Principal, project: strin
       expiring_soon: soonest.map((p) => ref(p, (time(p.planned_end_time)! - t) / HOUR)),
     },
   };
+}
+
+export interface KpiOptions extends SlaConfig {
+  PTW_KPI_MAX_AGE_SECONDS: number;
+}
+
+/** Per process: the scopes being refreshed in the background, and those refreshes (awaited on stop). */
+export class KpiSnapshots {
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(private readonly onError: (err: unknown) => void) {}
+
+  refresh(key: string, work: () => Promise<void>): void {
+    if (this.running.has(key)) return;
+    const p = work()
+      .catch(this.onError)
+      .finally(() => this.running.delete(key));
+    this.running.set(key, p);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running.values());
+  }
+}
+
+/** The snapshot's id: who sees the same permits under the same SLAs shares it. */
+function snapshotKey(who: Principal, project: string, cfg: SlaConfig): string {
+  const projects = project ? [project] : who.role === 'service' ? ['*'] : [...new Set(who.project_ids)].sort();
+  const sla = [cfg.PTW_VERIFICATION_SLA_HOURS, cfg.PTW_APPROVAL_SLA_HOURS, cfg.PTW_EXPIRING_SOON_HOURS];
+  return `kpis:${createHash('sha256').update(JSON.stringify([projects, sla])).digest('hex').slice(0, 40)}`;
+}
+
+async function computeAndSave(models: Models, who: Principal, project: string, cfg: SlaConfig, key: string): Promise<exportPb.Kpis> {
+  const started = Date.now();
+  const kpis = await computeKpis(models, who, project, cfg, new Date(started));
+  await models.KpiSnapshot.updateOne({ _id: key }, { $set: { as_of: new Date(started), data: kpis, compute_ms: Date.now() - started } }, { upsert: true });
+  return kpis;
+}
+
+/**
+ * The KPIs for a request: a snapshot of the scope at most PTW_KPI_MAX_AGE_SECONDS old, else
+ * computed now (and saved); 0 computes on every request. Roles and project scope are checked
+ * before anything is read.
+ */
+export async function readKpis(models: Models, who: Principal, project: string, cfg: KpiOptions, snapshots: KpiSnapshots, now = new Date()): Promise<exportPb.Kpis> {
+  authorize(who, project);
+  const maxAgeMs = cfg.PTW_KPI_MAX_AGE_SECONDS * 1000;
+  if (maxAgeMs === 0) return computeKpis(models, who, project, cfg, now);
+  const key = snapshotKey(who, project, cfg);
+  const snap = await models.KpiSnapshot.findById(key).lean();
+  const age = snap ? now.getTime() - new Date(snap.as_of).getTime() : Infinity;
+  // A snapshot from the future (the clock went back) is not trusted either.
+  if (!snap || age > maxAgeMs || age < -maxAgeMs) return computeAndSave(models, who, project, cfg, key);
+  if (age > maxAgeMs / 2) snapshots.refresh(key, async () => void (await computeAndSave(models, who, project, cfg, key)));
+  return { ...(snap.data as exportPb.Kpis), as_of: new Date(snap.as_of).toISOString() };
 }

@@ -5,6 +5,7 @@ import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@p
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, exportPb } from '@ptw/proto';
 import { exportConfigSchema } from './config';
 import { exportHandlers } from './handlers';
+import { KpiSnapshots } from './kpis';
 
 /** Starts the export service. */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
@@ -21,9 +22,13 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-export' });
       const models = registerModels(conn);
       await ensureIndexes(conn);
+      const kpiSnapshots = new KpiSnapshots((err) => rt.log.error({ err }, 'kpi snapshot refresh failed'));
       return {
-        services: [{ name: SERVICE_NAMES.export, definition: exportPb.ExportServiceService, implementation: exportHandlers(models, rt) }],
-        close: () => conn.close(),
+        services: [{ name: SERVICE_NAMES.export, definition: exportPb.ExportServiceService, implementation: exportHandlers(models, rt, kpiSnapshots) }],
+        close: async () => {
+          await kpiSnapshots.drain();
+          await conn.close();
+        },
         watchHealth: (setServing) => watchConnection(conn, setServing),
       };
     },

@@ -285,6 +285,9 @@ const jobStateSchema = new Schema(
   opts,
 );
 
+/** KPIs of one scope (a hash of its projects and SLAs) as of a time: see services/export/src/kpis.ts. */
+const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, required: true }, data: { type: Schema.Types.Mixed, required: true }, compute_ms: Number }, opts);
+
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
 const schemas = {
@@ -304,6 +307,7 @@ const schemas = {
   JobRun: [jobRunSchema, 'job_runs'],
   JobState: [jobStateSchema, 'job_states'],
   Counter: [counterSchema, 'counters'],
+  KpiSnapshot: [kpiSnapshotSchema, 'kpi_snapshots'],
 } as const;
 
 type Schemas = typeof schemas;
