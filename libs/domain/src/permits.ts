@@ -7,6 +7,7 @@ import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type Permit
 import { isValidObjectId } from 'mongoose';
 import { checkTimes, permitDraft } from './bulk';
 import { parseInput, permitFilterSchema, updatePermitSchema } from './input';
+import { DAY_WALK_MAX_DEPTH, newestOfProject } from './list';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from './rules';
 import { toPermitMessage } from './serialize';
 
@@ -129,6 +130,14 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   }
   const parts = permitQueryParts(who, filter);
   const skip = (page - 1) * pageSize;
+  const plainProjects = parts.every((q) => Object.keys(q).length === 1 && typeof q.project_id === 'string');
+  if (parts.length > 0 && plainProjects && skip + pageSize <= DAY_WALK_MAX_DEPTH) {
+    // No filter but the projects: day buckets (see list.ts), the same page and count.
+    const now = new Date();
+    const heads = await Promise.all(parts.map((q) => newestOfProject(models, q.project_id as string, skip + pageSize, now)));
+    const docs = heads.flatMap((h) => h.docs).sort(newerFirst).slice(skip, skip + pageSize);
+    return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
+  }
   if (parts.length <= 1) {
     const q = parts[0];
     if (!q) return { count: 0, results: [] };

@@ -2,6 +2,11 @@ import { Schema, type Connection, type InferSchemaType, type Model } from 'mongo
 
 const opts = { versionKey: false as const };
 
+/** The UTC day of a time, YYYY-MM-DD (a permit's `created_day`). */
+export function utcDay(d: Date | number): string {
+  return new Date(d).toISOString().slice(0, 10);
+}
+
 export const PERMIT_STATUSES = [
   'draft',
   'submitted',
@@ -78,6 +83,13 @@ const permitSchema = new Schema(
     approved_at: Date,
     version: { type: Number, required: true, default: 1 },
     created_at: { type: Date, required: true },
+    /** UTC day of created_at (YYYY-MM-DD): the list's and its count's equality buckets (@ptw/domain list.ts). */
+    created_day: {
+      type: String,
+      default(this: { created_at?: Date }) {
+        return this.created_at ? utcDay(this.created_at) : undefined;
+      },
+    },
     updated_at: { type: Date, required: true },
     /** `<device_id>/<offline_id>` of the offline change that created it (sync crash recovery). */
     sync_origin: String,
@@ -91,6 +103,7 @@ permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, created_at: -1 });
 permitSchema.index({ created_at: -1 });
+permitSchema.index({ project_id: 1, created_day: 1 });
 // KPIs' completed/cancelled today.
 permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, updated_at: 1 });
@@ -288,6 +301,12 @@ const jobStateSchema = new Schema(
 /** KPIs of one scope (a hash of its projects and SLAs) as of a time: see services/export/src/kpis.ts. */
 const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, required: true }, data: { type: Schema.Types.Mixed, required: true }, compute_ms: Number }, opts);
 
+/**
+ * Per project: how many permits were created before a day (`_id` the project id). Days before it
+ * are closed, so the figure never changes once right: see @ptw/domain list.ts.
+ */
+const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true } }, opts);
+
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
 const schemas = {
@@ -308,6 +327,7 @@ const schemas = {
   JobState: [jobStateSchema, 'job_states'],
   Counter: [counterSchema, 'counters'],
   KpiSnapshot: [kpiSnapshotSchema, 'kpi_snapshots'],
+  ListCount: [listCountSchema, 'list_counts'],
 } as const;
 
 type Schemas = typeof schemas;

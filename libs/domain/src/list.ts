@@ -1,0 +1,114 @@
+/**
+ * The default permit list (no filter but the caller's projects), served by day buckets instead of
+ * a count and a sort over every permit of the project.
+ *
+ * FerretDB counts and sorts in its own memory, decoding every permit the filter matches (some
+ * 250 µs each); only plain equality reaches its backend's indexes. So each permit carries
+ * `created_day` (its UTC creation day), and per project:
+ *   - the count is `before` (permits created before a closed day, kept in `list_counts`: days
+ *     that are closed never change again) plus the permits of the days since, read by equality;
+ *   - the newest page is the permits of the newest days, read day by day (equality again) until
+ *     the page is full, then sorted here; past the walk, the plain sorted query for the rest.
+ * A day counts as closed CLOSE_MARGIN_MS after its end: a create stamps its time before its insert
+ * lands, and no create takes that long (request deadlines are seconds). Exact on every store;
+ * the cost follows the permits of the newest days, not of the project.
+ */
+import { utcDay, type Models } from '@ptw/db';
+import type { PermitDoc } from './permits';
+
+const DAY_MS = 86_400_000;
+export const CLOSE_MARGIN_MS = 3_600_000;
+/** Days read at once: the first stage (with the count), then each further round. */
+const FIRST_DAYS = 7;
+const ROUND_DAYS = 8;
+const MAX_ROUNDS = 4;
+/** A `before` this many days old or less is rolled forward day by day; older, it is recounted. */
+const ROLL_FORWARD_MAX_DAYS = 31;
+/** Deepest result (page × page_size) served this way; deeper pages take the general query. */
+export const DAY_WALK_MAX_DEPTH = 200;
+
+const dayStart = (day: string) => Date.parse(`${day}T00:00:00.000Z`);
+const addDays = (day: string, n: number) => utcDay(dayStart(day) + n * DAY_MS);
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+function daysFrom(first: string, until: string): string[] {
+  const out: string[] = [];
+  for (let d = first; d < until; d = addDays(d, 1)) out.push(d);
+  return out;
+}
+
+/** How many permits of `project` were created before `day` (a closed day). */
+export async function countCreatedBefore(models: Models, project: string, day: string): Promise<number> {
+  const saved = await models.ListCount.findById(project).lean();
+  if (saved && saved.day === day) return saved.before;
+  const countDay = (d: string) => models.Permit.countDocuments({ project_id: project, created_day: d });
+  const span = saved ? Math.abs(dayStart(day) - dayStart(saved.day)) / DAY_MS : Infinity;
+  if (saved && span <= ROLL_FORWARD_MAX_DAYS && saved.day > day) {
+    // Another replica's clock is ahead: derive, do not move the saved day back.
+    return saved.before - sum(await Promise.all(daysFrom(day, saved.day).map(countDay)));
+  }
+  const before =
+    saved && span <= ROLL_FORWARD_MAX_DAYS
+      ? saved.before + sum(await Promise.all(daysFrom(saved.day, day).map(countDay)))
+      : await models.Permit.countDocuments({ project_id: project, created_at: { $lt: new Date(dayStart(day)) } });
+  // Replicas rolling forward at once compute the same figure: the writes agree.
+  await models.ListCount.updateOne({ _id: project }, { $set: { day, before } }, { upsert: true });
+  return before;
+}
+
+const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
+
+/**
+ * The permit count of `project` and at least its `need` newest permits (all of them when it has
+ * fewer), in no particular order.
+ */
+export async function newestOfProject(models: Models, project: string, need: number, now: Date): Promise<{ count: number; docs: PermitDoc[] }> {
+  const closed = utcDay(now.getTime() - CLOSE_MARGIN_MS);
+  const today = utcDay(now);
+  // One reply per day, however busy (the driver's first batch is otherwise 101 documents).
+  const byDay = (day: string) => models.Permit.find({ project_id: project, created_day: day }).batchSize(100_000).lean() as unknown as Promise<PermitDoc[]>;
+  const recentDays = closed === today ? [today] : [closed, today];
+  const firstOlder = Array.from({ length: FIRST_DAYS - recentDays.length }, (_, k) => addDays(closed, -1 - k));
+  const [before, recent, older] = await Promise.all([
+    countCreatedBefore(models, project, closed),
+    Promise.all(recentDays.map(byDay)),
+    Promise.all(firstOlder.map(byDay)),
+  ]);
+  const docs = [...recent.flat(), ...older.flat()];
+  const count = before + sum(recent.map((r) => r.length));
+  let oldestRead = firstOlder.at(-1) ?? closed;
+  for (let round = 0; docs.length < need && docs.length < count && round < MAX_ROUNDS; round++) {
+    const days = Array.from({ length: ROUND_DAYS }, (_, k) => addDays(oldestRead, -1 - k));
+    docs.push(...(await Promise.all(days.map(byDay))).flat());
+    oldestRead = days.at(-1)!;
+  }
+  if (docs.length < need && docs.length < count) {
+    const rest = await models.Permit.find({ project_id: project, created_at: { $lt: new Date(dayStart(oldestRead)) } })
+      .sort(NEWEST_FIRST)
+      .limit(need - docs.length)
+      .batchSize(need - docs.length)
+      .lean();
+    docs.push(...(rest as unknown as PermitDoc[]));
+  }
+  return { count, docs };
+}
+
+const BACKFILL_MARK = 'migration:permit_created_day';
+
+/**
+ * Gives `created_day` to permits written before it existed (a store of an older version), once:
+ * a mark in `counters` makes later starts cost one read. Without it those permits would be missing
+ * from the days they were created on.
+ */
+export async function backfillCreatedDay(models: Models, chunk = 100): Promise<number> {
+  if (await models.Counter.exists({ _id: BACKFILL_MARK })) return 0;
+  const missing = await models.Permit.find({ created_day: { $exists: false } }, { _id: 1, created_at: 1 }).lean();
+  for (let i = 0; i < missing.length; i += chunk) {
+    await models.Permit.bulkWrite(
+      missing.slice(i, i + chunk).map((p) => ({ updateOne: { filter: { _id: p._id }, update: { $set: { created_day: utcDay(p.created_at) } } } })),
+      { ordered: false },
+    );
+  }
+  await models.Counter.updateOne({ _id: BACKFILL_MARK }, { $set: { seq: missing.length } }, { upsert: true });
+  return missing.length;
+}
