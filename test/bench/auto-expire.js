@@ -111,7 +111,7 @@ async function main() {
     const rate = (n, ms) => Math.round((n / ms) * 1000);
     const jobRate = rate(PERMITS, job.ms);
     const naiveRate = rate(BASELINE, naive.ms);
-    console.log(`## auto_expire_permits — ${PERMITS} active permits past their end (${store ? 'FerretDB 1.24, SQLite' : `MONGO_URL ${new URL(url).host}`}; batch ${BATCH})\n`);
+    console.log(`## auto_expire_permits — ${PERMITS} active permits past their end (${store ? `FerretDB 1.24, ${store.backend === 'sqlite' ? 'SQLite' : 'PostgreSQL'}` : `MONGO_URL ${new URL(url).host}`}; batch ${BATCH})\n`);
     console.log('| case | permits | wall time | permits/s | store commands | commands per 1,000 permits |');
     console.log('|---|---:|---:|---:|---:|---:|');
     console.log(`| insertMany (set-up) | ${PERMITS} | ${(insert.ms / 1000).toFixed(2)} s | ${rate(PERMITS, insert.ms)} | ${insert.total} | ${((insert.total / PERMITS) * 1000).toFixed(1)} |`);

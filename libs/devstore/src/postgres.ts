@@ -27,12 +27,14 @@ const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=o
  * FerretDB 1.24 pushes a filter's top-level equality down as JSONB containment with the field name
  * as a parameter (`WHERE _jsonb->$1 @> $2`), but builds the collection's indexes as btree
  * expression indexes (`(_jsonb->'field')`), which containment cannot use: every pushed-down query,
- * even one by `_id`, scans the whole table. This event trigger gives each field of every btree
- * index FerretDB creates a GIN index on the same expression, which containment does use (bitmap
- * index scans: a read or update by `_id` no longer grows with the collection). The parameterised
- * field name only matches the index expression in a custom plan, hence `plan_cache_mode =
- * force_custom_plan` in DEV_SETTINGS. FerretDB does not know about these indexes (they are not in
- * its metadata, `getIndexes` does not list them) and dropping its index leaves them in place.
+ * even one by `_id`, scans the whole table. This event trigger gives the equality fields of every
+ * btree index FerretDB creates a GIN index (jsonb_path_ops: containment only, the smallest) on the
+ * same expression, which containment does use. The equality fields are a single-field index's
+ * field and all but the last field of a compound one (the last is the sort or range key in this
+ * codebase's indexes, which FerretDB never pushes down): each index costs every write, so none is
+ * made that no query can use. The parameterised field name only matches the index expression in a
+ * custom plan, hence `plan_cache_mode = force_custom_plan` in DEV_SETTINGS. FerretDB does not know
+ * these indexes (`getIndexes` does not list them); dropping its index leaves them in place.
  * Installed at every start; the DO block gives indexes made before it (an older store folder) theirs.
  */
 const MIRROR_INDEXES_SQL = `
@@ -48,10 +50,10 @@ BEGIN
   IF tbl IS NULL THEN
     RETURN;
   END IF;
-  FOR k IN 1..ncols LOOP
+  FOR k IN 1..greatest(ncols - 1, 1) LOOP
     expr := pg_get_indexdef(idx, k, false);
     IF expr ~ '^[(]*_jsonb -> ''[^'']+''::text[)]*$' THEN
-      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s))', 'ptw_gin_' || md5(tbl::text || expr), tbl::regclass, expr);
+      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s) jsonb_path_ops)', 'ptw_gin_' || md5(tbl::text || expr), tbl::regclass, expr);
     END IF;
   END LOOP;
 EXCEPTION WHEN OTHERS THEN

@@ -115,7 +115,7 @@ describe('the PostgreSQL backend without a URL', () => {
     }
   });
 
-  it('when FerretDB makes an index, then each of its fields gets a GIN index that its pushed-down equality uses; older indexes get theirs at the next start', async () => {
+  it('when FerretDB makes an index, then its equality fields get a GIN index that its pushed-down equality uses (not its last, sort field); older indexes get theirs at the next start', async () => {
     const dir = givenDir();
     /** psql on the private cluster (its socket is in <dir>/pg), as the server's user when we are root. */
     const psql = (sql: string) => {
@@ -131,7 +131,13 @@ describe('the PostgreSQL backend without a URL', () => {
         await things.createIndex({ project_id: 1, status: 1, created_at: -1 });
         await things.insertMany(Array.from({ length: 2000 }, (_, i) => ({ project_id: `p${i % 20}`, status: ['a', 'b'][i % 2], created_at: new Date(i) })));
         const gin = ginOf('things_');
-        for (const field of ['_id', 'project_id', 'status', 'created_at']) expect(gin.some((d) => d.includes(`(_jsonb -> '${field}'::text)`))).toBe(true);
+        const mirrored = (field: string) => gin.some((d) => d.includes(`(_jsonb -> '${field}'::text)`));
+        expect(['_id', 'project_id', 'status', 'created_at'].map((f) => [f, mirrored(f)])).toEqual([
+          ['_id', true],
+          ['project_id', true],
+          ['status', true],
+          ['created_at', false],
+        ]);
         // What FerretDB sends for find({_id}) and find({project_id, status}), planned as it plans them.
         const table = psql(`SELECT tablename FROM pg_tables WHERE schemaname = 'mirror' AND tablename LIKE 'things_%'`).trim();
         psql(`ANALYZE mirror.${table}`);

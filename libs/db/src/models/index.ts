@@ -103,7 +103,8 @@ permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, created_at: -1 });
 permitSchema.index({ created_at: -1 });
-permitSchema.index({ project_id: 1, created_day: 1 });
+// The default list's day buckets (@ptw/domain list.ts), newest first within a day.
+permitSchema.index({ project_id: 1, created_day: 1, created_at: -1 });
 // KPIs' completed/cancelled today.
 permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, updated_at: 1 });
