@@ -40,23 +40,39 @@ function daysFrom(first: string, until: string): string[] {
   return out;
 }
 
+export interface CreatedBefore {
+  /** Permits of the project created before the day. */
+  before: number;
+  /** The day of its first permit, when known (for the rate of creates). */
+  firstDay?: string;
+}
+
 /** How many permits of `project` were created before `day` (a closed day). */
-export async function countCreatedBefore(models: Models, project: string, day: string): Promise<number> {
+export async function countCreatedBefore(models: Models, project: string, day: string): Promise<CreatedBefore> {
   const saved = await models.ListCount.findById(project).lean();
-  if (saved && saved.day === day) return saved.before;
+  const firstDay = saved?.first_day ?? undefined;
+  if (saved && saved.day === day) return { before: saved.before, firstDay };
   const countDay = (d: string) => models.Permit.countDocuments({ project_id: project, created_day: d });
   const span = saved ? Math.abs(dayStart(day) - dayStart(saved.day)) / DAY_MS : Infinity;
   if (saved && span <= ROLL_FORWARD_MAX_DAYS && saved.day > day) {
     // Another replica's clock is ahead: derive, do not move the saved day back.
-    return saved.before - sum(await Promise.all(daysFrom(day, saved.day).map(countDay)));
+    return { before: saved.before - sum(await Promise.all(daysFrom(day, saved.day).map(countDay))), firstDay };
   }
-  const before =
-    saved && span <= ROLL_FORWARD_MAX_DAYS
-      ? saved.before + sum(await Promise.all(daysFrom(saved.day, day).map(countDay)))
-      : await models.Permit.countDocuments({ project_id: project, created_at: { $lt: new Date(dayStart(day)) } });
+  let out: CreatedBefore;
+  if (saved && span <= ROLL_FORWARD_MAX_DAYS) {
+    out = { before: saved.before + sum(await Promise.all(daysFrom(saved.day, day).map(countDay))), firstDay };
+  } else {
+    // One read of the project's older permits (FerretDB decodes them to count them anyway): the
+    // count, and the first day for the rate of creates.
+    const rows = await models.Permit.find({ project_id: project, created_at: { $lt: new Date(dayStart(day)) } }, { _id: 0, created_at: 1 })
+      .batchSize(10_000_000)
+      .lean();
+    const first = rows.reduce<number>((min, r) => Math.min(min, new Date(r.created_at).getTime()), Infinity);
+    out = { before: rows.length, firstDay: Number.isFinite(first) ? utcDay(first) : undefined };
+  }
   // Replicas rolling forward at once compute the same figure: the writes agree.
-  await models.ListCount.updateOne({ _id: project }, { $set: { day, before } }, { upsert: true });
-  return before;
+  await models.ListCount.updateOne({ _id: project }, { $set: { day, before: out.before, ...(out.firstDay ? { first_day: out.firstDay } : {}) } }, { upsert: true });
+  return out;
 }
 
 const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
@@ -71,13 +87,15 @@ export async function newestOfProject(models: Models, project: string, need: num
   // One reply per day, however busy (the driver's first batch is otherwise 101 documents).
   const byDay = (day: string) => models.Permit.find({ project_id: project, created_day: day }).batchSize(100_000).lean() as unknown as Promise<PermitDoc[]>;
   const recentDays = closed === today ? [today] : [closed, today];
-  const [before, recent] = await Promise.all([countCreatedBefore(models, project, closed), Promise.all(recentDays.map(byDay))]);
+  const [{ before, firstDay }, recent] = await Promise.all([countCreatedBefore(models, project, closed), Promise.all(recentDays.map(byDay))]);
   const docs = recent.flat();
   const count = before + docs.length;
+  // The project's rate of creates over its life: the first guess when the open days hold few.
+  const lifeRate = firstDay ? before / Math.max(1, (dayStart(closed) - dayStart(firstDay)) / DAY_MS) : 0;
   let oldestRead = recentDays[0];
   for (let round = 0; docs.length < need && docs.length < count && round < MAX_ROUNDS; round++) {
     const daysRead = (now.getTime() - dayStart(oldestRead)) / DAY_MS;
-    const perDay = Math.max(docs.length / daysRead, 0.1);
+    const perDay = Math.max(docs.length / daysRead, round === 0 ? lifeRate : 0, 0.1);
     const n = Math.min(MAX_ROUND_DAYS, Math.ceil(((need - docs.length) / perDay) * 1.5));
     const days = Array.from({ length: n }, (_, k) => addDays(oldestRead, -1 - k));
     docs.push(...(await Promise.all(days.map(byDay))).flat());

@@ -96,8 +96,9 @@ describe('permit list', () => {
   it('when a caller with one project lists a page without filters, then 1 count read and a read per open day (the first time, a full count and its save too)', async () => {
     const who = await as('u-worker', 'worker', ['p1']);
     const first = await commandsOf(() => wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who));
-    expect(first.byName).toMatchObject({ 'find list_counts': 1, 'aggregate permits': 1, 'update list_counts': 1 });
-    expect(first.byName['find permits']).toBeLessThanOrEqual(2);
+    expect(first.byName).toMatchObject({ 'find list_counts': 1, 'update list_counts': 1 });
+    // the full count (once) and the open days
+    expect(first.byName['find permits']).toBeLessThanOrEqual(3);
     for (const page of [1, 3]) {
       const r = await commandsOf(() => wf.listPermits({ filter: undefined, page, page_size: 20 }, who));
       expect(r.byName['find list_counts']).toBe(1);

@@ -306,7 +306,7 @@ const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, require
  * Per project: how many permits were created before a day (`_id` the project id). Days before it
  * are closed, so the figure never changes once right: see @ptw/domain list.ts.
  */
-const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true } }, opts);
+const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true }, first_day: String }, opts);
 
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
