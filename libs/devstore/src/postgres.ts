@@ -28,8 +28,9 @@ const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=o
  * as a parameter (`WHERE _jsonb->$1 @> $2`), but builds the collection's indexes as btree
  * expression indexes (`(_jsonb->'field')`), which containment cannot use: every pushed-down query,
  * even one by `_id`, scans the whole table. This event trigger gives the equality fields of every
- * btree index FerretDB creates a GIN index (jsonb_path_ops: containment only, the smallest) on the
- * same expression, which containment does use. The equality fields are a single-field index's
+ * btree index FerretDB creates a GIN index (jsonb_path_ops: containment only, the smallest; no
+ * pending list, so a read right after a bulk insert does not scan one) on the same expression,
+ * which containment does use. The equality fields are a single-field index's
  * field and all but the last field of a compound one (the last is the sort or range key in this
  * codebase's indexes, which FerretDB never pushes down): each index costs every write, so none is
  * made that no query can use. The parameterised field name only matches the index expression in a
@@ -53,7 +54,7 @@ BEGIN
   FOR k IN 1..greatest(ncols - 1, 1) LOOP
     expr := pg_get_indexdef(idx, k, false);
     IF expr ~ '^[(]*_jsonb -> ''[^'']+''::text[)]*$' THEN
-      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s) jsonb_path_ops)', 'ptw_gin_' || md5(tbl::text || expr), tbl::regclass, expr);
+      EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((%s) jsonb_path_ops) WITH (fastupdate = off)', 'ptw_gin_' || md5(tbl::text || expr), tbl::regclass, expr);
     END IF;
   END LOOP;
 EXCEPTION WHEN OTHERS THEN
