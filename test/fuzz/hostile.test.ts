@@ -79,6 +79,8 @@ const routes: [string, (id: string) => string][] = [
   ['POST', (id) => `/notifications/${id}/read/`],
   ['POST', () => '/notifications/mark-all-read/'],
   ['GET', () => '/permits/health/'],
+  ['GET', () => '/permits/health/history/'],
+  ['GET', () => '/admin/gateway/'],
   ['GET', () => '/jobs/'],
   ['GET', () => '/throttle-status/'],
 ];
