@@ -7,7 +7,7 @@ import { HttpError } from './errors';
 import type { GatewayState } from './state';
 import type { Throttle } from './throttle';
 import { exportRoute } from './export';
-import { disconnectSignal } from './middleware/request';
+import { onDisconnect } from './middleware/request';
 import { assignIsolationBody, emptyBody, SYNC_MAX_BYTES, syncChange, syncEnvelope, transitionBody, updateCloseoutBody, updateIsolationBody, versionBody } from './openapi/requests';
 
 export const API_PREFIX = '/api/v1/ptw';
@@ -15,7 +15,7 @@ export const API_PREFIX = '/api/v1/ptw';
 /** Credentials to forward on the gRPC call made for this request. */
 export function creds(ctx: Context): CallCredentials {
   const s = ctx.state as GatewayState;
-  return { token: s.token ?? '', reqId: s.reqId, signal: disconnectSignal(ctx) };
+  return { token: s.token ?? '', reqId: s.reqId, onCancel: onDisconnect(ctx) };
 }
 
 /** The parsed JSON body (an object; see middleware/body.ts). */

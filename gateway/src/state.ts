@@ -7,6 +7,4 @@ export interface GatewayState {
   token?: string;
   /** Route pattern for logs and metrics (never the raw URL: its query may hold search text). */
   endpoint?: string;
-  /** Aborted when the client disconnects before the response is written: use disconnectSignal(ctx). */
-  signal?: AbortSignal;
 }

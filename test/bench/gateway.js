@@ -6,14 +6,15 @@
  *     bunyan to a file) in front of a trivial handler, at LOG_LEVEL info and warn;
  *   - Express + express-rate-limit + rate-limit-redis, the usual Express choice, on the same Redis;
  *   - the real system (startStack): GET /permits/kpis/ (gateway → export → store),
- *     POST /sync-offline-data/ with no changes (gateway → sync, throttled scope) and
- *     GET /permits/?page_size=20 (gateway → workflow → store).
+ *     POST /sync-offline-data/ with no changes (gateway → sync, throttled scope), GET /permit-types/
+ *     (a simple proxied GET: gateway → workflow → store) and GET /permits/?page_size=20 (gateway → workflow → store).
  * Each in-process server runs in a child process of its own on 127.0.0.1, so that the load
  * generator (this process) does not share its event loop. Throttle limits are set so high that no
  * request is refused; every case must answer 2xx only (the program exits 1 otherwise: the figures
  * would not measure what they claim). Prints Markdown; progress goes to stderr.
  * Run after `make build store`:  node test/bench/gateway.js [measured seconds per case, default 8] [rounds, default 3]
- * BENCH_CASES=koa,gateway-info,sync (case ids, comma-separated) runs only those cases; bare Koa (A),
+ * BENCH_CASES=koa,gateway-info,sync (case ids: koa, koa-rl, gateway-info, gateway-warn, express, kpis, sync, types, list;
+ * comma-separated) runs only those cases; bare Koa (A),
  * the baseline of every ratio, always runs.
  * The in-process cases run in rounds (each case once per round, same order) and are reported by
  * their median round: this machine is shared and its speed drifts over minutes.
@@ -238,7 +239,8 @@ async function settle(pids) {
 
 /**
  * Runs autocannon on `req`. `cpu.server` is the server process whose CPU time is counted, `cpu.redis`
- * the local redis-server's; `settlePids` (store-backed cases) are waited idle after each run.
+ * the local redis-server's, `cpu.service` (full-stack cases) the service the gateway calls;
+ * `settlePids` (store-backed cases) are waited idle after each run.
  */
 async function measure(name, req, duration, cpu, settlePids = []) {
   const autocannon = require('autocannon');
@@ -246,11 +248,11 @@ async function measure(name, req, duration, cpu, settlePids = []) {
   progress(`${name}: ${WARMUP_S} s warm-up, ${duration} s measured`);
   await autocannon({ ...opts, duration: WARMUP_S });
   if (settlePids.length) await settle(settlePids);
-  const before = { server: cpuSeconds(cpu.server), redis: cpuSeconds(cpu.redis), self: process.cpuUsage() };
+  const before = { server: cpuSeconds(cpu.server), redis: cpuSeconds(cpu.redis), service: cpuSeconds(cpu.service), self: process.cpuUsage() };
   const r = await autocannon({ ...opts, duration });
   const perResponse = (seconds) => (seconds * 1e6) / r.requests.total;
   const self = process.cpuUsage(before.self);
-  const used = { server: cpuSeconds(cpu.server) - before.server, redis: cpuSeconds(cpu.redis) - before.redis, self: (self.user + self.system) / 1e6 };
+  const used = { server: cpuSeconds(cpu.server) - before.server, redis: cpuSeconds(cpu.redis) - before.redis, service: cpuSeconds(cpu.service) - before.service, self: (self.user + self.system) / 1e6 };
   if (settlePids.length) await settle(settlePids);
   return {
     name,
@@ -263,6 +265,7 @@ async function measure(name, req, duration, cpu, settlePids = []) {
     timeouts: r.timeouts,
     cpuUsPerResponse: perResponse(used.server),
     redisUsPerResponse: perResponse(used.redis),
+    serviceUsPerResponse: perResponse(used.service),
     loadUsPerResponse: perResponse(used.self),
     codes: Object.entries(r.statusCodeStats)
       .map(([code, s]) => `${code}×${s.count}`)
@@ -394,17 +397,17 @@ function report(rows, base, duration) {
   }
   console.log(
     '\nResponses (every case must be 2xx only); latency of a request sent alone (median of three, before the run); CPU time the ' +
-      'server process (the gateway process in the full-stack cases, services excluded), Redis and the load generator spent per ' +
-      'response during the measured run (server CPU is what the other load on a shared machine disturbs least):\n',
+      'server process (the gateway process in the full-stack cases, services excluded), the service a full-stack case calls, Redis ' +
+      'and the load generator spent per response during the measured run (server CPU is what the other load on a shared machine disturbs least):\n',
   );
   console.log(
-    '| case | responses | non-2xx | errors | timeouts | status codes | 1 request alone ms | server CPU µs/response | vs Koa+ratelimit | Redis CPU µs/response | load generator CPU µs/response |',
+    '| case | responses | non-2xx | errors | timeouts | status codes | 1 request alone ms | server CPU µs/response | vs Koa+ratelimit | service CPU µs/response | Redis CPU µs/response | load generator CPU µs/response |',
   );
-  console.log('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|');
+  console.log('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(
       `| ${r.name} | ${r.total} | ${r.non2xx} | ${r.errors} | ${r.timeouts} | ${r.codes} | ${fmt(r.aloneMs, 1)} | ${fmt(r.cpuUsPerResponse)} | ${fmt(r.cpuUsPerResponse / b.cpuUsPerResponse, 2)} ` +
-        `| ${fmt(r.redisUsPerResponse)} | ${fmt(r.loadUsPerResponse)} |`,
+        `| ${fmt(r.serviceUsPerResponse)} | ${fmt(r.redisUsPerResponse)} | ${fmt(r.loadUsPerResponse)} |`,
     );
   }
 }
@@ -481,7 +484,7 @@ async function main() {
       }
     }
     for (const c of serverCases.filter(selected)) add(c.id, medianRun(perRound[c.id]));
-    const fullCases = ['kpis', 'sync', 'list'].filter((id) => selected({ id }));
+    const fullCases = ['kpis', 'sync', 'types', 'list'].filter((id) => selected({ id }));
     if (fullCases.length) progress('starting the real stack (store, services, gateway)');
     if (fullCases.length) {
     const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_bench_gateway_${Date.now()}` : undefined;
@@ -499,18 +502,28 @@ async function main() {
     const cases = [
       {
         id: 'kpis',
+        service: 'export',
         name: 'full KPIs: gateway → export → store',
         req: { url: `${api}/permits/kpis/`, headers: bearer },
         expect: json((b) => (b.counts?.total_open > 0 ? undefined : 'no open permit counted: the seed is not seen')),
       },
       {
         id: 'sync',
+        service: 'sync',
         name: 'full sync, 0 changes: gateway → sync (ptw_sync throttle)',
         req: { url: `${api}/sync-offline-data/`, method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify({ device_id: 'bench-device', changes: [] }) },
         expect: json((b) => (b.summary?.total === 0 ? undefined : 'unexpected sync summary')),
       },
       {
+        id: 'types',
+        name: 'full permit types (a simple proxied GET): gateway → workflow → store',
+        service: 'workflow',
+        req: { url: `${api}/permit-types/`, headers: bearer },
+        expect: json((b) => (Array.isArray(b) ? undefined : 'not a list of permit types')),
+      },
+      {
         id: 'list',
+        service: 'workflow',
         name: 'full permit list, page_size=20: gateway → workflow → store',
         req: { url: `${api}/permits/?page_size=20`, headers: bearer },
         expect: json((b) => (b.count === SEEDED_PERMITS && b.results?.length === 20 ? undefined : `expected ${SEEDED_PERMITS} permits, 20 on the page`)),
@@ -518,7 +531,7 @@ async function main() {
     ];
     for (const c of cases.filter(selected)) {
       const aloneMs = await check(c.name, c.req, c.expect);
-      add(c.id, { ...(await measure(c.name, c.req, duration, { server: stack.procs.gateway.pid, redis: redisPid }, stackPids)), aloneMs });
+      add(c.id, { ...(await measure(c.name, c.req, duration, { server: stack.procs.gateway.pid, redis: redisPid, service: stack.procs[c.service].pid }, stackPids)), aloneMs });
     }
     }
   } finally {
@@ -559,7 +572,7 @@ async function main() {
   if (sync && sync.total > 0) {
     const koa = rows.find((r) => r.id === 'koa');
     console.log(
-      `\nFull sync (0 changes), the gRPC hop: ${fmt(sync.rps / koa.rps, 3)}× bare Koa (req/s); gateway CPU ${fmt(sync.cpuUsPerResponse)} µs per response` +
+      `\nFull sync (0 changes), the gRPC hop: ${fmt(sync.rps / koa.rps, 3)}× bare Koa (req/s); gateway CPU ${fmt(sync.cpuUsPerResponse)} µs per response, sync service ${fmt(sync.serviceUsPerResponse)} µs` +
         (stackRow ? ` (the middleware stack alone: ${fmt(stackRow.cpuUsPerResponse)} µs; the hop adds ${fmt(sync.cpuUsPerResponse - stackRow.cpuUsPerResponse)} µs).` : '.'),
     );
   }

@@ -7,7 +7,9 @@
  *     token verification and metrics, a handler returning the same empty answer: no store).
  * Both gateways run at once and are loaded alternately in short slices (autocannon, 20 connections), so
  * that a shared machine's load drifts over both alike. Prints, per case, the gateway's CPU µs and context
- * switches per response, the backend's CPU µs per response, and what the hop adds.
+ * switches per response, the backend's CPU µs per response, and what the hop adds; then the bytes each
+ * process allocates per response (V8's sampling heap profiler, collected objects included, over a fixed
+ * number of requests): unlike CPU time, that figure does not move with the other load on the machine.
  * Run after `npx tsc -b`:  node test/bench/grpc-hop.js [slices per case, default 6] [seconds per slice, default 4]
  */
 const path = require('node:path');
@@ -19,6 +21,8 @@ const root = path.resolve(__dirname, '..', '..');
 const common = () => require(path.join(root, 'libs/common/dist'));
 const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
 const CONNECTIONS = 20;
+/** Requests per case while allocations are sampled. */
+const ALLOC_REQUESTS = 3000;
 const EMPTY = { applied: [], conflicts: [], rejected: [], summary: { total: 0, applied: 0, conflicts: 0, rejected: 0 } };
 
 // ---------------------------------------------------------------------------------------------
@@ -65,10 +69,35 @@ async function gateway(env, mode, backendPort) {
   return server.address().port;
 }
 
+/** Allocation sampling, started and stopped by the parent (`{ alloc: 'start' | 'stop' }`); answers with the bytes sampled. */
+function allocationSampler() {
+  const session = new (require('node:inspector').Session)();
+  session.connect();
+  const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, r) => (err ? reject(err) : resolve(r))));
+  process.on('message', async (m) => {
+    if (m?.alloc === 'start') {
+      await post('HeapProfiler.enable');
+      // Every 512 bytes on average; objects a scavenge or a full GC collected count too.
+      await post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      process.send({ alloc: 'started' });
+    } else if (m?.alloc === 'stop') {
+      const { profile } = await post('HeapProfiler.stopSampling');
+      let bytes = 0;
+      const walk = (node) => {
+        bytes += node.selfSize;
+        node.children.forEach(walk);
+      };
+      walk(profile.head);
+      process.send({ alloc: 'stopped', bytes });
+    }
+  });
+}
+
 if (process.argv[2] === '--serve') {
   const [kind, mode, backendPort] = process.argv.slice(3);
   (kind === 'backend' ? backend(process.env) : gateway(process.env, mode, backendPort))
     .then((port) => {
+      allocationSampler();
       process.send({ port });
       process.on('disconnect', () => process.exit(0));
     })
@@ -96,6 +125,20 @@ function cpuSeconds(pid) {
 function contextSwitches(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]);
+}
+
+/** Sends `{ alloc: what }` to a child and resolves with its answer. */
+function alloc(child, what) {
+  return new Promise((resolve) => {
+    const onMessage = (m) => {
+      if (m?.alloc && m.alloc !== what) {
+        child.off('message', onMessage);
+        resolve(m);
+      }
+    };
+    child.on('message', onMessage);
+    child.send({ alloc: what });
+  });
 }
 
 function start(args, env) {
@@ -165,6 +208,18 @@ async function main() {
     }
     const [inproc, grpc] = cases;
     console.log(`\nThe hop adds ${fmt((grpc.cpu * 1e6) / grpc.responses - (inproc.cpu * 1e6) / inproc.responses)} µs of gateway CPU per response.`);
+    console.log(`\nBytes allocated per response (sampled over ${ALLOC_REQUESTS} requests per case, collected objects included):\n`);
+    console.log('| case | gateway KB/response | backend KB/response |');
+    console.log('|---|---:|---:|');
+    for (const c of cases) {
+      const watched = c.id === 'grpc' ? [c.gw.child, back.child] : [c.gw.child];
+      await Promise.all(watched.map((child) => alloc(child, 'start')));
+      const r = await autocannon({ ...request(c), amount: ALLOC_REQUESTS });
+      const [gw, be] = await Promise.all(watched.map((child) => alloc(child, 'stop')));
+      c.bad += r.non2xx + r.errors + r.timeouts;
+      const kb = (m) => (m ? fmt(m.bytes / r.requests.total / 1024, 1) : '–');
+      console.log(`| ${c.name} | ${kb(gw)} | ${kb(be)} |`);
+    }
     if (cases.some((c) => c.bad)) {
       console.log('\nINVALID RUN: some responses were not 2xx.');
       process.exitCode = 1;

@@ -1,7 +1,7 @@
 /**
- * The request middleware on a real HTTP server: request ids, the access line, and the signal that
- * cancels a backend call when the client goes away (made lazily, so it must still see a client that
- * left before it was asked for).
+ * The request middleware on a real HTTP server: request ids, the access line, and the hook that
+ * cancels a backend call when the client goes away (registered when the call starts, so it must
+ * still see a client that left before).
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import Koa from 'koa';
 import { createLogger, Metrics } from '@ptw/common';
-import { disconnectSignal, requestMiddleware } from './request';
+import { onDisconnect, requestMiddleware } from './request';
 
 interface Served {
   url: string;
@@ -57,29 +57,29 @@ async function leaveEarly(port: number, path: string): Promise<void> {
 const within = <T>(p: Promise<T>, ms: number, what: string) =>
   Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms))]);
 
-describe('disconnectSignal', () => {
-  it('aborts when the client leaves while the backend call is pending', async () => {
-    let aborted!: Promise<unknown>;
+describe('onDisconnect', () => {
+  it('cancels when the client leaves while the backend call is pending', async () => {
+    let cancelled!: Promise<void>;
     const s = await serve(async (ctx) => {
-      const signal = disconnectSignal(ctx);
-      expect(signal.aborted).toBe(false);
-      aborted = once(signal, 'abort');
-      await aborted;
+      cancelled = new Promise<void>((resolve) => onDisconnect(ctx)(resolve));
+      await cancelled;
       ctx.body = { late: true };
     });
     try {
       await leaveEarly(s.port, '/slow');
-      await within(aborted, 2000, 'abort');
+      await within(cancelled, 2000, 'cancel');
     } finally {
       await s.close();
     }
   });
 
-  it('is already aborted when first asked for after the client left', async () => {
+  it('cancels at once when the call starts after the client left', async () => {
     let seen: boolean | undefined;
     const s = await serve(async (ctx) => {
       await once(ctx.res, 'close');
-      seen = disconnectSignal(ctx).aborted;
+      let cancelled = false;
+      onDisconnect(ctx)(() => (cancelled = true));
+      seen = cancelled;
     });
     try {
       await leaveEarly(s.port, '/slow');
@@ -96,20 +96,40 @@ describe('disconnectSignal', () => {
     }
   });
 
-  it('is never aborted for a response that was written, and is made once per request', async () => {
-    const signals: AbortSignal[] = [];
+  it('never cancels for a response that was written, nor once unhooked', async () => {
+    let cancels = 0;
+    const listenersAfterUnhook: number[] = [];
     const s = await serve(async (ctx) => {
-      const first = disconnectSignal(ctx);
-      expect(disconnectSignal(ctx)).toBe(first);
-      signals.push(first);
+      onDisconnect(ctx)(() => cancels++);
+      const before = ctx.res.listenerCount('close');
+      const unhook = onDisconnect(ctx)(() => cancels++);
+      unhook();
+      listenersAfterUnhook.push(ctx.res.listenerCount('close') - before);
       ctx.body = { ok: true };
     });
     try {
       for (let i = 0; i < 3; i++) expect((await fetch(`${s.url}/x`)).status).toBe(200);
       await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(signals).toHaveLength(3);
-      expect(new Set(signals).size).toBe(3);
-      expect(signals.every((sig) => !sig.aborted)).toBe(true);
+      expect(cancels).toBe(0);
+      expect(listenersAfterUnhook).toEqual([0, 0, 0]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('cancels an unhooked call no more: a client leaving after the call ended changes nothing', async () => {
+    let cancels = 0;
+    let unhooked!: Promise<void>;
+    const s = await serve(async (ctx) => {
+      unhooked = (async () => onDisconnect(ctx)(() => cancels++)())();
+      await unhooked;
+      await once(ctx.res, 'close');
+    });
+    try {
+      await leaveEarly(s.port, '/slow');
+      await within(unhooked, 2000, 'unhook');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(cancels).toBe(0);
     } finally {
       await s.close();
     }

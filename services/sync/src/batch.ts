@@ -249,9 +249,10 @@ export interface BatchResult {
 /**
  * Applies a batch and records every outcome. A change that depends on an earlier one of the same
  * batch acts on the same permit (or repeats its offline id) and is applied after it; creates depend
- * on nothing else in a batch.
+ * on nothing else in a batch. `log` gives the call's logger when a line must be written (it is made
+ * on first use: most batches write none).
  */
-export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest, log?: Logger): Promise<BatchResult> {
+export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest, log?: () => Logger): Promise<BatchResult> {
   const ctx: Ctx = { models, who, deviceId: req.device_id };
   const outcomes: Outcome[] = new Array(req.changes.length);
   const firsts: { i: number; c: syncPb.Change }[] = [];
@@ -324,7 +325,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
         at,
       })),
       { lean: true },
-    ).catch((err: unknown) => log?.warn({ event: 'sync_events_lost', err, applied_count: outcomes.length }, 'sync events not recorded'));
+    ).catch((err: unknown) => log?.().warn({ event: 'sync_events_lost', err, applied_count: outcomes.length }, 'sync events not recorded'));
   }
   const pick = <K extends Outcome['kind']>(k: K) => outcomes.filter((o) => o.kind === k).map((o) => o.value);
   const appliedList = pick('applied') as syncPb.Applied[];

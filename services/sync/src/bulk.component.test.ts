@@ -1,8 +1,8 @@
 /**
  * Component tests of sync in bulk: the real sync service in-process on a real store, called over
  * gRPC. A 500-change batch replayed concurrently lands exactly once, and the number of store
- * commands a batch of creates costs does not grow with the batch (driver command monitoring on
- * the service's own connection).
+ * commands a batch of creates costs does not grow with the batch, an empty batch costs none (driver
+ * command monitoring on the service's own connection).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -80,6 +80,15 @@ describe('command budget', () => {
     expect(r.summary).toEqual({ total: 500, applied: 500, conflicts: 0, rejected: 0 });
     expect(r.applied.every((a) => a.status === 'already_applied')).toBe(true);
     expect(replay).toEqual(['insert', 'find', 'find', 'insert']);
+  });
+
+  it('when a batch has no changes, then it costs no store command and records no sync event', async () => {
+    const events = await m.SyncEvent.countDocuments({ device_id: 'tablet-empty' });
+    const { r, commands: used } = await commandsOf([], 'tablet-empty');
+    expect(r.summary).toEqual({ total: 0, applied: 0, conflicts: 0, rejected: 0 });
+    // Nothing to apply, so nothing to persist (SPEC §5 records outcomes, and there are none).
+    expect(used).toEqual([]);
+    expect(await m.SyncEvent.countDocuments({ device_id: 'tablet-empty' })).toBe(events);
   });
 });
 

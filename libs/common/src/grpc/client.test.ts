@@ -1,3 +1,4 @@
+import { status } from '@grpc/grpc-js';
 import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
 import { createClient } from './client';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
@@ -26,4 +27,50 @@ it('when the target resolves to two replicas, then the client spreads calls over
   client.raw.close();
   await Promise.all([a.stop(100), b.stop(100)]);
   expect([...seen].sort()).toEqual([1, 2]);
+});
+
+describe('cancel hook', () => {
+  let server: GrpcServerHandle;
+  let release: () => void = () => undefined;
+  beforeAll(async () => {
+    const kit = { log: createLogger('t', { stdout: false }), metrics: new Metrics('tcancel'), verify: createTokenVerifier(auth) };
+    const implementation = implement(
+      syncPb.SyncServiceService,
+      {
+        // Answers when released, or when the call is cancelled.
+        getSyncStats: (_req, ctx) =>
+          new Promise((resolve) => {
+            release = () => resolve({ applied: 1, conflicts: 0, rejected: 0 });
+            ctx.signal.addEventListener('abort', () => resolve({ applied: 0, conflicts: 0, rejected: 0 }));
+          }),
+      },
+      kit,
+    );
+    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  });
+  afterAll(() => server.stop(100));
+
+  it('when the hook fires during the call, then the call ends CANCELLED; when the call ends, then the hook is unregistered', async () => {
+    const client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
+    const token = await mintToken(auth, { user: 'svc', role: 'service', projects: [], ttlSeconds: 60 });
+    try {
+      let fire: () => void = () => undefined;
+      let unhooked = 0;
+      const cancelled = client.call.getSyncStats({ since: '' }, { token, onCancel: (cancel) => ((fire = cancel), () => unhooked++) });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      fire();
+      await expect(cancelled).rejects.toMatchObject({ code: status.CANCELLED });
+      expect(unhooked).toBe(1);
+
+      unhooked = 0;
+      const answered = client.call.getSyncStats({ since: '' }, { token, onCancel: () => () => unhooked++ });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release();
+      expect((await answered).applied).toBe(1);
+      expect(unhooked).toBe(1);
+    } finally {
+      client.raw.close();
+    }
+    // A loaded machine starts the channel slowly.
+  }, 20_000);
 });

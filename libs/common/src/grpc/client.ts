@@ -11,6 +11,13 @@ import { MAX_METADATA_BYTES } from '../errors';
 import type { Metrics } from '../metrics';
 import { AUTHORIZATION_KEY, REQUEST_ID_KEY } from './context';
 
+/**
+ * Registers `cancel` to run when the caller goes away and returns what unregisters it (called once
+ * the call is over). The cheap form of an AbortSignal for one call: an AbortController and an
+ * EventTarget listener allocate about a tenth of what a whole unary call does (README "The gRPC hop").
+ */
+export type CancelHook = (cancel: () => void) => () => void;
+
 /** Who the call is made for: the bearer token to forward and the request id to carry. */
 export interface CallCredentials {
   token: string;
@@ -18,6 +25,8 @@ export interface CallCredentials {
   deadlineMs?: number;
   /** Cancels the call when aborted (the HTTP client went away). */
   signal?: AbortSignal;
+  /** Cancels the call when it fires (see CancelHook); used instead of `signal` when both are given. */
+  onCancel?: CancelHook;
 }
 
 type UnaryMethod<Req, Res> = (
@@ -63,7 +72,7 @@ const CHANNEL_OPTIONS = {
 /**
  * Creates a ts-proto client for `address` and a promise view of its unary methods that always sets
  * a deadline, forwards the caller's token and request id, cancels the call when the caller's
- * signal aborts, and counts calls by method and code.
+ * signal aborts (or its cancel hook fires), and counts calls by method and code.
  */
 export function createClient<C extends Client>(
   Ctor: ClientCtor<C>,
@@ -76,15 +85,18 @@ export function createClient<C extends Client>(
     new Promise((resolve, reject) => {
       const signal = creds.signal;
       let onAbort: (() => void) | undefined;
+      let unhook: (() => void) | undefined;
       // Looked up on every call, not kept: instrumentation may wrap the client's methods later.
       const call = methods[method](request, callMetadata(creds), { deadline: Date.now() + (creds.deadlineMs ?? opts.defaultDeadlineMs) }, (err, res) => {
-        if (onAbort) signal!.removeEventListener('abort', onAbort);
+        if (unhook) unhook();
+        else if (onAbort) signal!.removeEventListener('abort', onAbort);
         opts.metrics?.grpcClientCalls.inc({ method, code: Status[err?.code ?? Status.OK] });
         if (err) reject(err);
         else resolve(res);
       });
-      if (!signal) return;
-      if (signal.aborted) call.cancel();
+      if (creds.onCancel) unhook = creds.onCancel(() => call.cancel());
+      else if (!signal) return;
+      else if (signal.aborted) call.cancel();
       else signal.addEventListener('abort', (onAbort = () => call.cancel()), { once: true });
     });
   // One function per unary method of the service, made once (not per property read).
