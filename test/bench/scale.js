@@ -156,6 +156,8 @@ async function runCase(backend, size, args, shared) {
         PTW_JOB_AUTO_EXPIRE_EVERY: '1 day',
         PTW_JOB_CHECK_EXPIRING_EVERY: '1 day',
         PTW_JOB_CHECK_OVERDUE_EVERY: '1 day',
+        // The services choose query shapes by the local store's backend (MONGO_URL hides it).
+        ...(backend === 'sqlite' ? { PTW_STORE_BACKEND: 'sqlite' } : {}),
       },
     });
     // Projects, users and permit types; the permits are already there, so it adds no demo permit.

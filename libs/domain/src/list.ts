@@ -24,7 +24,7 @@ export const CLOSE_MARGIN_MS = 3_600_000;
  * so far says the page still needs (×1.5, at most MAX_ROUND_DAYS), at most MAX_ROUNDS rounds.
  */
 const MAX_ROUND_DAYS = 16;
-const MAX_ROUNDS = 4;
+const MAX_ROUNDS = 2;
 /** A `before` this many days old or less is rolled forward day by day; older, it is recounted. */
 const ROLL_FORWARD_MAX_DAYS = 31;
 /** Deepest result (page × page_size) served this way; deeper pages take the general query. */
@@ -96,7 +96,10 @@ export async function newestOfProject(models: Models, project: string, need: num
   for (let round = 0; docs.length < need && docs.length < count && round < MAX_ROUNDS; round++) {
     const daysRead = (now.getTime() - dayStart(oldestRead)) / DAY_MS;
     const perDay = Math.max(docs.length / daysRead, round === 0 ? lifeRate : 0, 0.1);
-    const n = Math.min(MAX_ROUND_DAYS, Math.ceil(((need - docs.length) / perDay) * 1.5));
+    const wanted = Math.ceil(((need - docs.length) / perDay) * 1.5);
+    // A sparse project: the days it would take cost more queries than its permits are worth reading.
+    if (wanted > MAX_ROUND_DAYS * (MAX_ROUNDS - round)) break;
+    const n = Math.min(MAX_ROUND_DAYS, wanted);
     const days = Array.from({ length: n }, (_, k) => addDays(oldestRead, -1 - k));
     docs.push(...(await Promise.all(days.map(byDay))).flat());
     oldestRead = days.at(-1)!;

@@ -122,7 +122,16 @@ function newerFirst(a: PermitDoc, b: PermitDoc): number {
  * {@link permitQueryParts}) is counted and read up to the page's depth in parallel; the parts are
  * disjoint, so the counts add up and the page is the merged head.
  */
-export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number) {
+export interface ListOptions {
+  /**
+   * Serve the default list by day buckets (list.ts): right where the store pushes equality down to
+   * an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend, which pushes down
+   * only `_id`, every query scans, so fewer queries win there.
+   */
+  dayWalk?: boolean;
+}
+
+export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number, opts: ListOptions = {}) {
   if (!Number.isInteger(page) || page < 1) throw invalidArgument('page: expected an integer ≥ 1', { field: 'page' });
   if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100) throw invalidArgument('page_size: expected an integer from 1 to 100', { field: 'page_size' });
   if (page * pageSize > MAX_LIST_DEPTH) {
@@ -131,7 +140,7 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   const parts = permitQueryParts(who, filter);
   const skip = (page - 1) * pageSize;
   const plainProjects = parts.every((q) => Object.keys(q).length === 1 && typeof q.project_id === 'string');
-  if (parts.length > 0 && plainProjects && skip + pageSize <= DAY_WALK_MAX_DEPTH) {
+  if ((opts.dayWalk ?? true) && parts.length > 0 && plainProjects && skip + pageSize <= DAY_WALK_MAX_DEPTH) {
     // No filter but the projects: day buckets (see list.ts), the same page and count.
     const now = new Date();
     const heads = await Promise.all(parts.map((q) => newestOfProject(models, q.project_id as string, skip + pageSize, now)));

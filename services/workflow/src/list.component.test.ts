@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { connectMongo, registerModels, utcDay, type Models } from '@ptw/db';
+import { connectMongo, countStoreCommands, registerModels, utcDay, type CommandCounter, type Models } from '@ptw/db';
 import { backfillCreatedDay, CLOSE_MARGIN_MS } from '@ptw/domain';
 import { testStore } from '@ptw/devstore';
 import { workflowPb } from '@ptw/proto';
@@ -26,6 +26,9 @@ let svc: StartedService;
 let conn: Connection;
 let m: Models;
 let wf: ReturnType<typeof createClient<workflowPb.WorkflowServiceClient>>['call'];
+let onSqlite: StartedService;
+let wfSqlite: ReturnType<typeof createClient<workflowPb.WorkflowServiceClient>>['call'];
+let counter: CommandCounter;
 const as = async (role: Role, projects: string[]) => ({ token: await mintToken(auth, { user: 'u-list', role, projects, ttlSeconds: 3600 }) });
 
 let n = 0;
@@ -52,7 +55,11 @@ async function expectSameAsReference(projects: string[], pages: number[], size =
 
 beforeAll(async () => {
   store = await testStore('workflow_list');
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-list-')), LOG_LEVEL: 'warn' });
+  counter = countStoreCommands('ptw-workflow');
+  const env = { ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-list-')), LOG_LEVEL: 'warn' };
+  svc = await start({ ...env, PTW_STORE_BACKEND: 'postgresql' });
+  // The same store, but the service told it is FerretDB on SQLite (only `_id` pushed down).
+  onSqlite = await start({ ...env, PTW_STORE_BACKEND: 'sqlite' });
   conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'test' });
   m = registerModels(conn);
   await seed(m);
@@ -70,9 +77,12 @@ beforeAll(async () => {
   ];
   await m.Permit.insertMany(docs);
   wf = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
+  wfSqlite = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${onSqlite.port}`, { defaultDeadlineMs: 120_000 }).call;
 });
 
 afterAll(async () => {
+  counter?.close();
+  await onSqlite?.stop();
   await svc?.stop();
   await conn?.close();
   await store?.stop();
@@ -132,4 +142,12 @@ it('when permits of an older version lack created_day, then the backfill gives i
   await m.Permit.collection.insertOne(older('l7', at));
   expect(await backfillCreatedDay(m)).toBe(0);
   expect((await m.Permit.findOne({ project_id: 'l7' }).lean())!.created_day).toBeUndefined();
+});
+
+it('when the store is FerretDB on SQLite, then the default list is one count and one page query (the same page)', async () => {
+  const who = await as('manager', ['l1']);
+  const r = await counter.measure(() => wfSqlite.listPermits({ filter: undefined, page: 1, page_size: 20 }, who));
+  expect(r.commands).toBe(2);
+  const want = await reference(['l1'], 1, 20);
+  expect({ count: r.result.count, ids: r.result.results.map((p) => p.id) }).toEqual({ count: want.count, ids: want.ids });
 });
