@@ -9,6 +9,7 @@ import { jsonBody } from './middleware/body';
 import { requestMiddleware } from './middleware/request';
 import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, apiRouter } from './routes';
+import type { GatewayState } from './state';
 import { createThrottle } from './throttle';
 
 export interface GatewayDeps {
@@ -46,7 +47,8 @@ export function createApp(deps: GatewayDeps): Koa {
   // Errors Koa sees outside the request middleware (e.g. a streamed export failing mid-way).
   app.silent = true;
   app.on('error', (err: Error) => deps.log.warn({ err, event: 'response_stream_error' }, 'response stream failed'));
-  app.use(incomingTraceContext());
+  // The server span's route is the one of the logs and metrics (state.endpoint, set by the routers).
+  app.use(incomingTraceContext((ctx) => (ctx.state as GatewayState).endpoint));
   app.use(requestMiddleware(deps.log, deps.metrics));
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

@@ -85,8 +85,8 @@ afterAll(async () => {
 beforeEach(() => mock.clearInteractions());
 
 const get = (p: string, headers: Record<string, string> = {}) => fetch(`${base}${p}`, { headers: { authorization: `Bearer ${tokenValue}`, ...headers } });
-const send = (method: string, p: string, body: string) =>
-  fetch(`${base}${p}`, { method, headers: { authorization: `Bearer ${tokenValue}`, 'content-type': 'application/json' }, body });
+const send = (method: string, p: string, body: string, headers: Record<string, string> = {}) =>
+  fetch(`${base}${p}`, { method, headers: { authorization: `Bearer ${tokenValue}`, 'content-type': 'application/json', ...headers }, body });
 
 it('when GET /permit-types/ is called, then the gateway calls ListPermitTypes and returns its results as JSON', async () => {
   const res = await get('/permit-types/', { 'x-request-id': 'mock-req-1' });
@@ -133,6 +133,9 @@ it('when requests hit a route, an unknown path or come unauthenticated, then log
   expect((await get(`/permits/${'a'.repeat(24)}/`, { 'x-request-id': 'pattern-1' })).status).toBe(200);
   expect((await get('/no-such-route/jane@example.com/', { 'x-request-id': 'pattern-2' })).status).toBe(404);
   expect((await fetch(`${base}/other/jane.doe/`, { headers: { 'x-request-id': 'pattern-3' } })).status).toBe(401);
+  // `/permits/kpis/` also matches the path of `/permits/:id/` (GET and PATCH): the KPI route serves it.
+  await (await get('/permits/kpis/', { 'x-request-id': 'pattern-4' })).arrayBuffer();
+  await (await send('POST', '/permits/bulk_export_excel/', '{"permit_ids":[]}', { 'x-request-id': 'pattern-5' })).arrayBuffer();
   const access = logged
     .lines()
     .slice(before)
@@ -141,6 +144,8 @@ it('when requests hit a route, an unknown path or come unauthenticated, then log
     ['pattern-1', 'GET /api/v1/ptw/permits/:id/', 200],
     ['pattern-2', 'GET unmatched', 404],
     ['pattern-3', 'GET unmatched', 401],
+    ['pattern-4', 'GET /api/v1/ptw/permits/kpis/', expect.any(Number)],
+    ['pattern-5', 'POST /api/v1/ptw/permits/bulk_export_excel/', expect.any(Number)],
   ]);
   const text = await metrics.registry.metrics();
   expect(text).toContain('ptw_http_requests_total{method="GET",route="/api/v1/ptw/permits/:id/",status="200",service="gateway-test"}');

@@ -99,13 +99,15 @@ function healthBody(r: healthPb.HealthReport) {
 }
 
 /**
- * The pattern of the route a request matched (`/api/v1/ptw/permits/:id/`), for logs and metrics;
- * undefined when only the prefix matched. Not `_matchedRoute`: inside `router.use` it holds the
- * use-layer's own pattern, the same for every route.
+ * The pattern of the route that serves a request (`/api/v1/ptw/permits/:id/`), for logs, metrics and
+ * the trace's server span; undefined when only the prefix matched. `ctx.matched` holds every layer
+ * whose path matches, whatever its method (`GET /permits/kpis/` also matches `/permits/:id/`): the
+ * first one registered for the request's method is the route that answers (no route calls next).
+ * Not `_matchedRoute`: inside `router.use` it holds the use-layer's own pattern, the same for every route.
  */
 export function routePattern(ctx: Context): string | undefined {
   const matched = (ctx as unknown as { matched?: { path: string; methods: string[] }[] }).matched ?? [];
-  for (let i = matched.length - 1; i >= 0; i--) if (matched[i].methods.length > 0) return matched[i].path;
+  for (const layer of matched) if (layer.methods.includes(ctx.method)) return layer.path;
   return undefined;
 }
 

@@ -6,10 +6,14 @@
  *   - the gateway's middleware stack (trace context, request id + access log, JWT auth, the ptw_kpi
  *     throttle, bunyan to a file; as in gateway.js) with tracing not installed (OTEL_SDK_DISABLED=true);
  *   - the same with tracing installed and no OTLP endpoint (the default: trace context and log ids only);
- *   - the same exporting every span (OTEL_TRACES_SAMPLER=always_on) over OTLP/HTTP to a local sink
- *     (a process of its own that counts the spans it receives; a request makes 2 spans here, the HTTP
- *     server span and the throttle's Redis command: fewer exported per response means the exporter's
- *     queue, OTEL_BSP_MAX_QUEUE_SIZE, overflowed and spans were dropped).
+ *   - the same exporting every span (OTEL_TRACES_SAMPLER=always_on) over OTLP/HTTP (protobuf, the
+ *     default) to a local sink (a process of its own that counts the spans it receives; a request makes
+ *     2 spans here, the HTTP server span and the throttle's Redis command: fewer exported per response
+ *     means the exporter's queue, OTEL_BSP_MAX_QUEUE_SIZE, overflowed and spans were dropped);
+ *   - for comparison: every span exported as OTLP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json), and
+ *     10 % of the traces sampled (parentbased_traceidratio 0.1, protobuf).
+ * The sink's CPU per exported span is reported too: on this machine it competes with the gateway and
+ * the load generator for the same cores, where a collector would run elsewhere.
  * Each server runs in a child process of its own; the cases run in rounds (each case once per round)
  * and are reported by their median round. Every response must be 2xx (exit 1 otherwise).
  * Run after `npx tsc -b`:  node test/bench/tracing.js [measured seconds per case, default 6] [rounds, default 3]
@@ -103,16 +107,72 @@ async function serve(kind) {
   process.send({ port: server.address().port });
 }
 
-/** OTLP/HTTP receiver that counts spans (occurrences of `"spanId"` in the JSON; no parsing). */
+/** Reads a protobuf varint at `pos`: [value, next position]. */
+function varint(buf, pos) {
+  let value = 0;
+  for (let shift = 0; ; shift += 7) {
+    const byte = buf[pos++];
+    value += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return [value, pos];
+  }
+}
+
+/**
+ * Calls `onField(fieldNumber, start, end)` for each length-delimited field of the protobuf message in
+ * buf[start, end) and skips every other field without decoding it.
+ */
+function eachLengthDelimited(buf, start, end, onField) {
+  for (let pos = start; pos < end; ) {
+    let tag;
+    [tag, pos] = varint(buf, pos);
+    const wire = tag & 7;
+    if (wire === 0) [, pos] = varint(buf, pos);
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === 2) {
+      let len;
+      [len, pos] = varint(buf, pos);
+      onField(tag >>> 3, pos, pos + len);
+      pos += len;
+    } else throw new Error(`unexpected protobuf wire type ${wire}`);
+  }
+}
+
+/**
+ * Spans in one OTLP export request, counted exactly without decoding them: protobuf
+ * (ExportTraceServiceRequest.resource_spans = 1 → ResourceSpans.scope_spans = 2 → ScopeSpans.spans = 2:
+ * only tags and lengths are read), or JSON (occurrences of `"spanId":`, a key only a span or a link
+ * has; the bench's spans have no links).
+ */
+function countSpans(body, contentType) {
+  let spans = 0;
+  if (contentType.includes('protobuf')) {
+    eachLengthDelimited(body, 0, body.length, (f1, s1, e1) => {
+      if (f1 === 1) eachLengthDelimited(body, s1, e1, (f2, s2, e2) => {
+        if (f2 === 2) eachLengthDelimited(body, s2, e2, (f3) => f3 === 2 && spans++);
+      });
+    });
+    return spans;
+  }
+  for (let at = body.indexOf('"spanId":'); at >= 0; at = body.indexOf('"spanId":', at + 9)) spans++;
+  return spans;
+}
+
+/**
+ * OTLP/HTTP receiver that counts spans and answers as a collector does. It costs the machine about what
+ * a collector elsewhere would cost the gateway — nothing but the bytes on the wire — as far as a process
+ * on the same 2 cores can: no decoding beyond what counting needs (its CPU per span is reported).
+ */
 async function sink() {
   let spans = 0;
   const server = http.createServer((req, res) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (c) => (text += c));
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      spans += text.split('"spanId"').length - 1;
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      spans += countSpans(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), String(req.headers['content-type']));
+      // An empty ExportTraceServiceResponse: a zero-length protobuf message, `{}` in JSON.
+      if (String(req.headers['content-type']).includes('protobuf')) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -193,9 +253,12 @@ async function measure(name, url, headers, duration, pid, sinkProc) {
   // The spans of the warm-up reach the sink before the measured run starts.
   const spansBefore = sinkProc ? await settledCount(sinkProc) : 0;
   const cpuBefore = cpuSeconds(pid);
+  const sinkCpuBefore = sinkProc ? cpuSeconds(sinkProc.child.pid) : 0;
   const r = await autocannon({ ...opts, duration });
   const cpu = cpuSeconds(pid) - cpuBefore;
   const spans = sinkProc ? (await settledCount(sinkProc)) - spansBefore : undefined;
+  // Read once the count settled: the sink has received (and counted) every span of the run.
+  const sinkCpu = sinkProc ? cpuSeconds(sinkProc.child.pid) - sinkCpuBefore : undefined;
   return {
     name,
     rps: r.requests.total / r.duration,
@@ -205,6 +268,7 @@ async function measure(name, url, headers, duration, pid, sinkProc) {
     bad: r.non2xx + r.errors + r.timeouts,
     cpuUs: (cpu * 1e6) / r.requests.total,
     spansPerResponse: spans === undefined ? undefined : spans / r.requests.total,
+    sinkUsPerSpan: spans ? (sinkCpu * 1e6) / spans : undefined,
   };
 }
 
@@ -227,17 +291,39 @@ async function main() {
   const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user: `u-bench-${runId}`, role: 'manager', projects: ['p1'], ttlSeconds: 3600 });
   const headers = { authorization: `Bearer ${token}` };
   const sinkProc = await startChild(['--sink'], {});
-  const base = { REDIS_URL: redisUrl, BENCH_KEY_PREFIX: keyPrefix, BENCH_LOG_DIR: path.join(tmp, 'logs'), OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_SDK_DISABLED: '' };
+  const base = {
+    REDIS_URL: redisUrl,
+    BENCH_KEY_PREFIX: keyPrefix,
+    BENCH_LOG_DIR: path.join(tmp, 'logs'),
+    OTEL_EXPORTER_OTLP_ENDPOINT: '',
+    OTEL_EXPORTER_OTLP_PROTOCOL: '',
+    OTEL_SDK_DISABLED: '',
+  };
+  // A batch leaves at 512 spans anyway under load; the short delay only makes the tail arrive sooner for counting.
+  const exportEnv = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkProc.port}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '500' };
   const cases = [
     { id: 'B', name: 'B. Koa + koa-ratelimit (redis)', kind: 'koa-ratelimit', env: base, path: '/' },
     { id: 'off', name: 'gateway stack, tracing not installed (OTEL_SDK_DISABLED=true)', kind: 'gateway', env: { ...base, OTEL_SDK_DISABLED: 'true' } },
     { id: 'noep', name: 'gateway stack, tracing installed, no endpoint (default)', kind: 'gateway', env: base },
     {
       id: 'export',
-      name: 'gateway stack, every span exported (always_on, OTLP/HTTP to a local sink)',
+      name: 'gateway stack, every span exported (always_on, OTLP/HTTP protobuf to a local sink)',
       kind: 'gateway',
-      // A batch leaves at 512 spans anyway under load; the short delay only makes the tail arrive sooner for counting.
-      env: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkProc.port}`, OTEL_TRACES_SAMPLER: 'always_on', OTEL_BSP_SCHEDULE_DELAY: '500' },
+      env: exportEnv,
+      sink: true,
+    },
+    {
+      id: 'json',
+      name: 'the same as OTLP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json), for comparison',
+      kind: 'gateway',
+      env: { ...exportEnv, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' },
+      sink: true,
+    },
+    {
+      id: 'ratio',
+      name: '10 % of the traces exported (parentbased_traceidratio 0.1), for comparison',
+      kind: 'gateway',
+      env: { ...exportEnv, OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' },
       sink: true,
     },
   ];
@@ -275,13 +361,16 @@ async function main() {
     `Machine: ${cpus.length} cores, node ${process.version}; autocannon ${CONNECTIONS} connections, ${WARMUP_S} s warm-up + ${duration} s per case, ` +
       `${rounds} rounds (each case once per round), each case shown by its median round; ratios are the median of the per-round ratios to B.\n`,
   );
-  console.log('| case | req/s | p50 ms | p99 ms | vs Koa+ratelimit (req/s) | server CPU µs/response | spans exported/response |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  console.log('| case | req/s | p50 ms | p99 ms | vs Koa+ratelimit (req/s) | server CPU µs/response | spans exported/response | sink CPU µs/span |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   const ratio = (id) => median(perRound[id].map((r, i) => r.rps / perRound.B[i].rps));
   for (const c of cases) {
     const runs = perRound[c.id];
     const m = [...runs].sort((x, y) => x.rps - y.rps)[Math.floor((runs.length - 1) / 2)];
-    console.log(`| ${c.name} | ${fmt(m.rps)} | ${m.p50} | ${m.p99} | ${fmt(ratio(c.id), 2)} | ${fmt(median(runs.map((r) => r.cpuUs)))} | ${m.spansPerResponse === undefined ? '–' : fmt(m.spansPerResponse, 2)} |`);
+    const sinkUs = c.sink ? median(runs.map((r) => r.sinkUsPerSpan ?? NaN)) : NaN;
+    console.log(
+      `| ${c.name} | ${fmt(m.rps)} | ${m.p50} | ${m.p99} | ${fmt(ratio(c.id), 2)} | ${fmt(median(runs.map((r) => r.cpuUs)))} | ${m.spansPerResponse === undefined ? '–' : fmt(m.spansPerResponse, 2)} | ${fmt(sinkUs, 1)} |`,
+    );
   }
   console.log('\nEvery round (req/s):\n');
   console.log(`| round | ${cases.map((c) => c.id).join(' | ')} |`);
@@ -290,7 +379,8 @@ async function main() {
   const exported = ratio('export');
   console.log(
     `\nTarget "tracing on, 100 % sampling ≥ 0.7× Koa + koa-ratelimit": ${exported >= 0.7 ? 'MET' : 'NOT MET'} at ${exported.toFixed(2)}×. ` +
-      `No endpoint: ${ratio('noep').toFixed(2)}× (tracing not installed: ${ratio('off').toFixed(2)}×).`,
+      `No endpoint: ${ratio('noep').toFixed(2)}× (tracing not installed: ${ratio('off').toFixed(2)}×). ` +
+      `For comparison: OTLP JSON ${ratio('json').toFixed(2)}×, 10 % sampled ${ratio('ratio').toFixed(2)}×.`,
   );
   const bad = Object.values(perRound).flat().filter((r) => r.bad);
   if (bad.length) {

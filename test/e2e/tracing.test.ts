@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import protobuf from 'protobufjs';
 import { eventually, readLog, startTestStack, token } from '../support/stack';
 import type { Stack } from '../../libs/devstore/src/stack';
 
@@ -41,27 +42,66 @@ function plain(v: OtlpValue): unknown {
 
 const attrs = (list: OtlpAttr[] = []) => Object.fromEntries(list.map((a) => [a.key, plain(a.value)]));
 
-/** A minimal OTLP/HTTP JSON receiver (what exporter-trace-otlp-http sends by default). */
-function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; bodies: string[]; close(): Promise<void> }> {
+/**
+ * The part of OTLP's trace protos (opentelemetry-proto, collector/trace/v1 and trace/v1) that the
+ * checks below read, with the official field numbers; every other field is skipped when decoding.
+ */
+const OTLP_TRACE_PROTO = `syntax = "proto3";
+message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+message Resource { repeated KeyValue attributes = 1; }
+message ScopeSpans { repeated Span spans = 2; }
+message Span {
+  bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5; int32 kind = 6;
+  repeated KeyValue attributes = 9; repeated Event events = 11; repeated Link links = 13; Status status = 15;
+}
+message Event { string name = 2; repeated KeyValue attributes = 3; }
+message Link { bytes trace_id = 1; bytes span_id = 2; }
+message Status { string message = 2; int32 code = 3; }
+message KeyValue { string key = 1; AnyValue value = 2; }
+message AnyValue { oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4; ArrayValue array_value = 5; } }
+message ArrayValue { repeated AnyValue values = 1; }`;
+const ExportRequest = protobuf.parse(OTLP_TRACE_PROTO).root.lookupType('ExportTraceServiceRequest');
+
+type OtlpRequest = { resourceSpans?: { resource?: { attributes?: OtlpAttr[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[] };
+
+/** An OTLP/HTTP body in the shape of its JSON encoding (ids as hex), whichever encoding it came in. */
+function decodeOtlp(body: Buffer, contentType: string): OtlpRequest {
+  if (contentType.includes('json')) return JSON.parse(body.toString('utf8')) as OtlpRequest;
+  const decoded = ExportRequest.toObject(ExportRequest.decode(body), { longs: Number }) as OtlpRequest;
+  const hex = (id: unknown) => Buffer.from(id as Uint8Array).toString('hex');
+  for (const rs of decoded.resourceSpans ?? [])
+    for (const ss of rs.scopeSpans ?? [])
+      for (const s of ss.spans ?? []) {
+        for (const key of ['traceId', 'spanId', 'parentSpanId']) s[key] = s[key] === undefined ? undefined : hex(s[key]);
+        for (const l of (s.links as Record<string, unknown>[] | undefined) ?? []) for (const key of ['traceId', 'spanId']) l[key] = hex(l[key]);
+      }
+  return decoded;
+}
+
+/** A minimal OTLP/HTTP receiver of both encodings: protobuf (the default here) and JSON. */
+function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; bodies: string[]; contentTypes: Set<string>; close(): Promise<void> }> {
   const spans: ReceivedSpan[] = [];
   const bodies: string[] = [];
+  const contentTypes = new Set<string>();
   const server = http.createServer((req, res) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (text += c));
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (req.url !== '/v1/traces' || !String(req.headers['content-type']).includes('json')) {
+      const contentType = String(req.headers['content-type']);
+      if (req.url !== '/v1/traces' || !/json|protobuf/.test(contentType)) {
         res.writeHead(415).end();
         return;
       }
-      bodies.push(text);
-      const body = JSON.parse(text) as {
-        resourceSpans: { resource: { attributes: OtlpAttr[] }; scopeSpans: { spans: Record<string, unknown>[] }[] }[];
-      };
-      for (const rs of body.resourceSpans) {
-        const service = String(attrs(rs.resource.attributes)['service.name']);
-        for (const ss of rs.scopeSpans)
-          for (const s of ss.spans)
+      const raw = Buffer.concat(chunks);
+      contentTypes.add(contentType);
+      // Strings are UTF-8 in both encodings: personal text would show in this form of the raw body.
+      bodies.push(raw.toString('utf8'));
+      const body = decodeOtlp(raw, contentType);
+      for (const rs of body.resourceSpans ?? []) {
+        const service = String(attrs(rs.resource?.attributes)['service.name']);
+        for (const ss of rs.scopeSpans ?? [])
+          for (const s of ss.spans ?? [])
             spans.push({
               service,
               traceId: s.traceId as string,
@@ -75,7 +115,8 @@ function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; bodies: 
               raw: s,
             });
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      if (contentType.includes('json')) res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
     });
   });
   return new Promise((resolve) =>
@@ -84,6 +125,7 @@ function startReceiver(): Promise<{ url: string; spans: ReceivedSpan[]; bodies: 
         url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
         spans,
         bodies,
+        contentTypes,
         close: () => new Promise<void>((r) => server.close(() => r())),
       }),
     ),
@@ -244,6 +286,8 @@ describe('with an OTLP endpoint', () => {
 
   it('when requests were traced, then no attribute, name or event of any span holds personal data', () => {
     expect(receiver.spans.length).toBeGreaterThan(10);
+    // Every process exported in the default encoding, OTLP's http/protobuf.
+    expect([...receiver.contentTypes]).toEqual(['application/x-protobuf']);
     expectNoPersonalData();
     for (const s of receiver.spans) for (const key of Object.keys(s.attributes)) expect(key).not.toMatch(/user_agent|client\.address|url\.query|url\.full|http\.url|peer\.ip/);
   });

@@ -1,9 +1,11 @@
-import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createLogger, lineWriter, memorySink } from './logger';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor } from './tracing';
+import { EventEmitter } from 'node:events';
+import { incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setServerSpans } from './tracing';
+import { otlpProtocol } from './tracing-sdk';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SafeSpanProcessor(), new SimpleSpanProcessor(exporter)] });
@@ -140,6 +142,81 @@ describe('incomingTraceContext', () => {
     expect(seen()).toBeUndefined();
   });
 
+  /** A Koa-like context whose response closes with `status` when `close()` is called. */
+  function request(path: string, headers: Record<string, string> = {}) {
+    const res = Object.assign(new EventEmitter(), { statusCode: 200 });
+    return {
+      ctx: { method: 'GET', path, protocol: 'http', headers, req: { httpVersion: '1.1' }, res, state: { endpoint: '/api/v1/ptw/permits/:id/' } },
+      close(status: number) {
+        res.statusCode = status;
+        res.emit('close');
+      },
+    };
+  }
+  const endpoint = (ctx: { state?: unknown }) => (ctx.state as { endpoint?: string }).endpoint;
+
+  describe('when spans are exported', () => {
+    beforeAll(() => setServerSpans(true));
+    afterAll(() => setServerSpans(false));
+
+    it('when a request comes in with a traceparent, then a server span continues the caller\'s trace, is active below and ends with the route and status', async () => {
+      const r = request('/api/v1/ptw/permits/p-42/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
+      let inside: ReturnType<typeof seen>;
+      await incomingTraceContext(endpoint)(r.ctx, async () => {
+        await Promise.resolve();
+        inside = seen();
+      });
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+      r.close(201);
+      const [span] = exporter.getFinishedSpans();
+      expect(span.kind).toBe(SpanKind.SERVER);
+      expect(span.name).toBe('GET /api/v1/ptw/permits/:id/');
+      expect(span.spanContext().traceId).toBe(TRACE);
+      expect(span.parentSpanContext?.spanId).toBe(CALLER_SPAN);
+      expect(inside!).toEqual(span.spanContext());
+      expect(span.attributes).toEqual({
+        'http.request.method': 'GET',
+        'url.scheme': 'http',
+        'url.path': '/api/v1/ptw/permits/p-42/',
+        'network.protocol.version': '1.1',
+        'http.route': '/api/v1/ptw/permits/:id/',
+        'http.response.status_code': 201,
+      });
+      expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    });
+
+    it('when the response is a 5xx or no route matched, then the span says so: error status, method-only name', async () => {
+      const r = request('/nowhere');
+      await incomingTraceContext(() => undefined)(r.ctx, async () => undefined);
+      r.close(503);
+      const [span] = exporter.getFinishedSpans();
+      expect(span.spanContext().traceId).not.toBe(TRACE);
+      expect(span.parentSpanContext).toBeUndefined();
+      expect(span.name).toBe('GET');
+      expect(span.attributes).toMatchObject({ 'http.response.status_code': 503, 'error.type': '503' });
+      expect(span.attributes).not.toHaveProperty('http.route');
+      expect(span.status.code).toBe(SpanStatusCode.ERROR);
+    });
+
+    it('when the path is a probe or the metrics scrape, then no span is made', async () => {
+      for (const path of ['/metrics', '/healthz']) {
+        const r = request(path);
+        await incomingTraceContext(endpoint)(r.ctx, async () => void expect(seen()).toBeUndefined());
+        r.close(200);
+      }
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+    });
+  });
+
+  it('when spans are not exported, then a request with a response gets no span of its own', async () => {
+    const r = request('/api/v1/ptw/permits/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
+    let inside: unknown;
+    await incomingTraceContext(endpoint)(r.ctx, async () => void (inside = seen()));
+    r.close(200);
+    expect(inside).toMatchObject({ traceId: TRACE, spanId: CALLER_SPAN, isRemote: true });
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
   it('when an HTTP span is already active or there is no header, then the context is left as it is', async () => {
     const span = tracer().startSpan('http');
     let inside: unknown;
@@ -150,5 +227,17 @@ describe('incomingTraceContext', () => {
     expect(inside).toEqual(span.spanContext());
     await incomingTraceContext()({ headers: {} }, async () => void (inside = seen()));
     expect(inside).toBeUndefined();
+  });
+});
+
+describe('otlpProtocol', () => {
+  it('when no protocol is set, then protobuf (the specification\'s default); the traces variable wins over the general one', () => {
+    expect(otlpProtocol({})).toBe('http/protobuf');
+    expect(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })).toBe('http/json');
+    expect(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' })).toBe('http/protobuf');
+  });
+
+  it('when a protocol this build cannot send is asked for, then it says so at start', () => {
+    expect(() => otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL.*grpc/);
   });
 });

@@ -165,15 +165,70 @@ export async function inRootSpan<T>(name: string, attributes: Attributes, fn: (f
   });
 }
 
+/** Set by startTracing: whether {@link incomingTraceContext} starts the HTTP server spans. */
+let serverSpans = false;
+
+export function setServerSpans(on: boolean): void {
+  serverSpans = on;
+}
+
+/** What {@link incomingTraceContext} reads of a Koa context. */
+interface HttpContext {
+  method: string;
+  path: string;
+  protocol?: string;
+  headers: Record<string, string | string[] | undefined>;
+  req?: { httpVersion?: string };
+  res?: { statusCode: number; once(event: 'close', listener: () => void): unknown };
+  state?: unknown;
+}
+
+/** Paths scraped or probed every few seconds: a trace each would bury the requests. */
+const UNTRACED_PATHS = new Set(['/metrics', '/healthz']);
+
 /**
- * A Koa middleware (first in the chain) that continues a caller's W3C trace when no HTTP span does:
- * without an OTLP endpoint the http instrumentation is not installed, and this is what carries a
- * `traceparent` header into the log lines and the gRPC calls of the request. When a span is already
- * active (the http instrumentation took the header in), or there is no header, it only calls next.
+ * A Koa middleware (first in the chain) that takes a caller's W3C `traceparent` in and, when spans are
+ * exported, starts the request's HTTP server span (kind SERVER, named `METHOD route`, with the stable
+ * HTTP semantic-convention attributes). It ends when the response is closed, with the status code
+ * and the route pattern `route(ctx)` gives (never the raw path of the route: ids live there).
+ * Without an export it only continues the caller's trace, for the log lines and the gRPC calls.
+ * When a span is already active (an HTTP instrumentation took the request in), it only calls next.
  */
-export function incomingTraceContext() {
-  return (ctx: { headers: Record<string, string | string[] | undefined> }, next: () => Promise<unknown>): Promise<unknown> => {
-    if (ctx.headers.traceparent === undefined || trace.getSpan(context.active())) return next();
-    return context.with(propagation.extract(ROOT_CONTEXT, ctx.headers), next);
+export function incomingTraceContext(route: (ctx: HttpContext) => string | undefined = () => undefined) {
+  const tracer = trace.getTracer('@ptw/common');
+  return (ctx: HttpContext, next: () => Promise<unknown>): Promise<unknown> => {
+    if (trace.getSpan(context.active())) return next();
+    const parent = ctx.headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, ctx.headers);
+    if (!serverSpans || !ctx.res || UNTRACED_PATHS.has(ctx.path)) return parent === ROOT_CONTEXT ? next() : context.with(parent, next);
+    const method = ctx.method;
+    const span = tracer.startSpan(
+      method,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': method,
+          'url.scheme': ctx.protocol ?? 'http',
+          'url.path': ctx.path,
+          'network.protocol.version': ctx.req?.httpVersion,
+        },
+      },
+      parent,
+    );
+    const res = ctx.res;
+    res.once('close', () => {
+      const status = res.statusCode;
+      const pattern = route(ctx);
+      if (pattern !== undefined) {
+        span.setAttribute('http.route', pattern);
+        span.updateName(`${method} ${pattern}`);
+      }
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) {
+        span.setAttribute('error.type', String(status));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+    });
+    return context.with(trace.setSpan(parent, span), next);
   };
 }
