@@ -31,7 +31,20 @@ export function watchConnection(conn: Connection, setServing: (serving: boolean)
   conn.on('reconnected', () => setServing(true));
 }
 
-/** Creates the indexes of every model registered on `conn` (idempotent). */
-export async function ensureIndexes(conn: Connection): Promise<void> {
-  for (const model of Object.values(conn.models)) await model.createIndexes();
+/**
+ * Creates the indexes of every model registered on `conn` (idempotent). Every service does this
+ * at start, at once under `make up`: FerretDB's SQLite backend answers a second concurrent creation
+ * of the same index with "index … already exists" instead of success, so a failed round is tried
+ * again (it then finds the index made).
+ */
+export async function ensureIndexes(conn: Connection, attempts = 4): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      for (const model of Object.values(conn.models)) await model.createIndexes();
+      return;
+    } catch (err) {
+      if (attempt >= attempts || !/already exists/.test(String((err as Error).message))) throw err;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
 }
