@@ -443,7 +443,7 @@ async function main() {
       `load generator and servers share this machine's cores, so compare ratios, not absolutes.`,
   );
   console.log(
-    `Redis ${redisUrl}; store ${process.env.MONGO_URL ? 'MONGO_URL' : 'FerretDB/SQLite (local)'}: the store-backed cases measure the whole chain on a development store, ` +
+    `Redis ${redisUrl}; store ${process.env.MONGO_URL ? 'MONGO_URL' : `FerretDB (local, ${process.env.PTW_STORE_BACKEND || 'postgresql'} backend)`}: the store-backed cases measure the whole chain on a development store, ` +
       `so their figures are ratios against the baselines of this run, not production absolutes.`,
   );
   console.log(
