@@ -75,7 +75,8 @@ export async function countCreatedBefore(models: Models, project: string, day: s
   return out;
 }
 
-const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
+/** Permit lists' order: newest first, `_id` breaking ties. */
+export const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
 
 /**
  * The permit count of `project` and at least its `need` newest permits (all of them when it has

@@ -7,7 +7,7 @@ import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type Permit
 import { isValidObjectId } from 'mongoose';
 import { checkTimes, permitDraft } from './bulk';
 import { parseInput, permitFilterSchema, updatePermitSchema } from './input';
-import { DAY_WALK_MAX_DEPTH, newestOfProject } from './list';
+import { DAY_WALK_MAX_DEPTH, NEWEST_FIRST, newestOfProject } from './list';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from './rules';
 import { toPermitMessage } from './serialize';
 
@@ -106,8 +106,6 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
   }
   return parts;
 }
-
-const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
 
 function newerFirst(a: PermitDoc, b: PermitDoc): number {
   const t = new Date(b.created_at).getTime() - new Date(a.created_at).getTime();

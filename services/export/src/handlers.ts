@@ -2,14 +2,14 @@ import { canManage, implement, permissionDenied, since24h, type Handlers, type S
 import type { Models } from '@ptw/db';
 import { exportPb } from '@ptw/proto';
 import type { ExportConfig } from './config';
-import { KpiSnapshots, readKpis } from './kpis';
+import { readKpis, type KpiSnapshots } from './kpis';
 import { exportFilename, streamExcel, streamPdfZip } from './render';
 import { exportRecords, selectPermits } from './source';
 import { grpcChunkWriter } from './stream';
 
 
 /** gRPC handlers of the export service; the ones a later issue brings answer UNIMPLEMENTED. */
-export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>, kpiSnapshots = new KpiSnapshots((err) => rt.log.error({ err }, 'kpi snapshot refresh failed'))) {
+export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>, kpiSnapshots: KpiSnapshots) {
   const exportsTotal = rt.metrics.counter('ptw_exports_total', 'Bulk exports by type and outcome', ['export_type', 'outcome']);
   const exportedPermits = rt.metrics.counter('ptw_exported_permits_total', 'Permits written into bulk exports', ['export_type']);
 
