@@ -206,6 +206,14 @@ function expectNoPersonalData() {
   for (const secret of [PERSON, EMAIL, AGENT, SEARCH, 'Ada-laptop', 'lovelace']) expect(everything.toLowerCase()).not.toContain(secret.toLowerCase());
 }
 
+/** The spans of a trace once it holds the gateway's server span and a store span of `service` (15 s at most). */
+function traceReachingStore(traceId: string, service: string) {
+  return eventually(() => {
+    const got = ofTrace(traceId);
+    return got.some((s) => s.service === service && dbSystem(s) === 'mongodb') && got.some((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER) ? got : undefined;
+  }, 15_000);
+}
+
 describe('with an OTLP endpoint', () => {
   beforeAll(async () => {
     receiver = await startReceiver();
@@ -231,10 +239,7 @@ describe('with an OTLP endpoint', () => {
       changes: [{ entity: 'permit', op: 'create', offline_id: 'trace-1', data: { permit_type_id: 'hot-work', title: `Weld for ${PERSON} <${EMAIL}>` } }],
     });
     expect(status).toBe(200);
-    const spans = await eventually(() => {
-      const got = ofTrace(tp.traceId);
-      return got.some((s) => s.service === 'sync' && dbSystem(s) === 'mongodb') && got.some((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER) ? got : undefined;
-    }, 15_000);
+    const spans = await traceReachingStore(tp.traceId, 'sync');
     expect(spans).toBeDefined();
     expectConnectedTrace(spans!, tp, '/api/v1/ptw/sync-offline-data/', 'ptw.sync.v1.SyncService', 'SyncOfflineData', 'sync');
     // The throttle's Redis command, named without its arguments (keys carry user ids).
@@ -250,10 +255,7 @@ describe('with an OTLP endpoint', () => {
   it('when an export streams, then its trace reaches the export service and the store', async () => {
     const tp = traceparent();
     expect(await call('POST', '/permits/bulk_export_excel/', manager, tp.header, { detailed: true })).toBe(200);
-    const spans = await eventually(() => {
-      const got = ofTrace(tp.traceId);
-      return got.some((s) => s.service === 'export' && dbSystem(s) === 'mongodb') && got.some((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER) ? got : undefined;
-    }, 15_000);
+    const spans = await traceReachingStore(tp.traceId, 'export');
     expect(spans).toBeDefined();
     expectConnectedTrace(spans!, tp, '/api/v1/ptw/permits/bulk_export_excel/', 'ptw.export.v1.ExportService', 'BulkExportExcel', 'export');
   });
