@@ -60,6 +60,12 @@ const STORE_UNAVAILABLE = new Set([
   'MongoNotConnectedError',
   'MongoTopologyClosedError',
   'MongoPoolClearedError',
+  // An operation waiting for a connection when the pool was cleared because the server's monitor
+  // lost it (the store died under load): "Connection to … interrupted due to server monitor timeout".
+  'PoolClearedOnNetworkError',
+  'MongoPoolClosedError',
+  'MongoServerClosedError',
+  'MongoWaitQueueTimeoutError',
   'MongoExpiredSessionError',
 ]);
 
@@ -69,6 +75,8 @@ export function isStoreUnavailable(err: unknown): boolean {
     if (e.name && STORE_UNAVAILABLE.has(e.name)) return true;
     // A bulk write cut by a lost connection is re-wrapped with only the network error's message.
     if (e.name === 'MongoBulkWriteError' && /ECONNREFUSED|ECONNRESET|EPIPE|connection .*closed|Server selection timed out|not connected/i.test(e.message ?? '')) return true;
+    // mongoose queues a model's commands while its connection is down and gives up after a while.
+    if (e.name === 'MongooseError' && /buffering timed out/.test(e.message ?? '')) return true;
   }
   return false;
 }
