@@ -48,7 +48,7 @@ export function createApp(deps: GatewayDeps): Koa {
   app.silent = true;
   app.on('error', (err: Error) => deps.log.warn({ err, event: 'response_stream_error' }, 'response stream failed'));
   // The server span's route is the one of the logs and metrics (state.endpoint, set by the routers).
-  app.use(incomingTraceContext((ctx) => (ctx.state as GatewayState).endpoint));
+  app.use(incomingTraceContext((ctx) => (ctx.state as unknown as GatewayState).endpoint));
   app.use(requestMiddleware(deps.log, deps.metrics));
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

@@ -15,7 +15,7 @@ export const API_PREFIX = '/api/v1/ptw';
 /** Credentials to forward on the gRPC call made for this request. */
 export function creds(ctx: Context): CallCredentials {
   const s = ctx.state as GatewayState;
-  return { token: s.token ?? '', reqId: s.reqId, onCancel: onDisconnect(ctx) };
+  return { token: s.token ?? '', reqId: s.reqId, onCancel: onDisconnect(ctx), trace: s.trace };
 }
 
 /** The parsed JSON body (an object; see middleware/body.ts). */

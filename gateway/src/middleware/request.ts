@@ -53,7 +53,7 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
       }
     } catch (err) {
       const mapped = toHttpError(err);
-      if (mapped.unexpected) log.error({ req_id: reqId, err, endpoint: state.endpoint }, 'request failed');
+      if (mapped.unexpected) log.error({ req_id: reqId, err, endpoint: state.endpoint, ...state.trace?.fields }, 'request failed');
       ctx.status = mapped.status;
       ctx.set(mapped.headers);
       ctx.body = mapped.body;
@@ -71,6 +71,7 @@ export function requestMiddleware(log: Logger, metrics: Metrics) {
         status_code: ctx.status,
         duration_ms: Math.round(ms),
         user_id: state.principal?.user_id,
+        ...state.trace?.fields,
       });
     }
   };

@@ -111,6 +111,7 @@ export function createThrottle(deps: ThrottleDeps): Throttle {
         endpoint: state.endpoint,
         user_id: state.principal?.user_id,
         error_type: err instanceof Error ? err.name : 'Error',
+        ...state.trace?.fields,
       },
       `throttle ${s.scope}: Redis unavailable, failing ${s.failMode}`,
     );

@@ -11,7 +11,7 @@ import { detectResources, envDetector, resourceFromAttributes } from '@opentelem
 import { AlwaysOffSampler, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { SafeSpanProcessor, setServerSpans, setTraceFlusher } from './tracing';
+import { SafeSpanProcessor, setTraceFlusher, setTraceMode } from './tracing';
 
 export interface Tracing {
   provider: NodeTracerProvider;
@@ -42,11 +42,12 @@ export function otlpProtocol(env: NodeJS.ProcessEnv): 'http/protobuf' | 'http/js
  * parent-based, always on), scrubbed of personal data and exported over OTLP/HTTP in the encoding of
  * {@link otlpProtocol}.
  *
- * Without one nothing is recorded and only gRPC and bunyan are instrumented: a caller's
- * `traceparent` (taken in by {@link incomingTraceContext}) still reaches every process over gRPC
- * metadata and every log line carries its `trace_id` and `span_id`. The http, Koa, store and Redis
- * instrumentations do their attribute work for every request even when nothing is recorded; without
- * an endpoint it would be spent for nothing (test/bench/tracing.js measures both modes).
+ * Without one nothing is recorded and no instrumentation is installed (the `ids` mode of TraceMode):
+ * a caller's `traceparent` (taken in by {@link incomingTraceContext}) is carried by hand over gRPC
+ * metadata (HopTrace, CallCredentials.trace) and every log line of the request carries its
+ * `trace_id` and `span_id`. The instrumentations cost every request their wrappers and, through the
+ * async-local context they enter, async hooks on every promise: spent for nothing without an endpoint
+ * (test/bench/tracing.js and gateway.js measure both modes).
  * `OTEL_SDK_DISABLED=true` installs nothing.
  */
 export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
@@ -56,15 +57,17 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
   const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }).merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({
     resource,
-    // Not recording still makes a span context per span: ids for the logs, traceparent downstream.
+    // Without an endpoint no instrumentation starts spans (ids mode); anything else that would records nothing.
     ...(exporting ? {} : { sampler: new AlwaysOffSampler() }),
     spanProcessors: exporting ? [new SafeSpanProcessor(), new BatchSpanProcessor(otlpProtocol(env) === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter())] : [],
   });
   provider.register();
   // An instrumentation patches its modules as soon as it is constructed: make only those in use.
-  const instrumentations: Instrumentation[] = [new GrpcInstrumentation(), new BunyanInstrumentation({ disableLogSending: true })];
+  const instrumentations: Instrumentation[] = [];
   if (exporting) {
     instrumentations.push(
+      new GrpcInstrumentation(),
+      new BunyanInstrumentation({ disableLogSending: true }),
       new HttpInstrumentation({
         // The gateway's server span is started by incomingTraceContext (its first Koa middleware): the
         // incoming side of this instrumentation cost ~40 µs more CPU per request on the bench's stack
@@ -81,8 +84,8 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
       new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
     );
   }
-  registerInstrumentations({ tracerProvider: provider, instrumentations });
+  if (instrumentations.length) registerInstrumentations({ tracerProvider: provider, instrumentations });
   setTraceFlusher(exporting ? () => provider.forceFlush() : undefined);
-  setServerSpans(exporting);
+  setTraceMode(exporting ? 'export' : 'ids');
   return { provider, exporting, shutdown: () => provider.shutdown() };
 }

@@ -4,7 +4,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { createLogger, lineWriter, memorySink } from './logger';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { EventEmitter } from 'node:events';
-import { incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setServerSpans } from './tracing';
+import { hopTrace, incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setTraceMode } from './tracing';
 import { otlpProtocol } from './tracing-sdk';
 
 const exporter = new InMemorySpanExporter();
@@ -76,6 +76,9 @@ describe('SafeSpanProcessor', () => {
 });
 
 describe('inRootSpan', () => {
+  beforeAll(() => setTraceMode('export'));
+  afterAll(() => setTraceMode('off'));
+
   it('when called inside a request span, then it starts a new trace linked to the request and fail() marks it by type', async () => {
     const request = tracer().startSpan('request');
     const result = await context.with(trace.setSpan(context.active(), request), () =>
@@ -95,6 +98,18 @@ describe('inRootSpan', () => {
     expect(job.attributes).toEqual({ job: 'auto_expire_permits', attempt: 2, error_type: 'JobError' });
     expect(job.status.code).toBe(SpanStatusCode.ERROR);
     expect(child.parentSpanContext?.spanId).toBe(job.spanContext().spanId);
+  });
+
+  it('when spans are not exported, then the work runs without a span or a context of its own', async () => {
+    setTraceMode('ids');
+    try {
+      let inside: unknown = 'not run';
+      expect(await inRootSpan('job x', {}, async (fail) => (fail('JobError'), (inside = trace.getSpan(context.active())), 3))).toBe(3);
+      expect(inside).toBeUndefined();
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+    } finally {
+      setTraceMode('export');
+    }
   });
 
   it('when the work throws, then the span is failed with the error type and the error is rethrown', async () => {
@@ -131,8 +146,15 @@ describe('incomingTraceContext', () => {
   const TRACE = '0af7651916cd43dd8448eb211c80319c';
   const CALLER_SPAN = 'b7ad6b7169203331';
   const seen = () => trace.getSpan(context.active())?.spanContext();
+  let afterThis: (() => void) | undefined;
+  afterEach(() => {
+    afterThis?.();
+    afterThis = undefined;
+  });
 
-  it('when a request carries a traceparent and no span is active, then the rest of the chain runs in the caller\'s trace', async () => {
+  it('when a request carries a traceparent and no span is active, then (spans exported) the rest of the chain runs in the caller\'s trace', async () => {
+    setTraceMode('export');
+    afterThis = () => setTraceMode('off');
     let inside: unknown;
     await incomingTraceContext()({ headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => {
       await Promise.resolve();
@@ -156,8 +178,8 @@ describe('incomingTraceContext', () => {
   const endpoint = (ctx: { state?: unknown }) => (ctx.state as { endpoint?: string }).endpoint;
 
   describe('when spans are exported', () => {
-    beforeAll(() => setServerSpans(true));
-    afterAll(() => setServerSpans(false));
+    beforeAll(() => setTraceMode('export'));
+    afterAll(() => setTraceMode('off'));
 
     it('when a request comes in with a traceparent, then a server span continues the caller\'s trace, is active below and ends with the route and status', async () => {
       const r = request('/api/v1/ptw/permits/p-42/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
@@ -208,16 +230,54 @@ describe('incomingTraceContext', () => {
     });
   });
 
-  it('when spans are not exported, then a request with a response gets no span of its own', async () => {
-    const r = request('/api/v1/ptw/permits/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
-    let inside: unknown;
-    await incomingTraceContext(endpoint)(r.ctx, async () => void (inside = seen()));
-    r.close(200);
-    expect(inside).toMatchObject({ traceId: TRACE, spanId: CALLER_SPAN, isRemote: true });
-    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  describe('when tracing runs without an endpoint (ids mode)', () => {
+    beforeAll(() => setTraceMode('ids'));
+    afterAll(() => setTraceMode('off'));
+
+    it('when a request carries a traceparent, then ctx.state.trace has its trace id, a span id of this hop and the headers to pass on; no span, no context', async () => {
+      const r = request('/api/v1/ptw/permits/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01`, tracestate: 'vendor=a1' });
+      let inside: unknown = 'not run';
+      await incomingTraceContext(endpoint)(r.ctx, async () => void (inside = seen()));
+      r.close(200);
+      expect(inside).toBeUndefined();
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+      const hop = (r.ctx.state as { trace?: { fields: { span_id: string } } }).trace;
+      expect(hop).toEqual({
+        fields: { trace_id: TRACE, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) },
+        traceparent: `00-${TRACE}-${hop?.fields.span_id}-00`,
+        tracestate: 'vendor=a1',
+      });
+      expect(hop?.fields.span_id).not.toBe(CALLER_SPAN);
+    });
+
+    it('when the traceparent is missing or not valid W3C, then there is no trace to carry', async () => {
+      for (const traceparent of [undefined, 'garbage', `00-${'0'.repeat(32)}-${CALLER_SPAN}-01`, `00-${TRACE}-${'0'.repeat(16)}-01`, `ff-${TRACE}-${CALLER_SPAN}-01`]) {
+        const r = request('/api/v1/ptw/permits/', traceparent === undefined ? {} : { traceparent });
+        await incomingTraceContext(endpoint)(r.ctx, async () => undefined);
+        expect([traceparent, (r.ctx.state as { trace?: unknown }).trace]).toEqual([traceparent, undefined]);
+      }
+    });
+
+    it('when two hops read the same traceparent, then each has its own span id', () => {
+      const a = hopTrace(`00-${TRACE}-${CALLER_SPAN}-01`);
+      const b = hopTrace(`00-${TRACE}-${CALLER_SPAN}-01`);
+      expect([a?.fields.trace_id, b?.fields.trace_id]).toEqual([TRACE, TRACE]);
+      expect(a?.fields.span_id).not.toBe(b?.fields.span_id);
+    });
   });
 
-  it('when an HTTP span is already active or there is no header, then the context is left as it is', async () => {
+  it('when tracing is not installed, then nothing is read or entered', async () => {
+    const r = request('/api/v1/ptw/permits/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
+    let inside: unknown = 'not run';
+    await incomingTraceContext(endpoint)(r.ctx, async () => void (inside = seen()));
+    expect(inside).toBeUndefined();
+    expect(r.ctx.state).not.toHaveProperty('trace');
+    expect(hopTrace(`00-${TRACE}-${CALLER_SPAN}-01`)).toBeUndefined();
+  });
+
+  it('when an HTTP span is already active or there is no header, then (spans exported) the context is left as it is', async () => {
+    setTraceMode('export');
+    afterThis = () => setTraceMode('off');
     const span = tracer().startSpan('http');
     let inside: unknown;
     await context.with(trace.setSpan(context.active(), span), () =>

@@ -1,5 +1,6 @@
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type AttributeValue, type Context } from '@opentelemetry/api';
-import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { RandomIdGenerator, type ReadableSpan, type Span, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 /**
  * Span attributes the instrumentations set that carry no personal data (SPEC §9 applies to spans as
@@ -131,6 +132,8 @@ export class SafeSpanProcessor implements SpanProcessor {
 
 let flushHook: (() => Promise<void>) | undefined;
 
+const noFail = () => undefined;
+
 /** Set by startTracing: how to hand the spans still buffered to the exporter. */
 export function setTraceFlusher(flush: (() => Promise<void>) | undefined): void {
   flushHook = flush;
@@ -147,6 +150,8 @@ export async function flushTraces(): Promise<void> {
  * `fail(type)` marks the span failed with an error type only; a throw from `fn` does so too.
  */
 export async function inRootSpan<T>(name: string, attributes: Attributes, fn: (fail: (errorType: string) => void) => Promise<T>): Promise<T> {
+  // Nothing would record it, and entering a context turns on async hooks (see TraceMode).
+  if (mode !== 'export') return fn(noFail);
   const caller = trace.getSpan(context.active())?.spanContext();
   const links = caller && isSpanContextValid(caller) ? [{ context: caller }] : [];
   return trace.getTracer('@ptw/common').startActiveSpan(name, { root: true, kind: SpanKind.INTERNAL, attributes, links }, async (span) => {
@@ -165,11 +170,56 @@ export async function inRootSpan<T>(name: string, attributes: Attributes, fn: (f
   });
 }
 
-/** Set by startTracing: whether {@link incomingTraceContext} starts the HTTP server spans. */
-let serverSpans = false;
+/**
+ * How this process traces, set by startTracing:
+ * - `export`: spans are recorded by the instrumentations and exported; the context travels in
+ *   async-local storage (the instrumentations need it);
+ * - `ids`: installed without an endpoint. Nothing is recorded and no async-local context is entered
+ *   (on Node 20 that alone turns on async hooks for every promise: about a quarter of a proxied
+ *   request's CPU, README "The gRPC hop"): a caller's trace id is carried by hand, see {@link HopTrace};
+ * - `off`: not installed (`OTEL_SDK_DISABLED=true`, unit tests): no trace ids at all.
+ */
+export type TraceMode = 'off' | 'ids' | 'export';
 
-export function setServerSpans(on: boolean): void {
-  serverSpans = on;
+let mode: TraceMode = 'off';
+
+export function setTraceMode(m: TraceMode): void {
+  mode = m;
+}
+
+export function traceMode(): TraceMode {
+  return mode;
+}
+
+/**
+ * One hop of a caller's trace in `ids` mode (the gateway's request, a service's call): the ids its
+ * log lines carry and the W3C headers it passes on, with a span id of its own as the parent — what
+ * a non-recording span would give, without the context machinery.
+ */
+export interface HopTrace {
+  fields: { trace_id: string; span_id: string };
+  traceparent: string;
+  tracestate?: string;
+}
+
+const hopIds = new RandomIdGenerator();
+/** W3C whatever OTEL_PROPAGATORS says: these are the headers the hops send each other. */
+const w3c = new W3CTraceContextPropagator();
+const headerGetter = { keys: (c: Record<string, string>) => Object.keys(c), get: (c: Record<string, string>, key: string) => c[key] };
+
+/**
+ * The {@link HopTrace} of a request that came with `traceparent` (and `tracestate`) in `ids` mode;
+ * undefined in the other modes, without a header, or for a header W3C Trace Context rejects.
+ */
+export function hopTrace(traceparent: unknown, tracestate?: unknown): HopTrace | undefined {
+  if (mode !== 'ids' || typeof traceparent !== 'string') return undefined;
+  const carrier = typeof tracestate === 'string' ? { traceparent, tracestate } : { traceparent };
+  const parent = trace.getSpanContext(w3c.extract(ROOT_CONTEXT, carrier, headerGetter));
+  if (!parent || !isSpanContextValid(parent)) return undefined;
+  const spanId = hopIds.generateSpanId();
+  const state = parent.traceState?.serialize();
+  // Flags 00: this hop records nothing (as a span of the always-off sampler would say).
+  return { fields: { trace_id: parent.traceId, span_id: spanId }, traceparent: `00-${parent.traceId}-${spanId}-00`, ...(state ? { tracestate: state } : {}) };
 }
 
 /** What {@link incomingTraceContext} reads of a Koa context. */
@@ -180,26 +230,32 @@ interface HttpContext {
   headers: Record<string, string | string[] | undefined>;
   req?: { httpVersion?: string };
   res?: { statusCode: number; once(event: 'close', listener: () => void): unknown };
-  state?: unknown;
+  state?: Record<string, unknown>;
 }
 
 /** Paths scraped or probed every few seconds: a trace each would bury the requests. */
 const UNTRACED_PATHS = new Set(['/metrics', '/healthz']);
 
 /**
- * A Koa middleware (first in the chain) that takes a caller's W3C `traceparent` in and, when spans are
- * exported, starts the request's HTTP server span (kind SERVER, named `METHOD route`, with the stable
- * HTTP semantic-convention attributes). It ends when the response is closed, with the status code
- * and the route pattern `route(ctx)` gives (never the raw path of the route: ids live there).
- * Without an export it only continues the caller's trace, for the log lines and the gRPC calls.
- * When a span is already active (an HTTP instrumentation took the request in), it only calls next.
+ * A Koa middleware (first in the chain) that takes a caller's W3C `traceparent` in. When spans are
+ * exported it starts the request's HTTP server span (kind SERVER, named `METHOD route`, with the
+ * stable HTTP semantic-convention attributes), ending when the response is closed, with the status
+ * code and the route pattern `route(ctx)` gives (never the raw path of the route: ids live there);
+ * when a span is already active (an HTTP instrumentation took the request in), it only calls next.
+ * In `ids` mode it puts the request's {@link HopTrace} on `ctx.state.trace` for the log lines and
+ * the gRPC calls. Otherwise it does nothing.
  */
 export function incomingTraceContext(route: (ctx: HttpContext) => string | undefined = () => undefined) {
   const tracer = trace.getTracer('@ptw/common');
   return (ctx: HttpContext, next: () => Promise<unknown>): Promise<unknown> => {
-    if (trace.getSpan(context.active())) return next();
+    if (mode === 'ids') {
+      const hop = ctx.headers.traceparent === undefined ? undefined : hopTrace(ctx.headers.traceparent, ctx.headers.tracestate);
+      if (hop && ctx.state) ctx.state.trace = hop;
+      return next();
+    }
+    if (mode !== 'export' || trace.getSpan(context.active())) return next();
     const parent = ctx.headers.traceparent === undefined ? ROOT_CONTEXT : propagation.extract(ROOT_CONTEXT, ctx.headers);
-    if (!serverSpans || !ctx.res || UNTRACED_PATHS.has(ctx.path)) return parent === ROOT_CONTEXT ? next() : context.with(parent, next);
+    if (!ctx.res || UNTRACED_PATHS.has(ctx.path)) return parent === ROOT_CONTEXT ? next() : context.with(parent, next);
     const method = ctx.method;
     const span = tracer.startSpan(
       method,

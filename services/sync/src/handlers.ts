@@ -27,6 +27,7 @@ export function syncHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
         eventLine({
           req_id: ctx.reqId,
           user_id: ctx.principal.user_id,
+          ...ctx.trace?.fields,
           event: 'sync_offline_data',
           device_id: req.device_id,
           applied_count: s.applied,

@@ -6,6 +6,7 @@ import type { CallContext } from './context';
 import { createLogger, memorySink } from '../logger';
 import { Metrics } from '../metrics';
 import { DEV_JWT_SECRET } from '../auth/dev';
+import { setTraceMode } from '../tracing';
 import { createTokenVerifier, mintToken } from '../auth/tokens';
 
 const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ALG: 'HS256' as const, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
@@ -87,4 +88,34 @@ it('when the token is missing or invalid, then the call is UNAUTHENTICATED and l
   sink.clear();
   await expect(client.call.syncOfflineData(request, { token: 'not.a.token', reqId: 'req-kit-2' })).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
   expect(sink.lines().filter((l) => l.event === 'grpc_call')).toEqual([expect.objectContaining({ req_id: 'req-kit-2', status_code: 'UNAUTHENTICATED' })]);
+});
+
+describe('when tracing runs without an endpoint (ids mode)', () => {
+  const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+  beforeAll(() => setTraceMode('ids'));
+  afterAll(() => setTraceMode('off'));
+
+  it("when a call carries the caller's trace, then the call line and the handler's lines have its trace id and a span id of the call, passed on as the parent", async () => {
+    sink.clear();
+    let passedOn: string | undefined;
+    onSync = async (ctx) => {
+      ctx.log.info({ event: 'handler_line' }, 'inside');
+      passedOn = ctx.trace?.traceparent;
+    };
+    const caller = `00-${TRACE}-00f067aa0ba902b7-00`;
+    await client.call.syncOfflineData(request, { token, reqId: 'req-kit-3', trace: { traceparent: caller } });
+    const lines = sink.lines();
+    const call = lines.find((l) => l.event === 'grpc_call');
+    expect(call).toMatchObject({ req_id: 'req-kit-3', trace_id: TRACE, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(call?.span_id).not.toBe('00f067aa0ba902b7');
+    expect(lines.find((l) => l.event === 'handler_line')).toMatchObject({ req_id: 'req-kit-3', trace_id: TRACE, span_id: call?.span_id });
+    expect(passedOn).toBe(`00-${TRACE}-${call?.span_id}-00`);
+  });
+
+  it('when a call carries no trace, then its lines have no trace fields', async () => {
+    sink.clear();
+    onSync = async (ctx) => ctx.log.info({ event: 'handler_line' }, 'inside');
+    await client.call.syncOfflineData(request, { token, reqId: 'req-kit-4' });
+    for (const line of sink.lines()) expect(Object.keys(line)).not.toContain('trace_id');
+  });
 });

@@ -19,7 +19,8 @@ import type { TokenVerifier } from '../auth/tokens';
 import { lineWriter, type Logger } from '../logger';
 import type { Principal } from '../auth/principal';
 import type { Metrics } from '../metrics';
-import { AUTHORIZATION_KEY, callContext, normalizeRequestId, REQUEST_ID_KEY, type CallContext } from './context';
+import { AUTHORIZATION_KEY, callContext, normalizeRequestId, REQUEST_ID_KEY, TRACEPARENT_KEY, TRACESTATE_KEY, type CallContext } from './context';
+import { hopTrace, traceMode } from '../tracing';
 import { bearerToken } from '../auth/tokens';
 
 type MethodDef = {
@@ -121,12 +122,13 @@ export function implement<D extends Record<string, MethodDef>>(
     ): Promise<{ ok: true; value: unknown } | { ok: false; error: ServerErrorResponse }> => {
       const started = process.hrtime.bigint();
       const reqId = normalizeRequestId(call.metadata.get(REQUEST_ID_KEY)[0]);
+      const hop = traceMode() === 'ids' ? hopTrace(call.metadata.get(TRACEPARENT_KEY)[0], call.metadata.get(TRACESTATE_KEY)[0]) : undefined;
       let code: Status = Status.OK;
       let principal: Principal | undefined;
       // A child logger and an AbortController cost more than the rest of a short call, and most
       // calls use neither: both are made when a handler (or an error) first asks for them.
       let log: Logger | undefined;
-      const logger = () => (log ??= kit.log.child(principal ? { req_id: reqId, user_id: principal.user_id } : { req_id: reqId }));
+      const logger = () => (log ??= kit.log.child(principal ? { req_id: reqId, user_id: principal.user_id, ...hop?.fields } : { req_id: reqId, ...hop?.fields }));
       let controller: AbortController | undefined;
       const signal = () => {
         if (!controller) {
@@ -144,7 +146,7 @@ export function implement<D extends Record<string, MethodDef>>(
         if (!token) throw unauthenticated();
         // A client sends the same token on every call: no promise to wait for once it is verified.
         principal = kit.verify.cached(token) ?? (await kit.verify(token));
-        const ctx = callContext(principal, token, reqId, call.metadata, logger, signal);
+        const ctx = callContext(principal, token, reqId, call.metadata, logger, signal, hop);
         const value = await handler(call.request, ctx, call);
         return { ok: true, value };
       } catch (err) {
@@ -156,7 +158,7 @@ export function implement<D extends Record<string, MethodDef>>(
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         kit.metrics.grpcServerHandled.inc({ method, code: Status[code] });
         kit.metrics.grpcServerDuration.observe({ method }, seconds);
-        callLine({ req_id: reqId, event: 'grpc_call', endpoint: method, status_code: Status[code], duration_ms: Math.round(seconds * 1000), user_id: principal?.user_id });
+        callLine({ req_id: reqId, event: 'grpc_call', endpoint: method, status_code: Status[code], duration_ms: Math.round(seconds * 1000), user_id: principal?.user_id, ...hop?.fields });
       }
     };
 
