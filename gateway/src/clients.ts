@@ -17,5 +17,5 @@ export type Clients = ReturnType<typeof createClients>;
 
 /** Closes every client channel. */
 export function closeClients(clients: Clients): void {
-  for (const c of Object.values(clients)) c.raw.close();
+  for (const c of Object.values(clients)) c.close();
 }

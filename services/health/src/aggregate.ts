@@ -59,9 +59,9 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
   const historyCache = new Map<number, { value: healthPb.HealthHistory; until: number }>();
   return {
     close() {
-      sync.raw.close();
-      workflow.raw.close();
-      exporter.raw.close();
+      sync.close();
+      workflow.close();
+      exporter.close();
     },
     async report(token, reqId) {
       const creds = { token, reqId, deadlineMs: opts.deadlineMs };

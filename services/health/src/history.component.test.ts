@@ -74,7 +74,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  health?.raw.close();
+  health?.close();
   await svc?.stop();
   syncPeer?.server.forceShutdown();
   exportPeer?.server.forceShutdown();

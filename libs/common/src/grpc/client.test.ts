@@ -24,7 +24,7 @@ it('when the target resolves to two replicas, then the client spreads calls over
   const token = await mintToken(auth, { user: 'svc', role: 'service', projects: [], ttlSeconds: 60 });
   const seen = new Set<number>();
   for (let i = 0; i < 20; i++) seen.add((await client.call.getSyncStats({ since: '' }, { token })).applied);
-  client.raw.close();
+  client.close();
   await Promise.all([a.stop(100), b.stop(100)]);
   expect([...seen].sort()).toEqual([1, 2]);
 });
@@ -69,7 +69,7 @@ describe('cancel hook', () => {
       expect((await answered).applied).toBe(1);
       expect(unhooked).toBe(1);
     } finally {
-      client.raw.close();
+      client.close();
     }
     // A loaded machine starts the channel slowly.
   }, 20_000);

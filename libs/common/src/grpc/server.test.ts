@@ -37,7 +37,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  client.raw.close();
+  client.close();
   await server.stop(100);
 });
 
