@@ -110,6 +110,17 @@ describe('against the services\' gRPC server', () => {
     await expect(client.call.getSyncStats(stats, { token, signal: caller.signal })).rejects.toMatchObject({ code: Status.CANCELLED });
   });
 
+  it('when a header cannot be sent over HTTP/2, then INTERNAL for that call only; the connection keeps serving', async () => {
+    const channel = new Http2UnaryChannel(parseTarget(`127.0.0.1:${server.port}`)!, 1024 * 1024);
+    const def = { path: '/ptw.sync.v1.SyncService/GetSyncStats', requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b: Buffer) => b.length };
+    try {
+      await expect(channel.call(def, {}, { authorization: `Bearer ${token}`, connection: 'keep-alive' }, 5000)).rejects.toMatchObject({ code: Status.INTERNAL, details: expect.stringMatching(/^Call not sent/) });
+      await expect(channel.call(def, {}, { authorization: `Bearer ${token}` }, 5000)).resolves.toBeGreaterThan(0);
+    } finally {
+      channel.close();
+    }
+  });
+
   it('when the method is not served, then UNIMPLEMENTED', async () => {
     const channel = new Http2UnaryChannel(parseTarget(`127.0.0.1:${server.port}`)!, 1024);
     const def: UnaryDefinition = { path: '/ptw.sync.v1.SyncService/NoSuchMethod', requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b) => b };

@@ -245,10 +245,15 @@ export class Http2UnaryChannel {
           'grpc-timeout': `${Math.max(1, Math.ceil(deadlineMs))}m`,
           ...headers,
         });
-      } catch {
+      } catch (err) {
+        const code = (err as { code?: string }).code;
         // The connection ran out of stream ids or was closing: the next call takes another one.
-        conn.close();
-        return reject(serviceError(Status.UNAVAILABLE, 'Connection is closing'));
+        if (code === 'ERR_HTTP2_OUT_OF_STREAMS' || code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_INVALID_SESSION') {
+          conn.close();
+          return reject(serviceError(Status.UNAVAILABLE, 'Connection is closing'));
+        }
+        // A metadata value HTTP/2 cannot carry (grpc-js refuses it as well, before sending).
+        return reject(serviceError(Status.INTERNAL, `Call not sent: ${code ?? (err as Error).message}`));
       }
 
       let done = false;
