@@ -2,7 +2,7 @@
  * GetHealth (SPEC §8): real figures gathered over gRPC from their owners, each with its own short
  * deadline, so a service that is down makes the report degraded instead of failing it.
  */
-import { checkHealth, createClient, type Metrics } from '@ptw/common';
+import { checkHealth, createClient, type CallCredentials, type Metrics } from '@ptw/common';
 import { exportPb, SERVICE_NAMES, syncPb, workflowPb, type healthPb } from '@ptw/proto';
 
 export interface Peers {
@@ -12,7 +12,8 @@ export interface Peers {
 }
 
 export interface Aggregator {
-  report(token: string, reqId: string): Promise<healthPb.HealthReport>;
+  /** `trace`: the caller's, passed on to the peers (tracing without an endpoint, see HopTrace). */
+  report(token: string, reqId: string, trace?: CallCredentials['trace']): Promise<healthPb.HealthReport>;
   history(token: string, reqId: string, hours: number): Promise<healthPb.HealthHistory>;
   close(): void;
 }
@@ -63,8 +64,8 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
       workflow.close();
       exporter.close();
     },
-    async report(token, reqId) {
-      const creds = { token, reqId, deadlineMs: opts.deadlineMs };
+    async report(token, reqId, trace) {
+      const creds = { token, reqId, trace, deadlineMs: opts.deadlineMs };
       const [syncStats, exportStats, wfStats, syncState, wfState, exportState] = await Promise.all([
         within(sync.call.getSyncStats({ since: '' }, creds), opts.deadlineMs + 200),
         within(exporter.call.getExportStats({ since: '' }, creds), opts.deadlineMs + 200),

@@ -40,7 +40,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
                 getHealth: async (_req, ctx) => {
                   if (!canManage(ctx.principal)) throw permissionDenied('Health is for managers and operators only');
                   // Peers are asked with this service's own token: the figures are system-wide.
-                  return aggregator.report(await rt.serviceToken(), ctx.reqId);
+                  return aggregator.report(await rt.serviceToken(), ctx.reqId, ctx.trace);
                 },
                 getHealthHistory: async (req, ctx) => {
                   if (!canManage(ctx.principal)) throw permissionDenied('Health is for managers and operators only');
