@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { MAX_METADATA_BYTES } from '../errors';
 import { traceMode } from '../tracing';
-import { Http2UnaryChannel, parseTarget, type UnaryDefinition } from './http2-unary';
+import { Http2UnaryChannel, parseTarget, serviceError, type UnaryDefinition } from './http2-unary';
 import type { Metrics } from '../metrics';
 import { AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY, TRACESTATE_KEY } from './context';
 
@@ -110,7 +110,7 @@ export function createClient<C extends Client>(
   const viaHttp2 = (method: string, def: UnaryDefinition) => (request: unknown, creds: CallCredentials) => {
     const signal = creds.signal;
     if (!creds.onCancel && signal?.aborted) {
-      const err = Object.assign(new Error('1 CANCELLED: Cancelled on client'), { code: Status.CANCELLED, details: 'Cancelled on client', metadata: new Metadata() });
+      const err = serviceError(Status.CANCELLED, 'Cancelled on client');
       count(method, err);
       return Promise.reject(err);
     }

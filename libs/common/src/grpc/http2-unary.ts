@@ -114,7 +114,8 @@ class Connection {
   }
 }
 
-function serviceError(code: Status, details: string, metadata = new Metadata()): ServiceError {
+/** A status error as grpc-js makes them (`code`, `details`, `metadata`; message `<code> <NAME>: <details>`). */
+export function serviceError(code: Status, details: string, metadata = new Metadata()): ServiceError {
   return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details, metadata });
 }
 
