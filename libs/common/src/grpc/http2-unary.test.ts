@@ -160,6 +160,20 @@ describe('when the server goes away', () => {
     }
   });
 
+  it('when one of the target\'s addresses refuses connections, then every call goes to the others, the first one included', async () => {
+    const live = await kitServer();
+    const dead = await freePortForTest();
+    const client = createClient(syncPb.SyncServiceClient, `ipv4:127.0.0.1:${dead},127.0.0.1:${live.port}`, { defaultDeadlineMs: 5000 });
+    try {
+      const answers = [];
+      for (let i = 0; i < 20; i++) answers.push((await client.call.getSyncStats(stats, { token })).applied);
+      expect(answers).toEqual(Array(20).fill(1));
+    } finally {
+      client.close();
+      await live.stop(100);
+    }
+  });
+
   it('when the server shuts down (GOAWAY) and a new one starts on its port, then the next calls reach the new server', async () => {
     const first = await kitServer();
     const port = first.port;

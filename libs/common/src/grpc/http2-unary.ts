@@ -62,6 +62,10 @@ const KEEPALIVE_TIMEOUT_MS = 20_000;
 
 class Connection {
   session: http2.ClientHttp2Session;
+  /** Connected and not closing: calls go here first. */
+  ready = false;
+  /** True once connected, false when closed before that. */
+  readonly settled: Promise<boolean>;
   private keepalive: NodeJS.Timeout;
 
   constructor(
@@ -70,6 +74,8 @@ class Connection {
     onGone: (conn: Connection, failedToConnect: boolean) => void,
   ) {
     let connected = false;
+    let settle!: (ok: boolean) => void;
+    this.settled = new Promise((resolve) => (settle = resolve));
     const session = http2.connect(`http://${endpoint.authority}`, {
       createConnection: () => net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true }),
       // Room for several 8 MiB responses at once (the default is 10 MB per session).
@@ -78,15 +84,22 @@ class Connection {
     this.session = session;
     session.once('connect', () => {
       connected = true;
+      this.ready = true;
+      settle(true);
       onConnect();
     });
     // A lost connection fails its calls (each sees its stream close without a status); the error
     // itself needs no handler beyond this one.
     session.on('error', () => undefined);
     // The server is going away (graceful shutdown): no new call on this connection.
-    session.once('goaway', () => onGone(this, false));
+    session.once('goaway', () => {
+      this.ready = false;
+      onGone(this, false);
+    });
     session.once('close', () => {
+      this.ready = false;
       clearInterval(this.keepalive);
+      settle(false);
       onGone(this, !connected);
     });
     // Neither the connection nor its pings keep a process alive.
@@ -173,39 +186,57 @@ export class Http2UnaryChannel {
     return this.resolving;
   }
 
-  /** The next usable connection in turn, made when missing; undefined when every address is in backoff. */
-  private pick(endpoints: Endpoint[]): Connection | undefined {
-    const now = Date.now();
-    for (let i = 0; i < endpoints.length; i++) {
-      const endpoint = endpoints[(this.turn + i) % endpoints.length];
-      const key = `${endpoint.host}|${endpoint.port}`;
-      let conn = this.connections.get(key);
-      if (conn && !conn.usable()) {
-        this.connections.delete(key);
-        conn = undefined;
-      }
-      if (!conn) {
-        const r = this.retry.get(key);
-        if (r && r.until > now) continue;
-        conn = new Connection(
-          endpoint,
-          () => this.retry.delete(key),
-          (gone, failedToConnect) => {
-            if (this.connections.get(key) === gone) this.connections.delete(key);
-            if (failedToConnect) {
-              const backoff = this.retry.get(key)?.backoff ?? INITIAL_BACKOFF_MS;
-              this.retry.set(key, { until: Date.now() + backoff, backoff: Math.min(backoff * 2, MAX_BACKOFF_MS) });
-            }
-            // A name may point elsewhere now (a replaced container).
-            if (this.target.resolve) this.endpoints = undefined;
-          },
-        );
-        this.connections.set(key, conn);
-      }
-      this.turn = (this.turn + i + 1) % endpoints.length;
-      return conn;
+  /** The usable connection to `endpoint`, made when missing; undefined while the address is in backoff. */
+  private connectionTo(endpoint: Endpoint, now: number): Connection | undefined {
+    const key = `${endpoint.host}|${endpoint.port}`;
+    let conn = this.connections.get(key);
+    if (conn && !conn.usable()) {
+      this.connections.delete(key);
+      conn = undefined;
     }
-    return undefined;
+    if (conn) return conn;
+    const r = this.retry.get(key);
+    if (r && r.until > now) return undefined;
+    conn = new Connection(
+      endpoint,
+      () => this.retry.delete(key),
+      (gone, failedToConnect) => {
+        if (this.connections.get(key) === gone) this.connections.delete(key);
+        if (failedToConnect) {
+          const backoff = this.retry.get(key)?.backoff ?? INITIAL_BACKOFF_MS;
+          this.retry.set(key, { until: Date.now() + backoff, backoff: Math.min(backoff * 2, MAX_BACKOFF_MS) });
+        }
+        // A name may point elsewhere now (a replaced container).
+        if (this.target.resolve) this.endpoints = undefined;
+      },
+    );
+    this.connections.set(key, conn);
+    return conn;
+  }
+
+  /**
+   * The next connected address in turn (round robin over the ready ones, as grpc-js's round_robin
+   * picks only READY subchannels). When none is connected yet, every address not in backoff is being
+   * connected: the call waits for the first to succeed and fails UNAVAILABLE when all fail.
+   */
+  private pick(endpoints: Endpoint[]): Connection | Promise<Connection | undefined> | undefined {
+    const now = Date.now();
+    const connecting: Connection[] = [];
+    for (let i = 0; i < endpoints.length; i++) {
+      const at = (this.turn + i) % endpoints.length;
+      const conn = this.connectionTo(endpoints[at], now);
+      if (!conn) continue;
+      if (conn.ready) {
+        this.turn = (at + 1) % endpoints.length;
+        return conn;
+      }
+      connecting.push(conn);
+    }
+    if (connecting.length === 0) return undefined;
+    return new Promise((resolve) => {
+      let left = connecting.length;
+      for (const conn of connecting) void conn.settled.then((ok) => (ok ? resolve(conn) : --left === 0 && resolve(undefined)));
+    });
   }
 
   /**
@@ -222,9 +253,49 @@ export class Http2UnaryChannel {
   }
 
   private send(def: UnaryDefinition, request: unknown, headers: Record<string, string>, deadlineMs: number, endpoints: Endpoint[], onCancel?: (cancel: () => void) => () => void): Promise<unknown> {
+    const noConnection = () => serviceError(Status.UNAVAILABLE, `No connection established to ${endpoints[0].authority}`);
+    const picked = this.pick(endpoints);
+    if (!picked) return Promise.reject(noConnection());
+    if (picked instanceof Connection) return this.exchange(picked, def, request, headers, deadlineMs, onCancel);
+    // Nothing connected yet: the deadline and the caller's cancel apply to the wait as well (the
+    // caller's hook is registered once, for the wait and then the call).
+    const started = Date.now();
     return new Promise((resolve, reject) => {
-      const conn = this.pick(endpoints);
-      if (!conn) return reject(serviceError(Status.UNAVAILABLE, `No connection established to ${endpoints[0].authority}`));
+      let cancelNow: (() => void) | undefined = () => {
+        cancelNow = undefined;
+        clearTimeout(timer);
+        unhook?.();
+        reject(serviceError(Status.CANCELLED, 'Cancelled on client'));
+      };
+      const unhook = onCancel?.(() => cancelNow?.());
+      const timer = setTimeout(() => {
+        cancelNow = undefined;
+        unhook?.();
+        reject(serviceError(Status.DEADLINE_EXCEEDED, 'Deadline exceeded while connecting'));
+      }, deadlineMs);
+      void picked.then((conn) => {
+        if (!cancelNow) return;
+        cancelNow = undefined;
+        clearTimeout(timer);
+        if (!conn) {
+          unhook?.();
+          return reject(noConnection());
+        }
+        const hook = (cancel: () => void) => {
+          cancelNow = cancel;
+          return () => {
+            cancelNow = undefined;
+            unhook?.();
+          };
+        };
+        this.exchange(conn, def, request, headers, deadlineMs - (Date.now() - started), onCancel ? hook : undefined).then(resolve, reject);
+      });
+    });
+  }
+
+  /** The call itself, on a connection. */
+  private exchange(conn: Connection, def: UnaryDefinition, request: unknown, headers: Record<string, string>, deadlineMs: number, onCancel?: (cancel: () => void) => () => void): Promise<unknown> {
+    return new Promise((resolve, reject) => {
       let body: Buffer;
       try {
         body = def.requestSerialize(request);
