@@ -249,7 +249,7 @@ export function incomingTraceContext(route: (ctx: HttpContext) => string | undef
   const tracer = trace.getTracer('@ptw/common');
   return (ctx: HttpContext, next: () => Promise<unknown>): Promise<unknown> => {
     if (mode === 'ids') {
-      const hop = ctx.headers.traceparent === undefined ? undefined : hopTrace(ctx.headers.traceparent, ctx.headers.tracestate);
+      const hop = hopTrace(ctx.headers.traceparent, ctx.headers.tracestate);
       if (hop && ctx.state) ctx.state.trace = hop;
       return next();
     }

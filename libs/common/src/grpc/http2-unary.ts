@@ -156,7 +156,7 @@ export class Http2UnaryChannel {
   private endpoints: Endpoint[] | undefined;
   private resolving: Promise<Endpoint[]> | undefined;
   private readonly connections = new Map<string, Connection>();
-  /** Per authority: when to try connecting again and the next backoff. */
+  /** Per address (host|port): when to try connecting again and the next backoff. */
   private readonly retry = new Map<string, { until: number; backoff: number }>();
   private turn = 0;
   private closed = false;

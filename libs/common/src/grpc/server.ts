@@ -128,7 +128,7 @@ export function implement<D extends Record<string, MethodDef>>(
       // A child logger and an AbortController cost more than the rest of a short call, and most
       // calls use neither: both are made when a handler (or an error) first asks for them.
       let log: Logger | undefined;
-      const logger = () => (log ??= kit.log.child(principal ? { req_id: reqId, user_id: principal.user_id, ...hop?.fields } : { req_id: reqId, ...hop?.fields }));
+      const logger = () => (log ??= kit.log.child({ req_id: reqId, ...(principal && { user_id: principal.user_id }), ...hop?.fields }));
       let controller: AbortController | undefined;
       const signal = () => {
         if (!controller) {
