@@ -22,6 +22,7 @@ const SNAPSHOT_MAX_AGE_S = 2;
 let conn: Connection;
 let m: Models;
 let counter: CommandCounter;
+let serviceEnv: NodeJS.ProcessEnv;
 let ex: ReturnType<typeof createClient<exportPb.ExportServiceClient>>['call'];
 const H = 3600_000;
 const now = Date.now();
@@ -82,7 +83,7 @@ beforeAll(async () => {
   ]);
   // Before the service connects: its connection reports its commands only while a counter listens.
   counter = countStoreCommands('ptw-export');
-  const env = { ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) };
+  const env = (serviceEnv = { ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) });
   // Exact on every request here; the snapshot tests at the end use a second instance.
   svc = await start({ ...env, PTW_KPI_MAX_AGE_SECONDS: '0' });
   ex = createClient(exportPb.ExportServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 30_000 }).call;
@@ -185,6 +186,32 @@ describe('KPI snapshots (PTW_KPI_MAX_AGE_SECONDS)', () => {
     expect(Date.parse(k4.as_of)).toBeGreaterThan(Date.parse(k1.as_of));
     expect(k4.counts!.draft).toBe(3);
     expect(Date.now() - Date.parse(k4.as_of)).toBeLessThanOrEqual(SNAPSHOT_MAX_AGE_S * 1000);
+  });
+
+  it('when requests that find no snapshot of their scope arrive together, then one computation answers them all', async () => {
+    await m.Permit.insertMany([permit('approved', {}, 'p7'), permit('draft', {}, 'p7')]);
+    const who = await tok('manager', ['p7']);
+    const r = await counter.measure(() => Promise.all(Array.from({ length: 10 }, () => exCached.getKpis({ project: '' }, who))));
+    // At most: 10 snapshot reads, the 11 queries once, one snapshot write (each computing alone: 130).
+    expect(r.commands).toBeLessThanOrEqual(10 + 11 + 1);
+    expect(new Set(r.result.map((k) => JSON.stringify(k))).size).toBe(1);
+    expect(r.result[0].counts).toMatchObject({ approved: 1, draft: 1 });
+  });
+
+  it('when two processes save the first snapshot of a scope at once, then both answer (the second save is not an error)', async () => {
+    const other = await start({ ...serviceEnv, PTW_KPI_MAX_AGE_SECONDS: String(SNAPSHOT_MAX_AGE_S) });
+    try {
+      const exOther = createClient(exportPb.ExportServiceClient, `127.0.0.1:${other.port}`, { defaultDeadlineMs: 30_000 }).call;
+      await m.Permit.insertMany([permit('approved', {}, 'p8')]);
+      for (let round = 0; round < 5; round++) {
+        // A new scope each round (the SLA settings are the same: the project list makes the scope).
+        const who = await tok('manager', ['p8', `p8-${round}`]);
+        const both = await Promise.all([exCached.getKpis({ project: '' }, who), exOther.getKpis({ project: '' }, who)]);
+        expect(both.map((k) => k.counts!.approved)).toEqual([1, 1]);
+      }
+    } finally {
+      await other.stop();
+    }
   });
 
   it('when the snapshot is older than the maximum age, then the request computes the KPIs itself', async () => {

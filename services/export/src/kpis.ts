@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
-import type { Models } from '@ptw/db';
+import { isDuplicateKey, type Models } from '@ptw/db';
 import { iso, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
@@ -141,8 +141,23 @@ export interface KpiOptions extends SlaConfig {
 /** Per process: the scopes being refreshed in the background, and those refreshes (awaited on stop). */
 export class KpiSnapshots {
   private readonly running = new Map<string, Promise<void>>();
+  private readonly computing = new Map<string, Promise<exportPb.Kpis>>();
 
   constructor(private readonly onError: (err: unknown) => void) {}
+
+  /**
+   * One computation of a scope at a time in this process: the requests that find no fresh snapshot
+   * together (a dashboard's first load, a restart) wait for the same one instead of each reading
+   * every open permit and racing to save it.
+   */
+  compute(key: string, work: () => Promise<exportPb.Kpis>): Promise<exportPb.Kpis> {
+    let p = this.computing.get(key);
+    if (!p) {
+      p = work().finally(() => this.computing.delete(key));
+      this.computing.set(key, p);
+    }
+    return p;
+  }
 
   refresh(key: string, work: () => Promise<void>): void {
     if (this.running.has(key)) return;
@@ -167,7 +182,13 @@ function snapshotKey(who: Principal, project: string, cfg: SlaConfig): string {
 async function computeAndSave(models: Models, who: Principal, project: string, cfg: SlaConfig, key: string): Promise<exportPb.Kpis> {
   const started = Date.now();
   const kpis = await computeKpis(models, who, project, cfg, new Date(started));
-  await models.KpiSnapshot.updateOne({ _id: key }, { $set: { as_of: new Date(started), data: kpis, compute_ms: Date.now() - started } }, { upsert: true });
+  try {
+    await models.KpiSnapshot.updateOne({ _id: key }, { $set: { as_of: new Date(started), data: kpis, compute_ms: Date.now() - started } }, { upsert: true });
+  } catch (err) {
+    // Two processes inserted the scope's first snapshot at once (an upsert is not retried on the
+    // embedded store as MongoDB retries it): the other's is as fresh as this one.
+    if (!isDuplicateKey(err)) throw err;
+  }
   return kpis;
 }
 
@@ -184,7 +205,7 @@ export async function readKpis(models: Models, who: Principal, project: string, 
   const snap = await models.KpiSnapshot.findById(key).lean();
   const age = snap ? now.getTime() - new Date(snap.as_of).getTime() : Infinity;
   // A snapshot from the future (the clock went back) is not trusted either.
-  if (!snap || age > maxAgeMs || age < -maxAgeMs) return computeAndSave(models, who, project, cfg, key);
+  if (!snap || age > maxAgeMs || age < -maxAgeMs) return snapshots.compute(key, () => computeAndSave(models, who, project, cfg, key));
   if (age > maxAgeMs / 2) snapshots.refresh(key, async () => void (await computeAndSave(models, who, project, cfg, key)));
   return { ...(snap.data as exportPb.Kpis), as_of: new Date(snap.as_of).toISOString() };
 }
