@@ -252,6 +252,25 @@ describe('with an OTLP endpoint', () => {
     for (const s of store) expect(String(statement(s))).not.toContain('hot-work');
   });
 
+  it('when throttled requests arrive together, then each trace holds its own Redis command under its own server span', async () => {
+    // The throttle sends the commands of one event-loop turn in one write: each must stay in the
+    // trace of the request that made it, not of the request that opened the batch.
+    const tps = Array.from({ length: 12 }, () => traceparent());
+    const statuses = await Promise.all(tps.map((tp) => call('GET', '/permits/kpis/', manager, tp.header)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    for (const tp of tps) {
+      const spans = await eventually(() => {
+        const got = ofTrace(tp.traceId);
+        return got.some((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER) && got.some((s) => dbSystem(s) === 'redis') ? got : undefined;
+      }, 15_000);
+      expect(spans).toBeDefined();
+      const server = spans!.find((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER)!;
+      const redis = spans!.filter((s) => s.service === 'gateway' && dbSystem(s) === 'redis');
+      expect(redis).toHaveLength(1);
+      expect(ancestors(redis[0], spans!)).toContain(server);
+    }
+  });
+
   it('when an export streams, then its trace reaches the export service and the store', async () => {
     const tp = traceparent();
     expect(await call('POST', '/permits/bulk_export_excel/', manager, tp.header, { detailed: true })).toBe(200);

@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { keepTraceContext } from '@ptw/common';
 import { SLIDING_WINDOW_LUA } from './script';
 
 /** A Redis call that did not answer within the throttle's deadline. */
@@ -66,6 +67,62 @@ export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Deadline(ms).wrap(promise);
 }
 
+/**
+ * Redis commands of one event-loop turn sent in one write. A command's send is deferred to the end of
+ * the turn that asked for it (setImmediate); then every deferred send runs, in order, with the
+ * client's socket corked, and the socket's buffer goes out as one write on uncork. Each command stays
+ * an ordinary command of the client: its own reply, error, deadline, NOSCRIPT retry and (when spans
+ * are exported) its own span, made in the context of the request that asked for it
+ * (keepTraceContext). A lone command goes out as it would have, one turn later.
+ *
+ * Why: under load the requests whose data arrived in the same turn are counted with one write and
+ * one read instead of one each. On these machines the write of one command to a loopback socket was
+ * 13 % of the gateway's CPU per throttled request, and Redis's own CPU per request halves too
+ * (README "The gRPC hop").
+ */
+export class CommandBatch {
+  private queue: (() => void)[] = [];
+  private scheduled = false;
+  /** Commands sent together with another one (for tests and the bench). */
+  batched = 0;
+
+  constructor(private readonly redis: Redis) {}
+
+  /** Runs `send` (which sends one command) at the end of this turn, with the turn's others. */
+  defer<T>(send: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push(
+        keepTraceContext(() => {
+          try {
+            send().then(resolve, reject);
+          } catch (err) {
+            reject(err as Error);
+          }
+        }),
+      );
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = () => {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    // Not connected (no socket, or not writable): each command fails or waits as it would alone.
+    const socket = batch.length > 1 && this.redis.status === 'ready' ? this.redis.stream : undefined;
+    if (socket) this.batched += batch.length;
+    socket?.cork();
+    try {
+      for (const send of batch) send();
+    } finally {
+      socket?.uncork();
+    }
+  };
+}
+
 /** The command koa-ratelimit's redis driver calls, and the name our fixed script is defined under. */
 const DRIVER_COMMAND = 'ratelimiter';
 const FIXED_COMMAND = 'ptwThrottleWindow';
@@ -77,6 +134,7 @@ const FIXED_COMMAND = 'ptwThrottleWindow';
  * - puts a deadline (see Deadline) on every command that returns a promise. The gateway's client fails fast when
  *   Redis refuses connections, but a Redis that accepts them and never answers (paused,
  *   overloaded, black-holed) would otherwise hang requests.
+ * - sends the driver's calls of one event-loop turn in one write (see CommandBatch).
  * The command is defined once on the client; ioredis re-sends the script itself (EVAL after
  * NOSCRIPT) when a restarted Redis has lost it.
  */
@@ -87,6 +145,9 @@ export function limiterClient(redis: Redis, ms: number): Redis {
   const deadline = new Deadline(ms);
   // One wrapper per method, made on first use (the driver looks its methods up on every request).
   const wrapped = new Map<string | symbol, unknown>();
+  const batch = new CommandBatch(redis);
+  const send = (redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[FIXED_COMMAND].bind(redis);
+  wrapped.set(DRIVER_COMMAND, (...args: unknown[]) => deadline.wrap(batch.defer(() => send(...args))));
   return new Proxy(redis, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop === DRIVER_COMMAND ? FIXED_COMMAND : prop, target);

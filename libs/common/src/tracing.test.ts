@@ -4,7 +4,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { createLogger, lineWriter, memorySink } from './logger';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { EventEmitter } from 'node:events';
-import { hopTrace, incomingTraceContext, inRootSpan, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setTraceMode } from './tracing';
+import { hopTrace, incomingTraceContext, inRootSpan, keepTraceContext, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setTraceMode } from './tracing';
 import { otlpProtocol } from './tracing-sdk';
 
 const exporter = new InMemorySpanExporter();
@@ -116,6 +116,30 @@ describe('inRootSpan', () => {
     await expect(inRootSpan('job x', {}, async () => Promise.reject(new TypeError('secret input')))).rejects.toThrow('secret input');
     const [span] = exporter.getFinishedSpans();
     expect([span.status, span.attributes.error_type]).toEqual([{ code: SpanStatusCode.ERROR }, 'TypeError']);
+  });
+});
+
+describe('keepTraceContext', () => {
+  afterEach(() => setTraceMode('off'));
+
+  it('when spans are exported, then the function runs later in the span active when it was kept, whatever is active then', async () => {
+    setTraceMode('export');
+    const request = tracer().startSpan('request');
+    const other = tracer().startSpan('other');
+    const kept = context.with(trace.setSpan(context.active(), request), () => keepTraceContext(() => trace.getSpan(context.active())));
+    // Run from another request's turn, as a batch's sends are.
+    const seen = await context.with(trace.setSpan(context.active(), other), () => new Promise((resolve) => setImmediate(() => resolve(kept()))));
+    expect(seen).toBe(request);
+    request.end();
+    other.end();
+  });
+
+  it('when spans are not exported, then the function is returned as it is (no context to carry)', () => {
+    const fn = () => 1;
+    for (const mode of ['ids', 'off'] as const) {
+      setTraceMode(mode);
+      expect(keepTraceContext(fn)).toBe(fn);
+    }
   });
 });
 

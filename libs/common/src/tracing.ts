@@ -192,6 +192,15 @@ export function traceMode(): TraceMode {
 }
 
 /**
+ * `fn` bound to the context active now, when spans are exported: work deferred to a later turn
+ * (a batch sent at the end of the turn) then runs in the trace of the request that asked for it,
+ * not of whichever request opened the batch. `fn` itself in the other modes (nothing to carry).
+ */
+export function keepTraceContext<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return mode === 'export' ? context.bind(context.active(), fn) : fn;
+}
+
+/**
  * One hop of a caller's trace in `ids` mode (the gateway's request, a service's call): the ids its
  * log lines carry and the W3C headers it passes on, with a span id of its own as the parent — what
  * a non-recording span would give, without the context machinery.
