@@ -8,6 +8,20 @@ function isDuplicateKey(err: unknown): boolean {
 }
 
 /**
+ * Runs an upsert by `_id` once more when it lost the race to insert its document: two first upserts
+ * of one `_id` at once surface on FerretDB as a duplicate key (MongoDB retries such an upsert
+ * itself). The document exists then, so the second run updates it.
+ */
+export async function upsertRetried<T>(upsert: () => Promise<T>): Promise<T> {
+  try {
+    return await upsert();
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    return upsert();
+  }
+}
+
+/**
  * Claims version `fromVersion + 1` of an entity by inserting its revision row. The unique index
  * `(entity, entity_id, version)` lets exactly one of several concurrent writers that read the same
  * version win, on FerretDB as on MongoDB. The winner then updates the document with the filter

@@ -4,7 +4,7 @@
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
 import { AppError, conflict, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { insertUnordered, utcDay, type Models } from '@ptw/db';
+import { insertUnordered, upsertRetried, utcDay, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
 import { risk } from './rules';
@@ -67,7 +67,7 @@ const year = (d: Date) => d.getUTCFullYear();
  */
 async function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
   const key = `permit_number:${year(now)}`;
-  const c = await models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: n } }, { upsert: true, new: true }).lean();
+  const c = await upsertRetried(() => models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: n } }, { upsert: true, new: true }).lean());
   const last = c?.seq ?? n;
   return Array.from({ length: n }, (_, i) => `PTW-${year(now)}-${String(last - n + 1 + i).padStart(6, '0')}`);
 }

@@ -14,7 +14,7 @@
  * lands, and no create takes that long (request deadlines are seconds). Exact on every store;
  * the cost follows the permits of the newest days, not of the project.
  */
-import { utcDay, type Models } from '@ptw/db';
+import { upsertRetried, utcDay, type Models } from '@ptw/db';
 import type { PermitDoc } from './permits';
 
 const DAY_MS = 86_400_000;
@@ -71,7 +71,7 @@ export async function countCreatedBefore(models: Models, project: string, day: s
     out = { before: rows.length, firstDay: Number.isFinite(first) ? utcDay(first) : undefined };
   }
   // Replicas rolling forward at once compute the same figure: the writes agree.
-  await models.ListCount.updateOne({ _id: project }, { $set: { day, before: out.before, ...(out.firstDay ? { first_day: out.firstDay } : {}) } }, { upsert: true });
+  await upsertRetried(() => models.ListCount.updateOne({ _id: project }, { $set: { day, before: out.before, ...(out.firstDay ? { first_day: out.firstDay } : {}) } }, { upsert: true }));
   return out;
 }
 
@@ -132,6 +132,6 @@ export async function backfillCreatedDay(models: Models, chunk = 100): Promise<n
       { ordered: false },
     );
   }
-  await models.Counter.updateOne({ _id: BACKFILL_MARK }, { $set: { seq: missing.length } }, { upsert: true });
+  await upsertRetried(() => models.Counter.updateOne({ _id: BACKFILL_MARK }, { $set: { seq: missing.length } }, { upsert: true }));
   return missing.length;
 }

@@ -3,7 +3,7 @@
  * the revisions unique index (see @ptw/db claimVersion), every transition is audited.
  */
 import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
-import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
+import { claimVersion, isDuplicateKey, PERMIT_STATUSES, upsertRetried, type Models, type PermitStatus } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { checkTimes, permitDraft } from './bulk';
 import { parseInput, permitFilterSchema, updatePermitSchema } from './input';
@@ -169,7 +169,7 @@ const year = (d: Date) => d.getUTCFullYear();
  */
 async function nextPermitNumber(models: Models, now: Date): Promise<string> {
   const key = `permit_number:${year(now)}`;
-  const c = await models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
+  const c = await upsertRetried(() => models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean());
   return `PTW-${year(now)}-${String(c?.seq ?? 1).padStart(6, '0')}`;
 }
 

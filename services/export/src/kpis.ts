@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
-import { isDuplicateKey, type Models } from '@ptw/db';
+import { upsertRetried, type Models } from '@ptw/db';
 import { iso, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
@@ -182,13 +182,8 @@ function snapshotKey(who: Principal, project: string, cfg: SlaConfig): string {
 async function computeAndSave(models: Models, who: Principal, project: string, cfg: SlaConfig, key: string): Promise<exportPb.Kpis> {
   const started = Date.now();
   const kpis = await computeKpis(models, who, project, cfg, new Date(started));
-  try {
-    await models.KpiSnapshot.updateOne({ _id: key }, { $set: { as_of: new Date(started), data: kpis, compute_ms: Date.now() - started } }, { upsert: true });
-  } catch (err) {
-    // Two processes inserted the scope's first snapshot at once (an upsert is not retried on the
-    // embedded store as MongoDB retries it): the other's is as fresh as this one.
-    if (!isDuplicateKey(err)) throw err;
-  }
+  // Two processes may save the scope's first snapshot at once (see upsertRetried).
+  await upsertRetried(() => models.KpiSnapshot.updateOne({ _id: key }, { $set: { as_of: new Date(started), data: kpis, compute_ms: Date.now() - started } }, { upsert: true }));
   return kpis;
 }
 

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
 import { connectMongo, registerModels, type Models, type PermitStatus, PERMIT_STATUSES } from '@ptw/db';
-import { TRANSITIONS } from '@ptw/domain';
+import { createPermit, TRANSITIONS } from '@ptw/domain';
 import { workflowPb } from '@ptw/proto';
 import { testStore } from '@ptw/devstore';
 import type { Connection } from 'mongoose';
@@ -253,6 +253,34 @@ describe('races', () => {
     const who = await worker();
     const created = await Promise.all(Array.from({ length: 50 }, (_, i) => wf.createPermit({ data: permitInput({ title: `bulk ${i}` }) }, who)));
     expect(new Set(created.map((c) => c.permit_number)).size).toBe(50);
+  });
+
+  it("when the first permits of a year are created at once, then each is created with its own number (the year's counter is upserted by all)", async () => {
+    const who = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
+    // Years no test has numbered: their counters do not exist yet, as on 1 January.
+    for (let year = 2031; year < 2036; year++) {
+      const now = new Date(Date.UTC(year, 0, 1, 0, 0, 1));
+      const data = permitInput({ planned_start_time: new Date(now.getTime() + hour).toISOString(), planned_end_time: new Date(now.getTime() + 5 * hour).toISOString() });
+      // Connections open for every creator, so that their counter steps do meet.
+      await Promise.all(Array.from({ length: 8 }, () => m.PermitType.findById('hot-work').lean()));
+      const created = await Promise.all(Array.from({ length: 8 }, () => createPermit(m, who, data, now)));
+      const numbers = created.map((c) => c.permit_number);
+      expect(new Set(numbers).size).toBe(8);
+      for (const n of numbers) expect(n).toMatch(new RegExp(`^PTW-${year}-\\d{6}$`));
+    }
+  });
+
+  it("when a project's first lists are read at once, then every request answers (its list count is upserted by all)", async () => {
+    const at = new Date(Date.now() - 3 * 24 * hour);
+    for (let round = 0; round < 6; round++) {
+      const project = `p-first-lists-${round}`;
+      const who = await as('u-manager', 'manager', [project]);
+      await m.Permit.insertMany(
+        Array.from({ length: 3 }, (_, i) => ({ permit_number: `PTW-2020-${String(990100 + round * 10 + i)}`, project_id: project, permit_type_id: 'hot-work', title: `old ${i}`, status: 'draft', created_by: 'u-worker', version: 1, created_at: at, updated_at: at })),
+      );
+      const lists = await Promise.all(Array.from({ length: 10 }, () => wf.listPermits({ filter: undefined, page: 1, page_size: 2 }, who)));
+      expect(lists.map((l) => l.count)).toEqual(Array(10).fill(3));
+    }
   });
 
   it('when a writer died after claiming the next version, then edits conflict until the claim is older than 15 s, then succeed', async () => {
