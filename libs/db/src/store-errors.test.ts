@@ -4,6 +4,7 @@
  * other store error stays INTERNAL. The classes are the installed driver's, not look-alikes.
  */
 import { status as Status } from '@grpc/grpc-js';
+import net from 'node:net';
 import mongoose from 'mongoose';
 import { MongoNetworkError, MongoServerError, MongoServerClosedError } from 'mongodb';
 import { createLogger, isStoreUnavailable, memorySink, toServiceError } from '@ptw/common';
@@ -29,6 +30,23 @@ it.each([
   expect(isStoreUnavailable(err)).toBe(true);
   const mapped = toServiceError(err, log);
   expect([mapped.code, mapped.details]).toEqual([Status.UNAVAILABLE, 'Store unavailable, retry shortly']);
+});
+
+it('when the driver writes a command to a connection the store has closed (EPIPE, not wrapped by the driver), then the call answers UNAVAILABLE', async () => {
+  // Node's own error, made the way the store's restart makes it: the peer ends the connection, then a write.
+  const server = net.createServer((s) => s.end());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  await new Promise((r) => socket.once('end', r));
+  const err = await new Promise<Error>((resolve) => {
+    socket.once('error', resolve);
+    socket.write('command', (e) => e && resolve(e));
+  });
+  socket.destroy();
+  server.close();
+  expect((err as NodeJS.ErrnoException).code).toBe('EPIPE');
+  expect(isStoreUnavailable(err)).toBe(true);
+  expect(toServiceError(err, log).code).toBe(Status.UNAVAILABLE);
 });
 
 it.each([

@@ -70,10 +70,18 @@ const STORE_UNAVAILABLE = new Set([
   'MongoExpiredSessionError',
 ]);
 
+/**
+ * A connection's system error: the driver lets some through unwrapped, e.g. Node's "This socket has
+ * been ended by the other party" (EPIPE) when it writes a command to a connection the store closed.
+ * A handler's only connections are the store's.
+ */
+const CONNECTION_ERROR_CODES = new Set(['EPIPE', 'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'ENOTCONN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 /** True when `err` (or its cause) says the store cannot be reached. */
 export function isStoreUnavailable(err: unknown): boolean {
-  for (let e = err as { name?: string; cause?: unknown; message?: string } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+  for (let e = err as { name?: string; cause?: unknown; message?: string; code?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
     if (e.name && STORE_UNAVAILABLE.has(e.name)) return true;
+    if (typeof e.code === 'string' && CONNECTION_ERROR_CODES.has(e.code)) return true;
     // A bulk write cut by a lost connection is re-wrapped with only the network error's message.
     if (e.name === 'MongoBulkWriteError' && /ECONNREFUSED|ECONNRESET|EPIPE|connection .*closed|Server selection timed out|not connected/i.test(e.message ?? '')) return true;
     // mongoose queues a model's commands while its connection is down and gives up after a while.
