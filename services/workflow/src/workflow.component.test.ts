@@ -7,10 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
 import { connectMongo, registerModels, type Models, type PermitStatus, PERMIT_STATUSES } from '@ptw/db';
-import { createPermit, TRANSITIONS } from '@ptw/domain';
+import { createPermit, createPermits, TRANSITIONS } from '@ptw/domain';
 import { workflowPb } from '@ptw/proto';
 import { testStore } from '@ptw/devstore';
-import type { Connection } from 'mongoose';
+import { Types, type Connection } from 'mongoose';
 import { start } from './main';
 import { seed } from './seed';
 
@@ -266,6 +266,23 @@ describe('races', () => {
       const created = await Promise.all(Array.from({ length: 8 }, () => createPermit(m, who, data, now)));
       const numbers = created.map((c) => c.permit_number);
       expect(new Set(numbers).size).toBe(8);
+      for (const n of numbers) expect(n).toMatch(new RegExp(`^PTW-${year}-\\d{6}$`));
+    }
+  });
+
+  it("when the first bulk creates of a year (sync batches) run at once, then every permit is created with its own number", async () => {
+    const who = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
+    for (let year = 2036; year < 2041; year++) {
+      const now = new Date(Date.UTC(year, 0, 1, 0, 0, 1));
+      const data = permitInput({ planned_start_time: new Date(now.getTime() + hour).toISOString(), planned_end_time: new Date(now.getTime() + 5 * hour).toISOString() });
+      await Promise.all(Array.from({ length: 8 }, () => m.PermitType.findById('hot-work').lean()));
+      const batches = await Promise.all(Array.from({ length: 6 }, () => createPermits(m, who, [0, 1, 2].map(() => ({ id: new Types.ObjectId(), data })), now)));
+      const results = batches.flat();
+      expect(results.map((r) => r.ok)).toEqual(Array(18).fill(true));
+      const ids = results.map((r) => (r as { ok: true; id: string }).id);
+      const numbers = (await m.Permit.find({ _id: { $in: ids } }, { permit_number: 1 }).lean()).map((d) => d.permit_number);
+      expect(numbers).toHaveLength(18);
+      expect(new Set(numbers).size).toBe(18);
       for (const n of numbers) expect(n).toMatch(new RegExp(`^PTW-${year}-\\d{6}$`));
     }
   });
