@@ -255,14 +255,21 @@ describe('races', () => {
     expect(new Set(created.map((c) => c.permit_number)).size).toBe(50);
   });
 
+  /**
+   * 1 January of a year no test has numbered (its counter does not exist yet), a permit input planned
+   * after it, and a connection open for each of the creators about to race, so that their counter
+   * steps do meet.
+   */
+  async function newYear(year: number) {
+    const now = new Date(Date.UTC(year, 0, 1, 0, 0, 1));
+    const data = permitInput({ planned_start_time: new Date(now.getTime() + hour).toISOString(), planned_end_time: new Date(now.getTime() + 5 * hour).toISOString() });
+    await Promise.all(Array.from({ length: 8 }, () => m.PermitType.findById('hot-work').lean()));
+    return { now, data, who: { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] } };
+  }
+
   it("when the first permits of a year are created at once, then each is created with its own number (the year's counter is upserted by all)", async () => {
-    const who = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
-    // Years no test has numbered: their counters do not exist yet, as on 1 January.
     for (let year = 2031; year < 2036; year++) {
-      const now = new Date(Date.UTC(year, 0, 1, 0, 0, 1));
-      const data = permitInput({ planned_start_time: new Date(now.getTime() + hour).toISOString(), planned_end_time: new Date(now.getTime() + 5 * hour).toISOString() });
-      // Connections open for every creator, so that their counter steps do meet.
-      await Promise.all(Array.from({ length: 8 }, () => m.PermitType.findById('hot-work').lean()));
+      const { now, data, who } = await newYear(year);
       const created = await Promise.all(Array.from({ length: 8 }, () => createPermit(m, who, data, now)));
       const numbers = created.map((c) => c.permit_number);
       expect(new Set(numbers).size).toBe(8);
@@ -271,11 +278,8 @@ describe('races', () => {
   });
 
   it("when the first bulk creates of a year (sync batches) run at once, then every permit is created with its own number", async () => {
-    const who = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
     for (let year = 2036; year < 2041; year++) {
-      const now = new Date(Date.UTC(year, 0, 1, 0, 0, 1));
-      const data = permitInput({ planned_start_time: new Date(now.getTime() + hour).toISOString(), planned_end_time: new Date(now.getTime() + 5 * hour).toISOString() });
-      await Promise.all(Array.from({ length: 8 }, () => m.PermitType.findById('hot-work').lean()));
+      const { now, data, who } = await newYear(year);
       const batches = await Promise.all(Array.from({ length: 6 }, () => createPermits(m, who, [0, 1, 2].map(() => ({ id: new Types.ObjectId(), data })), now)));
       const results = batches.flat();
       expect(results.map((r) => r.ok)).toEqual(Array(18).fill(true));
