@@ -28,8 +28,8 @@ afterEach(() => setTraceMode('off'));
 const args = (key: string, limit: number, now = Date.now()) => [`${prefix}:${key}`, now, 60_000, limit, '0'];
 
 /** The script command of the client (defined in beforeAll). */
-const script = (key: string, limit: number, now?: number) => (redis as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[COMMAND](...args(key, limit, now));
 const bareScript = (a: unknown[]) => (redis as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[COMMAND](...a);
+const script = (key: string, limit: number, now?: number) => bareScript(args(key, limit, now));
 
 /**
  * The client's socket writes while `fn` runs, as the number of buffered chunks (one per command) each

@@ -138,37 +138,34 @@ export interface KpiOptions extends SlaConfig {
   PTW_KPI_MAX_AGE_SECONDS: number;
 }
 
-/** Per process: the scopes being refreshed in the background, and those refreshes (awaited on stop). */
+/**
+ * Per process: one computation of a scope at a time, whether a request waits for it or it refreshes
+ * the snapshot in the background. The requests that find no fresh snapshot together (a dashboard's
+ * first load, a restart) wait for the same one instead of each reading every open permit and racing
+ * to save it; a refresh already running is not started again. Awaited on stop.
+ */
 export class KpiSnapshots {
-  private readonly running = new Map<string, Promise<void>>();
-  private readonly computing = new Map<string, Promise<exportPb.Kpis>>();
+  private readonly running = new Map<string, Promise<exportPb.Kpis>>();
 
   constructor(private readonly onError: (err: unknown) => void) {}
 
-  /**
-   * One computation of a scope at a time in this process: the requests that find no fresh snapshot
-   * together (a dashboard's first load, a restart) wait for the same one instead of each reading
-   * every open permit and racing to save it.
-   */
+  /** The scope's computation now running, or `work` started as it. */
   compute(key: string, work: () => Promise<exportPb.Kpis>): Promise<exportPb.Kpis> {
-    let p = this.computing.get(key);
+    let p = this.running.get(key);
     if (!p) {
-      p = work().finally(() => this.computing.delete(key));
-      this.computing.set(key, p);
+      p = work().finally(() => this.running.delete(key));
+      this.running.set(key, p);
     }
     return p;
   }
 
-  refresh(key: string, work: () => Promise<void>): void {
-    if (this.running.has(key)) return;
-    const p = work()
-      .catch(this.onError)
-      .finally(() => this.running.delete(key));
-    this.running.set(key, p);
+  /** {@link compute} in the background: nobody waits, a failure is reported to `onError`. */
+  refresh(key: string, work: () => Promise<exportPb.Kpis>): void {
+    this.compute(key, work).catch(this.onError);
   }
 
   async drain(): Promise<void> {
-    await Promise.all(this.running.values());
+    await Promise.allSettled(this.running.values());
   }
 }
 
@@ -201,6 +198,6 @@ export async function readKpis(models: Models, who: Principal, project: string, 
   const age = snap ? now.getTime() - new Date(snap.as_of).getTime() : Infinity;
   // A snapshot from the future (the clock went back) is not trusted either.
   if (!snap || age > maxAgeMs || age < -maxAgeMs) return snapshots.compute(key, () => computeAndSave(models, who, project, cfg, key));
-  if (age > maxAgeMs / 2) snapshots.refresh(key, async () => void (await computeAndSave(models, who, project, cfg, key)));
+  if (age > maxAgeMs / 2) snapshots.refresh(key, () => computeAndSave(models, who, project, cfg, key));
   return { ...(snap.data as exportPb.Kpis), as_of: new Date(snap.as_of).toISOString() };
 }
