@@ -9,7 +9,7 @@
  */
 import { Schema, type Connection, type Model } from 'mongoose';
 import type { CounterSeries, Logger, Metrics } from '@ptw/common';
-import { isDuplicateKey } from '@ptw/db';
+import { isDuplicateKey, upsertRetried } from '@ptw/db';
 import { retryWithBackoff, type RetryPolicy } from './retry';
 import { JobError } from './runner';
 
@@ -86,13 +86,8 @@ export function alertCounter(metrics: Metrics): CounterSeries<'outcome'> {
 }
 
 async function setState(models: AlertModels, set: Partial<AlertStateDoc>): Promise<void> {
-  try {
-    await models.AlertState.updateOne({ _id: OVERDUE_ALERT_TYPE }, { $set: set }, { upsert: true });
-  } catch (err) {
-    // Two first upserts at once on FerretDB: the document exists now.
-    if (!isDuplicateKey(err)) throw err;
-    await models.AlertState.updateOne({ _id: OVERDUE_ALERT_TYPE }, { $set: set });
-  }
+  // Two first upserts at once on FerretDB: see upsertRetried.
+  await upsertRetried(() => models.AlertState.updateOne({ _id: OVERDUE_ALERT_TYPE }, { $set: set }, { upsert: true }));
 }
 
 /**
