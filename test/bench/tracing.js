@@ -10,12 +10,15 @@
  *     default) to a local sink (a process of its own that counts the spans it receives; a request makes
  *     2 spans here, the HTTP server span and the throttle's Redis command: fewer exported per response
  *     means the exporter's queue, OTEL_BSP_MAX_QUEUE_SIZE, overflowed and spans were dropped);
+ *   - B itself with the same tracing start and server span, every span exported: the least any stack traced
+ *     this way can cost (the SDK, its context and the exporter, nothing of the gateway);
  *   - for comparison: every span exported as OTLP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json), and
  *     10 % of the traces sampled (parentbased_traceidratio 0.1, protobuf).
  * The sink's CPU per exported span is reported too: on this machine it competes with the gateway and
  * the load generator for the same cores, where a collector would run elsewhere.
  * Each server runs in a child process of its own; the cases run in rounds (each case once per round)
  * and are reported by their median round. Every response must be 2xx (exit 1 otherwise).
+ * BENCH_CASES=off,export,… (case ids: off, noep, export, B-export, json, ratio) runs only those, with B.
  * Run after `npx tsc -b`:  node test/bench/tracing.js [measured seconds per case, default 6] [rounds, default 3]
  */
 const path = require('node:path');
@@ -57,6 +60,24 @@ const SERVERS = {
     app.use(ratelimit({ driver: 'redis', db: redis, duration: HOUR_MS, max: HUGE_LIMIT, namespace: `${env.BENCH_KEY_PREFIX}:koa-ratelimit` }));
     app.use(okHandler);
     return { listener: app.callback(), close: [() => redis.quit()] };
+  },
+
+  /**
+   * B with every span exported: the same tracing start and server span as the gateway (startTracing,
+   * incomingTraceContext), in front of koa-ratelimit alone. The least any stack traced this way can cost.
+   */
+  async 'koa-ratelimit-traced'(env) {
+    const tracing = require(path.join(root, 'libs/common/dist/tracing-sdk.js')).startTracing('koa-ratelimit-bench', env);
+    const Koa = require('koa');
+    const ratelimit = require('koa-ratelimit');
+    const Redis = require('ioredis');
+    const { incomingTraceContext } = require(path.join(root, 'libs/common/dist'));
+    const redis = await readyRedis(new Redis(env.REDIS_URL));
+    const app = new Koa();
+    app.use(incomingTraceContext());
+    app.use(ratelimit({ driver: 'redis', db: redis, duration: HOUR_MS, max: HUGE_LIMIT, namespace: `${env.BENCH_KEY_PREFIX}:koa-ratelimit-traced` }));
+    app.use(okHandler);
+    return { listener: app.callback(), close: [() => redis.quit(), () => tracing?.shutdown()] };
   },
 
   async gateway(env) {
@@ -313,6 +334,14 @@ async function main() {
       sink: true,
     },
     {
+      id: 'B-export',
+      name: 'B with every span exported (the same tracing start and server span, koa-ratelimit alone behind it)',
+      kind: 'koa-ratelimit-traced',
+      env: exportEnv,
+      path: '/',
+      sink: true,
+    },
+    {
       id: 'json',
       name: 'the same as OTLP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json), for comparison',
       kind: 'gateway',
@@ -327,6 +356,9 @@ async function main() {
       sink: true,
     },
   ];
+  // BENCH_CASES=off,export (ids of the cases above) runs only those, and B.
+  const only = process.env.BENCH_CASES ? new Set(process.env.BENCH_CASES.split(',').map((id) => id.trim())) : undefined;
+  if (only) cases.splice(0, cases.length, ...cases.filter((c) => c.id === 'B' || only.has(c.id)));
   const perRound = {};
   try {
     for (let round = 1; round <= rounds; round++) {
@@ -376,11 +408,13 @@ async function main() {
   console.log(`| round | ${cases.map((c) => c.id).join(' | ')} |`);
   console.log(`|---:|${cases.map(() => '---:|').join('')}`);
   for (let i = 0; i < rounds; i++) console.log(`| ${i + 1} | ${cases.map((c) => fmt(perRound[c.id][i].rps)).join(' | ')} |`);
-  const exported = ratio('export');
+  const r = (id) => (perRound[id] ? `${ratio(id).toFixed(2)}×` : 'not run');
+  if (perRound.export) {
+    console.log(`\nTarget "tracing on, 100 % sampling ≥ 0.7× Koa + koa-ratelimit": ${ratio('export') >= 0.7 ? 'MET' : 'NOT MET'} at ${r('export')}.`);
+  }
   console.log(
-    `\nTarget "tracing on, 100 % sampling ≥ 0.7× Koa + koa-ratelimit": ${exported >= 0.7 ? 'MET' : 'NOT MET'} at ${exported.toFixed(2)}×. ` +
-      `No endpoint: ${ratio('noep').toFixed(2)}× (tracing not installed: ${ratio('off').toFixed(2)}×). ` +
-      `For comparison: OTLP JSON ${ratio('json').toFixed(2)}×, 10 % sampled ${ratio('ratio').toFixed(2)}×.`,
+    `No endpoint: ${r('noep')} (tracing not installed: ${r('off')}). For comparison: B itself with every span exported ${r('B-export')}, ` +
+      `OTLP JSON ${r('json')}, 10 % sampled ${r('ratio')}.`,
   );
   const bad = Object.values(perRound).flat().filter((r) => r.bad);
   if (bad.length) {
