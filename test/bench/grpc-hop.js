@@ -4,8 +4,10 @@
  * clients) answering `POST /sync-offline-data/` with 0 changes, twice:
  *   - "in-process": the sync client's method replaced by a function returning the same answer;
  *   - "gRPC": the real client calling a server-kit process (the sync service definition, `implement` with
- *     token verification and metrics, a handler returning the same empty answer: no store).
- * Both gateways run at once and are loaded alternately in short slices (autocannon, 20 connections), so
+ *     token verification and metrics, a handler returning the same empty answer: no store);
+ *   - "canned": the real client calling a process that answers every call with the same pre-encoded
+ *     response over Node's http2 server (no gRPC library, no work): what the called side costs.
+ * The gateways run at once and are loaded alternately in short slices (autocannon, 20 connections), so
  * that a shared machine's load drifts over both alike. Prints, per case, the gateway's CPU µs and context
  * switches per response, the backend's CPU µs per response, and what the hop adds; then the bytes each
  * process allocates per response (V8's sampling heap profiler, collected objects included, over a fixed
@@ -26,8 +28,28 @@ const ALLOC_REQUESTS = 3000;
 const EMPTY = { applied: [], conflicts: [], rejected: [], summary: { total: 0, applied: 0, conflicts: 0, rejected: 0 } };
 
 // ---------------------------------------------------------------------------------------------
-// Children: `--serve backend` or `--serve gateway <inproc|grpc> <backend port>`; each reports its port.
+// Children: `--serve backend`, `--serve canned` or `--serve gateway <inproc|grpc> <backend port>`; each reports its port.
 // ---------------------------------------------------------------------------------------------
+
+/** A backend that does nothing but answer: Node's http2 server, one pre-encoded EMPTY response with `grpc-status: 0`. */
+async function cannedBackend() {
+  const http2 = require('node:http2');
+  const { syncPb } = require(path.join(root, 'libs/proto/dist'));
+  const body = syncPb.SyncOfflineDataResponse.encode(EMPTY).finish();
+  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
+  message.writeUInt32BE(body.length, 1);
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('data', () => undefined);
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(message);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server.address().port;
+}
 
 async function backend(env) {
   const { createLogger, createTokenVerifier, implement, startGrpcServer, Metrics, DEV_JWT_SECRET } = common();
@@ -95,7 +117,7 @@ function allocationSampler() {
 
 if (process.argv[2] === '--serve') {
   const [kind, mode, backendPort] = process.argv.slice(3);
-  (kind === 'backend' ? backend(process.env) : gateway(process.env, mode, backendPort))
+  (kind === 'backend' ? backend(process.env) : kind === 'canned' ? cannedBackend() : gateway(process.env, mode, backendPort))
     .then((port) => {
       allocationSampler();
       process.send({ port });
@@ -169,11 +191,17 @@ async function main() {
   try {
     const back = await start(['backend'], env);
     children.push(back.child);
+    const canned = await start(['canned'], env);
+    children.push(canned.child);
     const cases = [];
-    for (const [id, name] of [['inproc', 'in-process backend (no gRPC)'], ['grpc', 'gRPC hop to a server-kit process']]) {
-      const gw = await start(['gateway', id, String(back.port)], env);
+    for (const [id, name, be] of [
+      ['inproc', 'in-process backend (no gRPC)', back],
+      ['grpc', 'gRPC hop to a server-kit process', back],
+      ['canned', 'gRPC hop to a canned HTTP/2 answer (no gRPC library, no work)', canned],
+    ]) {
+      const gw = await start(['gateway', id === 'inproc' ? 'inproc' : 'grpc', String(be.port)], env);
       children.push(gw.child);
-      cases.push({ id, name, gw, cpu: 0, backendCpu: 0, switches: 0, responses: 0, rps: [], bad: 0 });
+      cases.push({ id, name, gw, back: id === 'inproc' ? undefined : be, cpu: 0, backendCpu: 0, switches: 0, responses: 0, rps: [], bad: 0 });
     }
     const request = (c) => ({
       url: `http://127.0.0.1:${c.gw.port}/api/v1/ptw/sync-offline-data/`,
@@ -187,10 +215,10 @@ async function main() {
       // Alternate the order too: a slice right after another one's may see its leftovers.
       for (const c of i % 2 ? [...cases].reverse() : cases) {
         process.stderr.write(`[bench grpc-hop] slice ${i + 1}/${slices}: ${c.name}\n`);
-        const before = { cpu: cpuSeconds(c.gw.child.pid), backend: cpuSeconds(back.child.pid), switches: contextSwitches(c.gw.child.pid) };
+        const before = { cpu: cpuSeconds(c.gw.child.pid), backend: c.back ? cpuSeconds(c.back.child.pid) : 0, switches: contextSwitches(c.gw.child.pid) };
         const r = await autocannon({ ...request(c), duration: seconds });
         c.cpu += cpuSeconds(c.gw.child.pid) - before.cpu;
-        c.backendCpu += cpuSeconds(back.child.pid) - before.backend;
+        c.backendCpu += c.back ? cpuSeconds(c.back.child.pid) - before.backend : 0;
         c.switches += contextSwitches(c.gw.child.pid) - before.switches;
         c.responses += r.requests.total;
         c.rps.push(r.requests.total / r.duration);
@@ -204,15 +232,21 @@ async function main() {
     for (const c of cases) {
       const rps = [...c.rps].sort((a, b) => a - b)[Math.floor((c.rps.length - 1) / 2)];
       const per = (x) => (x * 1e6) / c.responses;
-      console.log(`| ${c.name} | ${c.responses} | ${fmt(rps)} | ${fmt(per(c.cpu))} | ${fmt(c.switches / c.responses, 2)} | ${c.id === 'grpc' ? fmt(per(c.backendCpu)) : '–'} | ${c.bad} |`);
+      console.log(`| ${c.name} | ${c.responses} | ${fmt(rps)} | ${fmt(per(c.cpu))} | ${fmt(c.switches / c.responses, 2)} | ${c.back ? fmt(per(c.backendCpu)) : '–'} | ${c.bad} |`);
     }
-    const [inproc, grpc] = cases;
-    console.log(`\nThe hop adds ${fmt((grpc.cpu * 1e6) / grpc.responses - (inproc.cpu * 1e6) / inproc.responses)} µs of gateway CPU per response.`);
+    const [inproc, grpc, cannedCase] = cases;
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    const perResponse = (c) => (c.cpu * 1e6) / c.responses;
+    console.log(`\nThe hop adds ${fmt(perResponse(grpc) - perResponse(inproc))} µs of gateway CPU per response.`);
+    console.log(
+      `With a canned answer instead of the server kit, the same gateway serves ${fmt(median(cannedCase.rps) / median(grpc.rps), 2)}× the req/s ` +
+        `at ${fmt(perResponse(cannedCase))} µs per response: what the called process costs the gateway's throughput.`,
+    );
     console.log(`\nBytes allocated per response (sampled over ${ALLOC_REQUESTS} requests per case, collected objects included):\n`);
     console.log('| case | gateway KB/response | backend KB/response |');
     console.log('|---|---:|---:|');
     for (const c of cases) {
-      const watched = c.id === 'grpc' ? [c.gw.child, back.child] : [c.gw.child];
+      const watched = c.back ? [c.gw.child, c.back.child] : [c.gw.child];
       await Promise.all(watched.map((child) => alloc(child, 'start')));
       const r = await autocannon({ ...request(c), amount: ALLOC_REQUESTS });
       const [gw, be] = await Promise.all(watched.map((child) => alloc(child, 'stop')));
