@@ -52,26 +52,10 @@ const okHandler = (ctx) => {
   ctx.body = { ok: true };
 };
 
-/**
- * A gRPC server that does nothing but answer: Node's http2 server returning one pre-encoded, empty
- * SyncOfflineDataResponse with `grpc-status: 0` to every call (child `--canned-grpc`).
- */
-function cannedGrpc() {
-  const http2 = require('node:http2');
-  const { syncPb } = require(path.join(root, 'libs/proto/dist'));
-  const body = syncPb.SyncOfflineDataResponse.encode({ applied: [], conflicts: [], rejected: [], summary: { total: 0, applied: 0, conflicts: 0, rejected: 0 } }).finish();
-  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
-  message.writeUInt32BE(body.length, 1);
-  const server = http2.createServer();
-  server.on('stream', (stream) => {
-    stream.on('data', () => undefined);
-    stream.on('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(message);
-    });
-  });
-  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
+/** Child `--canned-grpc`: the canned sync answer of canned-grpc.js, its port sent over IPC. */
+async function cannedGrpc() {
+  const port = await require('./canned-grpc').startCannedSync();
+  process.send({ port });
   process.on('disconnect', () => process.exit(0));
 }
 
@@ -92,9 +76,7 @@ const SERVERS = {
       canned.once('exit', (code) => reject(new Error(`canned gRPC server exited with code ${code}`)));
     });
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    const body = syncPb.SyncOfflineDataRequest.encode({ device_id: 'bench-device', changes: [] }).finish();
-    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
-    frame.writeUInt32BE(body.length, 1);
+    const frame = require('./canned-grpc').grpcFrame(syncPb.SyncOfflineDataRequest.encode({ device_id: 'bench-device', changes: [] }).finish());
     const headers = { ':method': 'POST', ':path': '/ptw.sync.v1.SyncService/SyncOfflineData', 'content-type': 'application/grpc', te: 'trailers' };
     const call = () =>
       new Promise((resolve, reject) => {
@@ -674,7 +656,10 @@ async function main() {
 }
 
 if (process.argv[2] === '--canned-grpc') {
-  cannedGrpc();
+  cannedGrpc().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
 } else if (process.argv[2] === '--serve') {
   serve(process.argv[3]).catch((err) => {
     console.error(err);

@@ -31,26 +31,6 @@ const EMPTY = { applied: [], conflicts: [], rejected: [], summary: { total: 0, a
 // Children: `--serve backend`, `--serve canned` or `--serve gateway <inproc|grpc> <backend port>`; each reports its port.
 // ---------------------------------------------------------------------------------------------
 
-/** A backend that does nothing but answer: Node's http2 server, one pre-encoded EMPTY response with `grpc-status: 0`. */
-async function cannedBackend() {
-  const http2 = require('node:http2');
-  const { syncPb } = require(path.join(root, 'libs/proto/dist'));
-  const body = syncPb.SyncOfflineDataResponse.encode(EMPTY).finish();
-  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
-  message.writeUInt32BE(body.length, 1);
-  const server = http2.createServer();
-  server.on('stream', (stream) => {
-    stream.on('data', () => undefined);
-    stream.on('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(message);
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server.address().port;
-}
-
 async function backend(env) {
   const { createLogger, createTokenVerifier, implement, startGrpcServer, Metrics, DEV_JWT_SECRET } = common();
   const { syncPb, PROTO_FILES, PROTO_ROOT } = require(path.join(root, 'libs/proto/dist'));
@@ -117,7 +97,7 @@ function allocationSampler() {
 
 if (process.argv[2] === '--serve') {
   const [kind, mode, backendPort] = process.argv.slice(3);
-  (kind === 'backend' ? backend(process.env) : kind === 'canned' ? cannedBackend() : gateway(process.env, mode, backendPort))
+  (kind === 'backend' ? backend(process.env) : kind === 'canned' ? require('./canned-grpc').startCannedSync() : gateway(process.env, mode, backendPort))
     .then((port) => {
       allocationSampler();
       process.send({ port });
