@@ -5,11 +5,20 @@ import { Metrics, startMetricsServer } from './metrics';
 import { startGrpcServer, type GrpcServerHandle, type RegisteredService } from './grpc/server';
 import { onShutdownSignal } from './shutdown';
 import { z } from 'zod';
+import { traceMode } from './tracing';
 
 /** Settings of one microservice process on top of the shared ones. */
 export const serviceConfigSchema = baseConfigSchema.extend({
   /** Where this process serves Prometheus metrics (host:port; port 0 = any). */
   PTW_METRICS_LISTEN: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port').optional(),
+  /**
+   * Serve the service's unary methods without grpc-js's per-call path (grpc/direct-unary.ts); `false`
+   * hands every call to grpc-js, as before. Ignored while spans are exported (grpc-js serves all then).
+   */
+  PTW_GRPC_DIRECT_UNARY: z
+    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
 });
 export type ServiceConfig = z.infer<typeof serviceConfigSchema>;
 
@@ -42,7 +51,7 @@ export interface StartedService {
  * graceful stop (NOT_SERVING → drain → `close` resources). `build` creates the service's handlers
  * and returns what to close on stop.
  */
-export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?: string }>(opts: {
+export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?: string; PTW_GRPC_DIRECT_UNARY?: boolean }>(opts: {
   name: string;
   config: C;
   /** The address this service is reached at; it listens there unless PTW_GRPC_LISTEN says otherwise. */
@@ -78,6 +87,7 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
     services: built.services,
     protoFiles: opts.protoFiles,
     protoRoot: opts.protoRoot,
+    directUnary: config.PTW_GRPC_DIRECT_UNARY !== false && traceMode() !== 'export',
   }).catch((err: unknown) => {
     throw listenError(err, listen, `PTW_${opts.name.toUpperCase()}_ADDR/PTW_GRPC_LISTEN`);
   });

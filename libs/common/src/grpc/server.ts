@@ -22,6 +22,10 @@ import type { Metrics } from '../metrics';
 import { AUTHORIZATION_KEY, callContext, normalizeRequestId, REQUEST_ID_KEY, TRACEPARENT_KEY, TRACESTATE_KEY, type CallContext } from './context';
 import { hopTrace, traceMode } from '../tracing';
 import { bearerToken } from '../auth/tokens';
+import { serveUnaryDirectly } from './direct-unary';
+
+/** The largest request message a service accepts (grpc-js's option and the direct unary path alike). */
+const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
 
 type MethodDef = {
   path: string;
@@ -194,6 +198,8 @@ export interface RegisteredService {
 export interface GrpcServerHandle {
   port: number;
   server: Server;
+  /** True when the services' unary methods are served by the direct path (see direct-unary.ts), not grpc-js's. */
+  directUnary: boolean;
   health: HealthImplementation;
   setServing(serving: boolean): void;
   /** Graceful: NOT_SERVING, drain in-flight calls up to `graceMs`, then force. */
@@ -223,9 +229,14 @@ export async function startGrpcServer(opts: {
   services: RegisteredService[];
   protoFiles: string[];
   protoRoot: string;
+  /**
+   * Unary methods of `services` served without grpc-js's per-call path (default: yes, unless spans are
+   * exported — grpc-js's instrumentation makes the server spans then).
+   */
+  directUnary?: boolean;
 }): Promise<GrpcServerHandle> {
   const server = new Server({
-    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
     'grpc.max_metadata_size': MAX_METADATA_BYTES,
     // Per-call channelz counters and timestamps nobody reads (our metrics count the calls).
     'grpc.enable_channelz': 0,
@@ -243,6 +254,7 @@ export async function startGrpcServer(opts: {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
+  const directUnary = (opts.directUnary ?? traceMode() !== 'export') && serveUnaryDirectly(server, opts.services, MAX_RECEIVE_BYTES);
   const setServing = (serving: boolean) => {
     const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
     health.setStatus('', st);
@@ -252,6 +264,7 @@ export async function startGrpcServer(opts: {
   return {
     port,
     server,
+    directUnary,
     health,
     setServing,
     stop: (graceMs: number) =>
