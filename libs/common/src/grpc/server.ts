@@ -240,6 +240,8 @@ export async function startGrpcServer(opts: {
     'grpc.max_metadata_size': MAX_METADATA_BYTES,
     // Per-call channelz counters and timestamps nobody reads (our metrics count the calls).
     'grpc.enable_channelz': 0,
+    // No 'grpc.max_connection_idle_ms': grpc-js counts a session's open streams for it in its own
+    // stream handler, which the direct unary path (direct-unary.ts) does not go through.
   });
   const names = opts.services.map((s) => s.name);
   const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
