@@ -186,8 +186,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     if (bytes.length !== 5 + length) return answer(statusError(Status.UNIMPLEMENTED, 'A unary call needs exactly one request message'));
     try {
       call.request = method.deserialize(bytes.subarray(5));
-    } catch (err) {
-      return answer(statusError(Status.INTERNAL, `Error deserializing request: ${(err as Error).message}`));
+    } catch {
+      // grpc-js's words, without the decoder's message (it can quote the input).
+      return answer(statusError(Status.INTERNAL, 'Error deserializing request'));
     }
     method.handler(call, answer);
   });
