@@ -155,6 +155,16 @@ it("when the caller's deadline passes, then it gets DEADLINE_EXCEEDED and the ha
   await aborted;
 });
 
+it('when the deadline is further away than a timer can wait, then the call is served as one without a deadline', async () => {
+  onSync = async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    return empty;
+  };
+  const r = await rawCall({ 'grpc-timeout': '99999999H' }, frame(syncPb.SyncOfflineDataRequest.encode({ device_id: 'dev-1', changes: [] }).finish()));
+  expect(statusOf(r)).toBe(Status.OK);
+  expect(syncPb.SyncOfflineDataResponse.decode(r.body.subarray(5)).summary).toEqual(empty.summary);
+});
+
 it("when the caller cancels, then the handler's signal aborts", async () => {
   let aborted!: Promise<void>;
   let served!: () => void;

@@ -47,6 +47,9 @@ const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encodin
 
 const ERROR_LISTENER = () => undefined;
 
+/** setTimeout's longest delay: a later deadline (up to 8 digits of hours) is no deadline here. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /**
  * Routes the unary methods of `services` around grpc-js's per-call path on `server`'s bound listeners
  * (call after `bindAsync`). Returns false, changing nothing, when grpc-js's internals are not what this
@@ -158,7 +161,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     }
   });
   const deadlineMs = parseGrpcTimeout(headers['grpc-timeout']);
-  if (deadlineMs !== undefined) {
+  if (deadlineMs !== undefined && deadlineMs <= MAX_TIMER_MS) {
     timer = setTimeout(() => {
       answer(statusError(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
       cancel();
@@ -190,6 +193,10 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       // grpc-js's words, without the decoder's message (it can quote the input).
       return answer(statusError(Status.INTERNAL, 'Error deserializing request'));
     }
-    method.handler(call, answer);
+    try {
+      method.handler(call, answer);
+    } catch {
+      answer(statusError(Status.INTERNAL, 'Internal error'));
+    }
   });
 }
