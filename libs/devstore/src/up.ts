@@ -3,27 +3,46 @@
  * `make up`: the whole system in the foreground on 127.0.0.1:8080 with a local store and Redis
  * (unless MONGO_URL / REDIS_URL are given), demo data seeded, demo tokens printed; Ctrl-C stops all.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { DEV_JWT_SECRET, mintToken } from '@ptw/common';
-import { REPO_ROOT, startStack } from './stack';
+import { REPO_ROOT, startStack, type Stack } from './stack';
 
 async function main(): Promise<void> {
   const logDir = path.resolve(process.env.LOG_DIR ?? path.join(REPO_ROOT, 'logs'));
   const secret = process.env.PTW_JWT_SECRET ?? DEV_JWT_SECRET;
   const env = { PTW_JWT_SECRET: secret };
-  const stack = await startStack({
+  // Ctrl-C (or SIGTERM to this process alone) at any moment, start-up and seeding included, stops
+  // what has been started: the processes still starting are stopped once the stack is up.
+  let stack: Stack | undefined;
+  let seeding: ChildProcess | undefined;
+  let stopping = false;
+  const shutdown = () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('\nstopping…\n');
+    seeding?.kill('SIGTERM');
+    if (stack) void stack.stop().then(() => process.exit(0));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+  stack = await startStack({
     ports: 'default',
     logDir,
     mongoUrl: process.env.MONGO_URL,
     redisUrl: process.env.REDIS_URL,
     env,
   });
-  const seed = spawnSync(process.execPath, [path.join(REPO_ROOT, 'services/workflow/dist/seed.js')], {
-    env: stack.env,
-    stdio: 'inherit',
-  });
-  if (seed.status !== 0) process.stderr.write('seeding failed (see above); the system runs without demo data\n');
+  if (stopping) {
+    await stack.stop();
+    process.exit(0);
+  }
+  const seed = spawn(process.execPath, [path.join(REPO_ROOT, 'services/workflow/dist/seed.js')], { env: stack.env, stdio: 'inherit' });
+  seeding = seed;
+  const seedCode = await new Promise<number | null>((resolve) => seed.once('exit', (code) => resolve(code)));
+  seeding = undefined;
+  if (stopping) return;
+  if (seedCode !== 0) process.stderr.write('seeding failed (see above); the system runs without demo data\n');
 
   const cfg = { PTW_JWT_SECRET: secret, PTW_JWT_ISSUER: process.env.PTW_JWT_ISSUER ?? 'ptw-dev', PTW_JWT_AUDIENCE: process.env.PTW_JWT_AUDIENCE ?? 'ptw-api' };
   const demo = [
@@ -39,15 +58,6 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`\nTry:  curl -s -H "Authorization: Bearer <token>" ${stack.gatewayUrl}/api/v1/ptw/permit-types/\nCtrl-C stops everything.\n`);
 
-  let stopping = false;
-  const shutdown = () => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write('\nstopping…\n');
-    stack.stop().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
   for (const [name, child] of Object.entries(stack.procs)) {
     child.on('exit', (code) => {
       if (!stopping) process.stderr.write(`${name} exited (code ${code}); see ${logDir}/${name}.log\n`);
