@@ -1,19 +1,15 @@
 /**
  * What the hop benches (gateway.js, grpc-hop.js) call when they measure the called side away: a gRPC
  * "server" that does nothing but answer — Node's http2 server returning one pre-encoded, empty
- * SyncOfflineDataResponse with `grpc-status: 0` to every call — and the gRPC framing they share.
+ * SyncOfflineDataResponse with `grpc-status: 0` to every call — and the gRPC framing (the kit's).
  */
 const http2 = require('node:http2');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..', '..');
 
-/** A message in gRPC's length-prefixed framing (uncompressed). */
-function grpcFrame(bytes) {
-  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), bytes]);
-  frame.writeUInt32BE(bytes.length, 1);
-  return frame;
-}
+/** A message in gRPC's length-prefixed framing (uncompressed): the kit's own. */
+const { grpcFrame } = require(path.join(root, 'libs/common/dist/grpc/http2-unary.js'));
 
 /** Listens on a free loopback port; resolves with it. */
 async function startCannedSync() {

@@ -5,7 +5,6 @@ import { Metrics, startMetricsServer } from './metrics';
 import { startGrpcServer, type GrpcServerHandle, type RegisteredService } from './grpc/server';
 import { onShutdownSignal } from './shutdown';
 import { z } from 'zod';
-import { traceMode } from './tracing';
 
 /** Settings of one microservice process on top of the shared ones. */
 export const serviceConfigSchema = baseConfigSchema.extend({
@@ -87,7 +86,7 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
     services: built.services,
     protoFiles: opts.protoFiles,
     protoRoot: opts.protoRoot,
-    directUnary: config.PTW_GRPC_DIRECT_UNARY !== false && traceMode() !== 'export',
+    directUnary: config.PTW_GRPC_DIRECT_UNARY !== false,
   }).catch((err: unknown) => {
     throw listenError(err, listen, `PTW_${opts.name.toUpperCase()}_ADDR/PTW_GRPC_LISTEN`);
   });

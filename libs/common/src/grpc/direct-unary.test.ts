@@ -4,6 +4,7 @@ import { exportPb, syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
 import { createClient } from './client';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
 import { parseGrpcTimeout } from './direct-unary';
+import { grpcFrame as frame } from './http2-unary';
 import { checkHealth } from './health-client';
 import type { CallContext } from './context';
 import { createLogger, memorySink } from '../logger';
@@ -98,12 +99,6 @@ function rawCall(headers: http2.OutgoingHttpHeaders, body: Buffer) {
   });
 }
 
-const frame = (bytes: Uint8Array) => {
-  const out = Buffer.alloc(5 + bytes.length);
-  out.writeUInt32BE(bytes.length, 1);
-  Buffer.from(bytes).copy(out, 5);
-  return out;
-};
 const statusOf = (r: { headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders }) => Number(r.trailers['grpc-status'] ?? r.headers['grpc-status']);
 
 it('when the server starts, then the unary methods take the direct path, and not when told otherwise', async () => {

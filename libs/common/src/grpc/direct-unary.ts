@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import { Metadata, status as Status, type Server, type ServerErrorResponse, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { grpcFrame, serviceError } from './http2-unary';
 
 /**
  * The services' own unary methods served straight from the HTTP/2 stream, on grpc-js's own listening
@@ -93,10 +94,6 @@ function direct(headers: http2.IncomingHttpHeaders): boolean {
   return headers[':method'] === 'POST' && (type === 'application/grpc' || type === 'application/grpc+proto') && (encoding === undefined || encoding === 'identity');
 }
 
-function statusError(code: Status, details: string): ServerErrorResponse {
-  return Object.assign(new Error(details), { code, details, metadata: new Metadata() });
-}
-
 function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: UnaryMethod, maxReceiveBytes: number): void {
   // As grpc-js does: an error always comes with a 'close', which is where a lost call is handled.
   stream.on('error', ERROR_LISTENER);
@@ -121,7 +118,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       try {
         body = method.serialize(value);
       } catch {
-        err = statusError(Status.INTERNAL, 'Failed to serialize response');
+        err = serviceError(Status.INTERNAL, 'Failed to serialize response');
       }
     }
     try {
@@ -139,13 +136,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
         );
         return;
       }
-      const frame = Buffer.allocUnsafe(5 + body!.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(body!.length, 1);
-      body!.copy(frame, 5);
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': '' }));
-      stream.end(frame);
+      stream.end(grpcFrame(body!));
     } catch {
       // The stream went away between the check and the write: nobody is left to answer.
       stream.destroy();
@@ -163,7 +156,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   const deadlineMs = parseGrpcTimeout(headers['grpc-timeout']);
   if (deadlineMs !== undefined && deadlineMs <= MAX_TIMER_MS) {
     timer = setTimeout(() => {
-      answer(statusError(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+      answer(serviceError(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
       cancel();
     }, Math.max(0, Math.ceil(deadlineMs)));
   }
@@ -174,7 +167,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     if (answered) return;
     received += chunk.length;
     if (received > maxReceiveBytes + 5) {
-      answer(statusError(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${received - 5} vs. ${maxReceiveBytes})`));
+      answer(serviceError(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${received - 5} vs. ${maxReceiveBytes})`));
       cancel();
       return;
     }
@@ -183,20 +176,20 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   stream.on('end', () => {
     if (answered) return;
     const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    if (bytes.length < 5) return answer(statusError(Status.UNIMPLEMENTED, 'A unary call needs exactly one request message'));
+    if (bytes.length < 5) return answer(serviceError(Status.UNIMPLEMENTED, 'A unary call needs exactly one request message'));
     const length = bytes.readUInt32BE(1);
-    if (bytes[0] !== 0) return answer(statusError(Status.INTERNAL, 'Compressed message without a grpc-encoding'));
-    if (bytes.length !== 5 + length) return answer(statusError(Status.UNIMPLEMENTED, 'A unary call needs exactly one request message'));
+    if (bytes[0] !== 0) return answer(serviceError(Status.INTERNAL, 'Compressed message without a grpc-encoding'));
+    if (bytes.length !== 5 + length) return answer(serviceError(Status.UNIMPLEMENTED, 'A unary call needs exactly one request message'));
     try {
       call.request = method.deserialize(bytes.subarray(5));
     } catch {
       // grpc-js's words, without the decoder's message (it can quote the input).
-      return answer(statusError(Status.INTERNAL, 'Error deserializing request'));
+      return answer(serviceError(Status.INTERNAL, 'Error deserializing request'));
     }
     try {
       method.handler(call, answer);
     } catch {
-      answer(statusError(Status.INTERNAL, 'Internal error'));
+      answer(serviceError(Status.INTERNAL, 'Internal error'));
     }
   });
 }

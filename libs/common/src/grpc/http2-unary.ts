@@ -127,6 +127,15 @@ class Connection {
   }
 }
 
+/** A message in gRPC's length-prefixed framing, uncompressed (gRPC over HTTP/2: flag byte, 4-byte length). */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(5 + message.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, 5);
+  return frame;
+}
+
 /** A status error as grpc-js makes them (`code`, `details`, `metadata`; message `<code> <NAME>: <details>`). */
 export function serviceError(code: Status, details: string, metadata = new Metadata()): ServiceError {
   return Object.assign(new Error(`${code} ${Status[code]}: ${details}`), { code, details, metadata });
@@ -302,10 +311,7 @@ export class Http2UnaryChannel {
       } catch (err) {
         return reject(serviceError(Status.INTERNAL, `Request serialization failure: ${(err as Error).message}`));
       }
-      const frame = Buffer.allocUnsafe(5 + body.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(body.length, 1);
-      body.copy(frame, 5);
+      const frame = grpcFrame(body);
 
       let stream: http2.ClientHttp2Stream;
       try {

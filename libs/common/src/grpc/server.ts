@@ -230,8 +230,8 @@ export async function startGrpcServer(opts: {
   protoFiles: string[];
   protoRoot: string;
   /**
-   * Unary methods of `services` served without grpc-js's per-call path (default: yes, unless spans are
-   * exported — grpc-js's instrumentation makes the server spans then).
+   * Unary methods of `services` served without grpc-js's per-call path (default: yes). Never while
+   * spans are exported: grpc-js's instrumentation makes the server spans then.
    */
   directUnary?: boolean;
 }): Promise<GrpcServerHandle> {
@@ -256,7 +256,7 @@ export async function startGrpcServer(opts: {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  const directUnary = (opts.directUnary ?? traceMode() !== 'export') && serveUnaryDirectly(server, opts.services, MAX_RECEIVE_BYTES);
+  const directUnary = (opts.directUnary ?? true) && traceMode() !== 'export' && serveUnaryDirectly(server, opts.services, MAX_RECEIVE_BYTES);
   const setServing = (serving: boolean) => {
     const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
     health.setStatus('', st);
