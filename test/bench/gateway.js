@@ -6,7 +6,9 @@
  *     bunyan to a file) in front of a trivial handler, at LOG_LEVEL info and warn;
  *   - Express + express-rate-limit + rate-limit-redis, the usual Express choice, on the same Redis;
  *   - the floor of any proxied request here: bare Koa making one unary call over Node's http2 client to a
- *     server (a process of its own) that answers every call with the same pre-encoded gRPC response;
+ *     server (a process of its own) that answers every call with the same pre-encoded gRPC response; the
+ *     same with koa-ratelimit's redis driver in front (the throttled floor); and Koa + koa-ratelimit + the
+ *     same raw call to the real sync service of the stack (the libraries SPEC names, without the gateway's code);
  *   - the real system (startStack): GET /permits/kpis/ (gateway → export → store),
  *     POST /sync-offline-data/ with no changes (gateway → sync, throttled scope), GET /permit-types/
  *     (a simple proxied GET: gateway → workflow → store) and GET /permits/?page_size=20 (gateway → workflow → store).
@@ -15,7 +17,7 @@
  * request is refused; every case must answer 2xx only (the program exits 1 otherwise: the figures
  * would not measure what they claim). Prints Markdown; progress goes to stderr.
  * Run after `make build store`:  node test/bench/gateway.js [measured seconds per case, default 8] [rounds, default 3]
- * BENCH_CASES=koa,gateway-info,sync (case ids: koa, koa-rl, gateway-info, gateway-warn, express, koa-h2, kpis, sync, types, list;
+ * BENCH_CASES=koa,gateway-info,sync (case ids: koa, koa-rl, gateway-info, gateway-warn, express, koa-h2, koa-rl-h2, koa-rl-sync, kpis, sync, types, list;
  * comma-separated) runs only those cases; bare Koa (A),
  * the baseline of every ratio, always runs.
  * Every case runs in rounds (each case once per round, same order; the real stack is started once, before
@@ -59,6 +61,57 @@ async function cannedGrpc() {
   process.on('disconnect', () => process.exit(0));
 }
 
+/**
+ * Bare Koa (with koa-ratelimit's redis driver in front when `throttled`) making one unary call over
+ * Node's http2 client — gRPC framing, a pre-encoded empty sync request, no gRPC library — to `target`,
+ * or to the canned server (a process of its own) when no target is given.
+ */
+async function koaH2(env, { throttled, target, token }) {
+  const Koa = require('koa');
+  const http2 = require('node:http2');
+  const { syncPb } = require(path.join(root, 'libs/proto/dist'));
+  const close = [];
+  let servicePid;
+  if (!target) {
+    const canned = fork(__filename, ['--canned-grpc'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const port = await new Promise((resolve, reject) => {
+      canned.once('message', (m) => resolve(m.port));
+      canned.once('exit', (code) => reject(new Error(`canned gRPC server exited with code ${code}`)));
+    });
+    target = `127.0.0.1:${port}`;
+    servicePid = canned.pid;
+    close.push(() => canned.kill());
+  }
+  const session = http2.connect(`http://${target}`);
+  close.unshift(() => session.close());
+  const frame = require('./canned-grpc').grpcFrame(syncPb.SyncOfflineDataRequest.encode({ device_id: 'bench-device', changes: [] }).finish());
+  const headers = { ':method': 'POST', ':path': '/ptw.sync.v1.SyncService/SyncOfflineData', 'content-type': 'application/grpc', te: 'trailers', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const call = () =>
+    new Promise((resolve, reject) => {
+      const stream = session.request(headers);
+      let status;
+      stream.on('data', () => undefined);
+      stream.on('response', (h) => h['grpc-status'] !== undefined && (status = h['grpc-status']));
+      stream.on('trailers', (t) => (status = t['grpc-status']));
+      stream.on('error', reject);
+      stream.on('close', () => (status === '0' ? resolve() : reject(new Error(`grpc-status ${status}`))));
+      stream.end(frame);
+    });
+  const app = new Koa();
+  if (throttled) {
+    const ratelimit = require('koa-ratelimit');
+    const Redis = require('ioredis');
+    const redis = await readyRedis(new Redis(env.REDIS_URL));
+    close.push(() => redis.quit());
+    app.use(ratelimit({ driver: 'redis', db: redis, duration: HOUR_MS, max: HUGE_LIMIT, namespace: `${env.BENCH_KEY_PREFIX}:koa-rl-h2` }));
+  }
+  app.use(async (ctx) => {
+    await call();
+    ctx.body = { ok: true };
+  });
+  return { listener: app.callback(), close, servicePid: servicePid ?? (env.BENCH_SYNC_PID ? Number(env.BENCH_SYNC_PID) : undefined) };
+}
+
 /** Each builder returns the request listener and what to close when told to stop. */
 const SERVERS = {
   /**
@@ -66,34 +119,22 @@ const SERVERS = {
    * client (gRPC framing, a pre-encoded request) to the canned server in a process of its own — no
    * auth, throttle, log, validation, message conversion or gRPC library on either side.
    */
-  async 'koa-h2'() {
-    const Koa = require('koa');
-    const http2 = require('node:http2');
-    const { syncPb } = require(path.join(root, 'libs/proto/dist'));
-    const canned = fork(__filename, ['--canned-grpc'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const port = await new Promise((resolve, reject) => {
-      canned.once('message', (m) => resolve(m.port));
-      canned.once('exit', (code) => reject(new Error(`canned gRPC server exited with code ${code}`)));
-    });
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    const frame = require('./canned-grpc').grpcFrame(syncPb.SyncOfflineDataRequest.encode({ device_id: 'bench-device', changes: [] }).finish());
-    const headers = { ':method': 'POST', ':path': '/ptw.sync.v1.SyncService/SyncOfflineData', 'content-type': 'application/grpc', te: 'trailers' };
-    const call = () =>
-      new Promise((resolve, reject) => {
-        const stream = session.request(headers);
-        let status;
-        stream.on('data', () => undefined);
-        stream.on('trailers', (t) => (status = t['grpc-status']));
-        stream.on('error', reject);
-        stream.on('close', () => (status === '0' ? resolve() : reject(new Error(`grpc-status ${status}`))));
-        stream.end(frame);
-      });
-    const app = new Koa();
-    app.use(async (ctx) => {
-      await call();
-      ctx.body = { ok: true };
-    });
-    return { listener: app.callback(), close: [() => session.close(), () => canned.kill()], servicePid: canned.pid };
+  async 'koa-h2'(env) {
+    return koaH2(env, { throttled: false });
+  },
+
+  /** The same floor with koa-ratelimit's redis driver (as B) in front of the call: the throttled floor. */
+  async 'koa-rl-h2'(env) {
+    return koaH2(env, { throttled: true });
+  },
+
+  /**
+   * Koa + koa-ratelimit + the same raw HTTP/2 call, to the real sync service of the stack (its address
+   * and the bench token in BENCH_SYNC_ADDR / BENCH_TOKEN): what the libraries SPEC names and the service
+   * cost without any of the gateway's own code (no auth, body parsing, validation, conversion, logs).
+   */
+  async 'koa-rl-sync'(env) {
+    return koaH2(env, { throttled: true, target: env.BENCH_SYNC_ADDR, token: env.BENCH_TOKEN });
   },
 
   async koa() {
@@ -523,6 +564,7 @@ async function main() {
       })),
       { id: 'express', name: 'Express + express-rate-limit + rate-limit-redis', kind: 'express', env: childEnv, req: {}, expect: hasHeader('ratelimit') },
       { id: 'koa-h2', name: 'floor of a proxied request: bare Koa + one raw HTTP/2 unary call to a canned answer', kind: 'koa-h2', env: childEnv, req: {} },
+      { id: 'koa-rl-h2', name: 'floor of a throttled proxied request: Koa + koa-ratelimit (redis) + one raw HTTP/2 unary call to a canned answer', kind: 'koa-rl-h2', env: childEnv, req: {} },
     ];
     const selected = (c) => !only || c.id === 'koa' || only.has(c.id);
     // The real stack starts first and runs through every round, so that its cases are measured in the
@@ -530,7 +572,8 @@ async function main() {
     const fullCases = ['kpis', 'sync', 'types', 'list'].filter((id) => selected({ id }));
     let cases = [];
     let stackPids = [];
-    if (fullCases.length) {
+    const rawSync = selected({ id: 'koa-rl-sync' });
+    if (fullCases.length || rawSync) {
       progress('starting the real stack (store, services, gateway)');
       const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_bench_gateway_${Date.now()}` : undefined;
       stack = await startStack({
@@ -575,6 +618,16 @@ async function main() {
         },
       ];
       for (const c of cases.filter(selected)) c.aloneMs = await check(c.name, c.req, c.expect);
+      if (rawSync) {
+        serverCases.push({
+          id: 'koa-rl-sync',
+          name: 'Koa + koa-ratelimit (redis) + one raw HTTP/2 call to the real sync service (no gateway code)',
+          kind: 'koa-rl-sync',
+          env: { ...childEnv, BENCH_SYNC_ADDR: stack.env.PTW_SYNC_ADDR, BENCH_TOKEN: token, BENCH_SYNC_PID: String(stack.procs.sync.pid) },
+          // The full sync case's request (Koa leaves its body unread: Node drains it).
+          req: { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ device_id: 'bench-device', changes: [] }) },
+        });
+      }
     }
     for (let round = 1; round <= rounds; round++) {
       progress(`round ${round} of ${rounds}`);
@@ -641,6 +694,27 @@ async function main() {
       `\nFloor of a proxied request (bare Koa + one raw HTTP/2 unary call, canned answer): ${ratioText('koa-h2')}; ` +
         `Koa CPU ${fmt(floor.cpuUsPerResponse)} µs per response (bare Koa ${fmt(koa.cpuUsPerResponse)} µs), the canned server ${fmt(floor.serviceUsPerResponse)} µs.`,
     );
+  }
+  const throttledFloor = rows.find((r) => r.id === 'koa-rl-h2');
+  if (throttledFloor) {
+    console.log(
+      `\nFloor of a throttled proxied request (Koa + koa-ratelimit's redis driver + the same raw call, canned answer): ${ratioText('koa-rl-h2')}; ` +
+        `Koa CPU ${fmt(throttledFloor.cpuUsPerResponse)} µs per response, Redis ${fmt(throttledFloor.redisUsPerResponse)} µs, the canned server ${fmt(throttledFloor.serviceUsPerResponse)} µs.`,
+    );
+  }
+  const rawSync = rows.find((r) => r.id === 'koa-rl-sync');
+  if (rawSync) {
+    console.log(
+      `\nThe libraries alone in front of the real sync service (Koa + koa-ratelimit + the raw call, no gateway code): ${ratioText('koa-rl-sync')}; ` +
+        `Koa CPU ${fmt(rawSync.cpuUsPerResponse)} µs per response, sync service ${fmt(rawSync.serviceUsPerResponse)} µs, Redis ${fmt(rawSync.redisUsPerResponse)} µs.`,
+    );
+    if (sync && sync.total > 0) {
+      const kept = perRound.sync.map((r, i) => r.rps / perRound['koa-rl-sync'][i].rps);
+      console.log(
+        `The gateway's own code (auth, body, validation, request ids, metrics, the kit's client and conversions) keeps ${fmt(median(kept), 2)}× of that throughput ` +
+          `(median of the rounds, range ${fmt(Math.min(...kept), 2)}–${fmt(Math.max(...kept), 2)}); gateway CPU ${fmt(sync.cpuUsPerResponse)} vs ${fmt(rawSync.cpuUsPerResponse)} µs per response.`,
+      );
+    }
   }
   for (const r of rows.filter((x) => x.total === 0)) {
     console.log(

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * A/B of the whole system's full sync (POST /sync-offline-data/ with 0 changes, as in gateway.js): the
+ * stack's own gateway (A) against a second gateway process (B) started with other options on the same
+ * services, store and Redis, loaded alternately in short slices (autocannon, 20 connections; the order
+ * flips every slice). A drift of this shared machine's speed then hits both alike, and the per-slice
+ * ratios B/A are what to read: an A/A run (no option given) gives ~1.0 (0.95–1.07 per slice here).
+ *
+ * What B is (any combination):
+ *   AB_NODE_ARGS  node options for B only, e.g. "--max-semi-space-size=64" or "--require ./patch.js"
+ *   AB_ENV        JSON of environment variables for B only, e.g. '{"PTW_GRPC_DIRECT_UNARY":"false"}'
+ *   AB_MAIN       B's entry point, e.g. a build of another commit: "../old/gateway/dist/main.js"
+ *
+ * Prints each slice's req/s, the medians, the gateway's CPU µs per response (process CPU, all threads)
+ * and the sync service's, and the medians of the slice ratios.
+ * Run after `make build store`:  node test/bench/gateway-ab.js [slice pairs, default 6] [seconds per slice, default 3]
+ */
+const path = require('node:path');
+const fs = require('node:fs');
+const os = require('node:os');
+const { execFileSync, spawn } = require('node:child_process');
+
+const root = path.resolve(__dirname, '..', '..');
+const CONNECTIONS = 20;
+const HUGE_RATE = '9999999/hour';
+const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
+
+let clockTicks;
+/** CPU seconds (user + system, every thread) a process has used, from /proc. */
+function cpuSeconds(pid) {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+
+async function waitForHttp(url, child, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`gateway B exited with code ${child.exitCode} during start-up`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`gateway B did not answer on ${url} within ${timeoutMs} ms`);
+}
+
+async function main() {
+  const pairs = Number(process.argv[2] || 6);
+  const seconds = Number(process.argv[3] || 3);
+  if (!Number.isInteger(pairs) || pairs < 1 || !(seconds > 0)) throw new Error('usage: node test/bench/gateway-ab.js [slice pairs, default 6] [seconds per slice, default 3]');
+  const autocannon = require('autocannon');
+  const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
+  const { ensureRedis, freePort } = require(path.join(root, 'libs/devstore/dist'));
+  const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
+  const nodeArgs = (process.env.AB_NODE_ARGS || '').split(' ').filter(Boolean);
+  const extraEnv = JSON.parse(process.env.AB_ENV || '{}');
+  const mainB = path.resolve(root, process.env.AB_MAIN || 'gateway/dist/main.js');
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-bench-ab-'));
+  const redisUrl = process.env.REDIS_URL || (await ensureRedis());
+  const user = `u-bench-ab-${process.pid}-${Date.now()}`;
+  let stack;
+  let b;
+  try {
+    stack = await startStack({ ports: 'free', logDir: path.join(tmp, 'stack'), redisUrl, env: { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_THROTTLE_SYNC: HUGE_RATE, LOG_LEVEL: 'warn' } });
+    const portB = await freePort();
+    b = spawn(process.execPath, [...nodeArgs, mainB], { env: { ...stack.env, GATEWAY_PORT: String(portB), ...extraEnv }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const urlB = `http://127.0.0.1:${portB}`;
+    await waitForHttp(urlB, b, 30_000);
+    const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user, role: 'manager', projects: ['p1'], ttlSeconds: 3600 });
+    const request = (base) => ({
+      url: `${base}/api/v1/ptw/sync-offline-data/`,
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ device_id: 'bench-device', changes: [] }),
+      connections: CONNECTIONS,
+    });
+    const gateways = { A: { url: stack.gatewayUrl, pid: stack.procs.gateway.pid }, B: { url: urlB, pid: b.pid } };
+    const syncPid = stack.procs.sync.pid;
+    console.log(`## Gateway A/B, full sync with 0 changes\n`);
+    console.log(`A: the stack's gateway. B: ${[nodeArgs.length ? `node ${nodeArgs.join(' ')}` : '', Object.keys(extraEnv).length ? `env ${JSON.stringify(extraEnv)}` : '', process.env.AB_MAIN ? `main ${process.env.AB_MAIN}` : ''].filter(Boolean).join(', ') || 'the same (an A/A run)'}.`);
+    console.log(`${pairs} slice pairs of ${seconds} s, ${CONNECTIONS} connections, the order flipped every pair; ${os.cpus().length} cores, node ${process.version}.\n`);
+    for (const g of Object.values(gateways)) await autocannon({ ...request(g.url), duration: 2 });
+    const runs = { A: [], B: [] };
+    for (let i = 0; i < pairs; i++) {
+      for (const k of i % 2 ? ['B', 'A'] : ['A', 'B']) {
+        const g = gateways[k];
+        const before = { gw: cpuSeconds(g.pid), sync: cpuSeconds(syncPid) };
+        const r = await autocannon({ ...request(g.url), duration: seconds });
+        if (r.non2xx || r.errors || r.timeouts) throw new Error(`${k}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts: the figures would not measure the sync`);
+        runs[k].push({ rps: r.requests.total / r.duration, gwUs: ((cpuSeconds(g.pid) - before.gw) * 1e6) / r.requests.total, syncUs: ((cpuSeconds(syncPid) - before.sync) * 1e6) / r.requests.total });
+      }
+    }
+    const fmt = (x, d = 0) => x.toFixed(d);
+    console.log(`| slice | A req/s | B req/s | B/A req/s | A gateway µs | B gateway µs | B/A gateway µs |`);
+    console.log(`|---:|---:|---:|---:|---:|---:|---:|`);
+    runs.A.forEach((a, i) => {
+      const bb = runs.B[i];
+      console.log(`| ${i + 1} | ${fmt(a.rps)} | ${fmt(bb.rps)} | ${fmt(bb.rps / a.rps, 2)} | ${fmt(a.gwUs)} | ${fmt(bb.gwUs)} | ${fmt(bb.gwUs / a.gwUs, 2)} |`);
+    });
+    const rpsRatio = median(runs.A.map((a, i) => runs.B[i].rps / a.rps));
+    const usRatio = median(runs.A.map((a, i) => runs.B[i].gwUs / a.gwUs));
+    const med = (k, f) => median(runs[k].map((x) => x[f]));
+    console.log(
+      `\nMedians: A ${fmt(med('A', 'rps'))} req/s, gateway ${fmt(med('A', 'gwUs'))} µs, sync ${fmt(med('A', 'syncUs'))} µs per response; ` +
+        `B ${fmt(med('B', 'rps'))} req/s, gateway ${fmt(med('B', 'gwUs'))} µs, sync ${fmt(med('B', 'syncUs'))} µs.`,
+    );
+    console.log(`B/A (median of the slice pairs): req/s ${fmt(rpsRatio, 3)}×, gateway CPU per response ${fmt(usRatio, 3)}×.`);
+  } finally {
+    if (b && b.exitCode === null) {
+      b.kill('SIGTERM');
+      await new Promise((resolve) => b.once('exit', resolve));
+    }
+    if (stack) await stack.stop();
+    // The sliding window of this run's user (one entry per request; it would expire in an hour).
+    const Redis = require('ioredis');
+    const redis = new Redis(redisUrl);
+    await redis.del(`ptw:throttle:ptw_sync:user:${user}`);
+    await redis.quit();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
