@@ -33,7 +33,7 @@ export async function redisUp(redis: Redis): Promise<boolean> {
 /** Builds the Koa application (no listening: `main.ts` does that, tests use the callback). */
 export function createApp(deps: GatewayDeps): Koa {
   const app = new Koa({ proxy: deps.config.PTW_TRUST_PROXY });
-  const throttle = createThrottle({ redis: deps.redis, config: deps.config, log: deps.log, metrics: deps.metrics });
+  const throttle = createThrottle({ redis: deps.redis, config: deps.config, log: deps.log, metrics: deps.metrics, keyPrefix: deps.config.PTW_THROTTLE_KEY_PREFIX });
   const router = apiRouter(deps.clients, throttle);
   const rejections = createRejectionRing();
   const admin = adminRouter(deps, rejections);

@@ -47,6 +47,7 @@ let clients: ReturnType<typeof createClients>;
 let tokenValue: string;
 let metrics: Metrics;
 let logged: ReturnType<typeof memorySink>;
+const KEY_PREFIX = `test:gateway:${process.pid}:${Date.now()}`;
 
 beforeAll(async () => {
   const port = await freePort();
@@ -63,6 +64,8 @@ beforeAll(async () => {
     PTW_WORKFLOW_ADDR: `127.0.0.1:${port}`,
     PTW_GRPC_DEADLINE_MS: '3000',
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    // This run's own throttle windows: the developer's `make up` on the same Redis keeps its own.
+    PTW_THROTTLE_KEY_PREFIX: KEY_PREFIX,
   });
   metrics = new Metrics('gateway-test');
   logged = memorySink();
@@ -77,6 +80,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   closeClients(clients);
+  const keys = await redis.keys(`${KEY_PREFIX}:*`);
+  if (keys.length) await redis.del(...keys);
   redis.disconnect();
   await new Promise((r) => server.close(r));
   mock.close(true);
@@ -151,4 +156,15 @@ it('when requests hit a route, an unknown path or come unauthenticated, then log
   expect(text).toContain('ptw_http_requests_total{method="GET",route="/api/v1/ptw/permits/:id/",status="200",service="gateway-test"}');
   expect(text).toContain('route="unmatched",status="404"');
   expect(text).not.toMatch(/jane|no-such-route|\(\?:/);
+});
+
+it('when a throttled route is called, then its window is kept under PTW_THROTTLE_KEY_PREFIX, not the default prefix', async () => {
+  const user = `u-prefix-${process.pid}-${Date.now()}`;
+  const t = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' }, { user, role: 'manager', projects: ['p1'], ttlSeconds: 600 });
+  // The KPI route's backend (export) is not mocked here: the request is counted before it fails.
+  const res = await fetch(`${base}/permits/kpis/`, { headers: { authorization: `Bearer ${t}` } });
+  await res.arrayBuffer();
+  expect(res.headers.get('x-ratelimit-remaining')).toBe('119');
+  expect(await redis.zcard(`${KEY_PREFIX}:ptw_kpi:user:${user}`)).toBe(1);
+  expect(await redis.exists(`ptw:throttle:ptw_kpi:user:${user}`)).toBe(0);
 });

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Redis from 'ioredis';
 import { DEV_JWT_SECRET, mintToken, type Role } from '@ptw/common';
 import { REPO_ROOT, startStack, type Stack } from '../../libs/devstore/src/stack';
 
@@ -13,16 +14,47 @@ export const TEST_AUTH = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-
  */
 export async function startTestStack(name: string, env: Record<string, string> = {}, opts: { redisUrl?: string } = {}): Promise<Stack & { logDir: string }> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `ptw-${name}-`));
+  const keyPrefix = `ptw-test:${name}:${process.pid}:${Date.now()}`;
   const stack = await startStack({
     ports: 'free',
     logDir,
     mongoUrl: process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_${name}_${Date.now()}` : undefined,
     redisUrl: opts.redisUrl ?? process.env.REDIS_URL,
-    env: { PTW_JWT_SECRET: DEV_JWT_SECRET, NODE_ENV: 'test', ...env },
+    // The stack's own throttle windows: the demo users these suites use (u-manager…) would otherwise
+    // use up the windows of `make up`'s demo users on the same Redis (its exports: 5 an hour).
+    env: { PTW_JWT_SECRET: DEV_JWT_SECRET, NODE_ENV: 'test', PTW_THROTTLE_KEY_PREFIX: keyPrefix, ...env },
   });
+  const stop = stack.stop;
+  // Its windows go with it (the hourly export ones would otherwise stay in Redis for an hour).
+  stack.stop = async () => {
+    await stop();
+    await deleteKeys(stack.redisUrl, `${stack.env.PTW_THROTTLE_KEY_PREFIX}:*`);
+  };
   const seed = spawnSync(process.execPath, [path.join(REPO_ROOT, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8' });
   if (seed.status !== 0) throw new Error(`seed failed: ${seed.stderr}`);
   return Object.assign(stack, { logDir });
+}
+
+/**
+ * Deletes the keys matching `pattern` (SCAN, not KEYS: the Redis may be a developer's busy one). Best
+ * effort: a suite may have stopped its Redis already, and the keys expire with their windows anyway.
+ */
+async function deleteKeys(redisUrl: string, pattern: string): Promise<void> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, lazyConnect: true });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    // Redis gone: nothing to clean that will not expire by itself.
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** A development token for the test stack. */

@@ -80,6 +80,16 @@ describe('throttle configuration', () => {
     expect(text).not.toMatch(/PTW_THROTTLE_BULK_EXPORT/);
   });
 
+  it('when no key prefix is set, then keys start with ptw:throttle; a given one is kept; a malformed one stops start-up naming the variable', () => {
+    expect(loadConfig(gatewayConfigSchema, secret).PTW_THROTTLE_KEY_PREFIX).toBe('ptw:throttle');
+    expect(loadConfig(gatewayConfigSchema, { ...secret, PTW_THROTTLE_KEY_PREFIX: 'site-7:staging.throttle' }).PTW_THROTTLE_KEY_PREFIX).toBe('site-7:staging.throttle');
+    // An empty variable counts as unset, as for every variable (loadConfig).
+    expect(loadConfig(gatewayConfigSchema, { ...secret, PTW_THROTTLE_KEY_PREFIX: '' }).PTW_THROTTLE_KEY_PREFIX).toBe('ptw:throttle');
+    for (const bad of ['has space', 'a*', 'x'.repeat(65), 'ptw:{throttle}']) {
+      expect(problems({ PTW_THROTTLE_KEY_PREFIX: bad })).toMatch(/^PTW_THROTTLE_KEY_PREFIX: expected 1-64 letters, digits or _.:-/);
+    }
+  });
+
   it('when the throttle schema is used alone, then it parses the same variables', () => {
     expect(loadConfig(throttleConfigSchema, { PTW_THROTTLE_SYNC: '2/min' }).PTW_THROTTLE_SYNC).toEqual({ limit: 2, windowSeconds: 60 });
   });

@@ -37,6 +37,9 @@ const rate = (fallback: string) =>
 
 const failMode = z.enum(['open', 'closed']).default('open');
 
+/** Default Redis key prefix (PTW_THROTTLE_KEY_PREFIX); keys are `<prefix>:<scope>:user:<id>` or `<prefix>:<scope>:ip:<address>`. */
+export const DEFAULT_KEY_PREFIX = 'ptw:throttle';
+
 /**
  * The throttling variables, spread at the end of `gatewayConfigSchema`. Rates default to SPEC §4;
  * every scope fails open unless its `_FAIL` variable says `closed`.
@@ -55,6 +58,15 @@ export const throttleConfigShape = {
    * because an overloaded gateway's own event-loop lag counts against it too.
    */
   PTW_THROTTLE_REDIS_TIMEOUT_MS: z.coerce.number().int().min(10).max(10_000).default(1000),
+  /**
+   * Start of every throttle key in Redis (`<prefix>:<scope>:user:<id>`): deployments sharing one Redis
+   * (staging next to production, or test runs next to `make up`) each need their own, or one's users
+   * use up the other's windows. Replicas of one deployment must share it.
+   */
+  PTW_THROTTLE_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 letters, digits or _.:-')
+    .default(DEFAULT_KEY_PREFIX),
 };
 
 /** The throttling variables alone (the gateway's schema holds them too). */

@@ -4,12 +4,11 @@ import type Redis from 'ioredis';
 import type { Logger, Metrics } from '@ptw/common';
 import { HttpError } from '../errors';
 import type { GatewayState } from '../state';
-import { scopeSettings, THROTTLE_SCOPES, type ScopeSettings, type ThrottleConfig, type ThrottleScope } from './config';
+import { DEFAULT_KEY_PREFIX, scopeSettings, THROTTLE_SCOPES, type ScopeSettings, type ThrottleConfig, type ThrottleScope } from './config';
 import { limiterClient } from './redis';
 import { readUsage, type ScopeUsage } from './status';
 
-/** Default Redis key prefix; keys are `<prefix>:<scope>:user:<id>` or `<prefix>:<scope>:ip:<address>`. */
-export const DEFAULT_KEY_PREFIX = 'ptw:throttle';
+export { DEFAULT_KEY_PREFIX };
 
 const HEADERS = { total: 'X-RateLimit-Limit', remaining: 'X-RateLimit-Remaining', reset: 'X-RateLimit-Reset' } as const;
 
