@@ -51,6 +51,43 @@ export const DEFAULT_PORTS: Record<ProcessName, { grpc?: number; metrics?: numbe
   gateway: { http: 8080 },
 };
 
+/**
+ * A free loopback port not in `taken` (then added to it). freePort binds port 0 and releases it at
+ * once, so two calls can return the same port: without this, a stack's gateway and a service's
+ * metrics server were once given one port, and the gateway's requests reached the metrics server.
+ */
+export async function distinctPort(taken: Set<number>, pick: () => Promise<number> = freePort): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const p = await pick();
+    if (!taken.has(p)) {
+      taken.add(p);
+      return p;
+    }
+  }
+  throw new Error('no distinct free port found in 100 tries');
+}
+
+/**
+ * True when `url` answers `/healthz` as the gateway does (200, `{"status":"ok"}`, an X-Request-Id)
+ * while `child` still runs: a port held by another process answers otherwise or not at all.
+ */
+export async function answersAsGateway(url: string, child?: ChildProcess, timeoutMs = 10_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child && child.exitCode !== null) return false;
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      const body = (await res.json().catch(() => undefined)) as { status?: string } | undefined;
+      if (res.status === 200 && body?.status === 'ok' && res.headers.get('x-request-id')) return !child || child.exitCode === null;
+      return false;
+    } catch {
+      // Not answering HTTP yet (listening, still starting): try again.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
 async function waitForPort(port: number, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
@@ -69,7 +106,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: storeDir })).url;
   const storePort = Number(new URL(mongoUrl).port);
   const redisUrl = opts.redisUrl ?? (await ensureRedis());
-  const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : freePort());
+  // Free ports are probed one by one and released at once: the kernel may hand the same one out twice,
+  // and two processes of one stack must never be given the same port (see distinctPort).
+  const taken = new Set<number>();
+  const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : distinctPort(taken));
   const grpcPorts = {} as Record<string, number>;
   const metricsPorts = {} as Record<string, number>;
   for (const s of SERVICES) {
@@ -103,6 +143,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     });
     try {
       await waitForPort(name === 'gateway' ? httpPort : grpcPorts[name], child, name);
+      // Something listening is not proof the gateway is: another process could hold the port (it
+      // then exits with EADDRINUSE, and every request would reach the other process).
+      if (name === 'gateway' && !(await answersAsGateway(`http://127.0.0.1:${httpPort}`, child))) {
+        throw new Error(`gateway: 127.0.0.1:${httpPort} is answered by another process`);
+      }
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${stderr}`);
     }
