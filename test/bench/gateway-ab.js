@@ -18,21 +18,13 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
-const { execFileSync, spawn } = require('node:child_process');
+const { spawn } = require('node:child_process');
+const { cpuSeconds, forgetSyncWindow } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const CONNECTIONS = 20;
 const HUGE_RATE = '9999999/hour';
 const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
-
-let clockTicks;
-/** CPU seconds (user + system, every thread) a process has used, from /proc. */
-function cpuSeconds(pid) {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -122,11 +114,7 @@ async function main() {
       await new Promise((resolve) => b.once('exit', resolve));
     }
     if (stack) await stack.stop();
-    // The sliding window of this run's user (one entry per request; it would expire in an hour).
-    const Redis = require('ioredis');
-    const redis = new Redis(redisUrl);
-    await redis.del(`ptw:throttle:ptw_sync:user:${user}`);
-    await redis.quit();
+    await forgetSyncWindow(redisUrl, user);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }

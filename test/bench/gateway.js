@@ -28,7 +28,8 @@ const path = require('node:path');
 const os = require('node:os');
 const fs = require('node:fs');
 const http = require('node:http');
-const { execFileSync, fork } = require('node:child_process');
+const { fork } = require('node:child_process');
+const { cpuSeconds } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const common = () => require(path.join(root, 'libs/common/dist'));
@@ -239,22 +240,6 @@ async function serve(kind) {
 // ---------------------------------------------------------------------------------------------
 
 const progress = (msg) => process.stderr.write(`[bench gateway] ${msg}\n`);
-
-let clockTicks;
-/**
- * CPU seconds (user + system) a process has used, from /proc (Linux); NaN elsewhere. Per response,
- * it is the server's own cost, which other load on the machine disturbs much less than req/s.
- */
-function cpuSeconds(pid) {
-  try {
-    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return NaN;
-  }
-}
 
 /** Forks `--serve kind` and resolves with its URL and a stop(). */
 function startServer(kind, env) {

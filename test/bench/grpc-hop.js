@@ -17,7 +17,8 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
-const { execFileSync, fork } = require('node:child_process');
+const { fork } = require('node:child_process');
+const { cpuSeconds, forgetSyncWindow } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const common = () => require(path.join(root, 'libs/common/dist'));
@@ -114,15 +115,6 @@ if (process.argv[2] === '--serve') {
 // Parent.
 // ---------------------------------------------------------------------------------------------
 
-let clockTicks;
-/** CPU seconds (user + system) of a process, from /proc (Linux). */
-function cpuSeconds(pid) {
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
-
 /** Times the main thread was switched out (it waited for I/O or was preempted): its wake-ups, roughly. */
 function contextSwitches(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -159,7 +151,6 @@ async function main() {
   if (!Number.isInteger(slices) || slices < 1 || !(seconds > 0)) throw new Error('usage: node test/bench/grpc-hop.js [slices per case, default 6] [seconds per slice, default 4]');
   if (!fs.existsSync(path.join(root, 'gateway/dist/app.js'))) throw new Error('gateway/dist is missing: run `npx tsc -b` first');
   const autocannon = require('autocannon');
-  const Redis = require('ioredis');
   const { DEV_JWT_SECRET, mintToken } = common();
   const { ensureRedis } = require(path.join(root, 'libs/devstore/dist'));
   const redisUrl = process.env.REDIS_URL || (await ensureRedis());
@@ -240,9 +231,7 @@ async function main() {
     }
   } finally {
     for (const child of children) child.kill();
-    const redis = new Redis(redisUrl);
-    await redis.del(`ptw:throttle:ptw_sync:user:${user}`);
-    await redis.quit();
+    await forgetSyncWindow(redisUrl, user);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }

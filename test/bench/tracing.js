@@ -25,7 +25,8 @@ const path = require('node:path');
 const os = require('node:os');
 const fs = require('node:fs');
 const http = require('node:http');
-const { execFileSync, fork } = require('node:child_process');
+const { fork } = require('node:child_process');
+const { cpuSeconds } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const CONNECTIONS = 20;
@@ -207,19 +208,6 @@ async function sink() {
 // ---------------------------------------------------------------------------------------------
 
 const progress = (msg) => process.stderr.write(`[bench tracing] ${msg}\n`);
-
-let clockTicks;
-/** CPU seconds (user + system) of a process, from /proc (Linux); NaN elsewhere. */
-function cpuSeconds(pid) {
-  try {
-    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return NaN;
-  }
-}
 
 /** Forks this file with `args`; resolves with its first IPC message, the child and a stop(). */
 function startChild(args, env) {
