@@ -12,6 +12,13 @@ const hostPort = z
   .string()
   .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 
+/** An on/off variable: `true`/`1` or `false`/`0` (anything else stops start-up), `fallback` when unset. */
+export const booleanVariable = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1');
+
 /** Settings every process shares: store, Redis, auth, logs and the service addresses. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),

@@ -1,4 +1,4 @@
-import { baseConfigSchema, listenAddress, listenError, type BaseConfig } from './config';
+import { baseConfigSchema, booleanVariable, listenAddress, listenError, type BaseConfig } from './config';
 import { createTokenVerifier, mintToken, type TokenVerifier } from './auth/tokens';
 import { closeLogFiles, createLogger, type Logger } from './logger';
 import { Metrics, startMetricsServer } from './metrics';
@@ -14,10 +14,7 @@ export const serviceConfigSchema = baseConfigSchema.extend({
    * Serve the service's unary methods without grpc-js's per-call path (grpc/direct-unary.ts); `false`
    * hands every call to grpc-js, as before. Ignored while spans are exported (grpc-js serves all then).
    */
-  PTW_GRPC_DIRECT_UNARY: z
-    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
-    .default('true')
-    .transform((v) => v === 'true' || v === '1'),
+  PTW_GRPC_DIRECT_UNARY: booleanVariable(true),
 });
 export type ServiceConfig = z.infer<typeof serviceConfigSchema>;
 

@@ -1,4 +1,4 @@
-import { loadConfig } from '@ptw/common';
+import { booleanVariable, loadConfig } from '@ptw/common';
 import { z } from 'zod';
 
 /** The workflow service's background jobs (SPEC §8). */
@@ -82,10 +82,7 @@ const ms = (fallback: number) => z.coerce.number().int().min(0).max(3_600_000).d
 /** Environment of the jobs (validated once at start-up, with the service's own settings). */
 export const jobsConfigSchema = z.object({
   /** Whether this process runs the schedules (`worker` of startJobs); API-only replicas set false. */
-  PTW_JOBS_WORKER: z
-    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
-    .default('true')
-    .transform((v) => v === 'true' || v === '1'),
+  PTW_JOBS_WORKER: booleanVariable(true),
   PTW_JOB_CHECK_EXPIRING_EVERY: schedule('15 minutes'),
   PTW_JOB_CHECK_OVERDUE_EVERY: schedule('15 minutes'),
   PTW_JOB_AUTO_EXPIRE_EVERY: schedule('5 minutes'),
