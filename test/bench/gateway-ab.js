@@ -19,32 +19,12 @@ const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
 const { spawn } = require('node:child_process');
-const { cpuSeconds, forgetSyncWindow } = require('./proc');
+const { cpuSeconds, forgetSyncWindow, median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const CONNECTIONS = 20;
 const HUGE_RATE = '9999999/hour';
 const AUTH = { PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
-
-async function waitForHttp(url, child, timeoutMs) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`gateway B exited with code ${child.exitCode} during start-up`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`gateway B did not answer on ${url} within ${timeoutMs} ms`);
-}
 
 async function main() {
   const pairs = Number(process.argv[2] || 6);
@@ -53,7 +33,7 @@ async function main() {
   const autocannon = require('autocannon');
   const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
   const { ensureRedis, freePort } = require(path.join(root, 'libs/devstore/dist'));
-  const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
+  const { answersAsGateway, startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
   const nodeArgs = (process.env.AB_NODE_ARGS || '').split(' ').filter(Boolean);
   const extraEnv = JSON.parse(process.env.AB_ENV || '{}');
   const mainB = path.resolve(root, process.env.AB_MAIN || 'gateway/dist/main.js');
@@ -68,7 +48,7 @@ async function main() {
     const portB = await freePort();
     b = spawn(process.execPath, [...nodeArgs, mainB], { env: { ...stack.env, GATEWAY_PORT: String(portB), ...extraEnv }, stdio: ['ignore', 'ignore', 'inherit'] });
     const urlB = `http://127.0.0.1:${portB}`;
-    await waitForHttp(urlB, b, 30_000);
+    if (!(await answersAsGateway(urlB, b, 30_000))) throw new Error(`gateway B did not answer on ${urlB} within 30 s (exit code ${b.exitCode})`);
     const token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }, { user, role: 'manager', projects: ['p1'], ttlSeconds: 3600 });
     const request = (base) => ({
       url: `${base}/api/v1/ptw/sync-offline-data/`,

@@ -29,7 +29,7 @@ const os = require('node:os');
 const fs = require('node:fs');
 const http = require('node:http');
 const { fork } = require('node:child_process');
-const { cpuSeconds } = require('./proc');
+const { cpuSeconds, median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const common = () => require(path.join(root, 'libs/common/dist'));
@@ -441,11 +441,6 @@ async function localRedisPid(redisUrl) {
 }
 
 /** The middle value (the lower of the two middle ones for an even count). */
-function median(values) {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.floor((sorted.length - 1) / 2)];
-}
-
 /** The run whose req/s is the median of `runs`. */
 function medianRun(runs) {
   const sorted = [...runs].sort((x, y) => x.rps - y.rps);

@@ -18,7 +18,7 @@ const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
 const { fork } = require('node:child_process');
-const { cpuSeconds, forgetSyncWindow } = require('./proc');
+const { cpuSeconds, forgetSyncWindow, median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const common = () => require(path.join(root, 'libs/common/dist'));
@@ -201,12 +201,11 @@ async function main() {
     console.log('| case | responses | req/s (median slice) | gateway CPU µs/response | gateway context switches/response | backend CPU µs/response | non-2xx/errors |');
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     for (const c of cases) {
-      const rps = [...c.rps].sort((a, b) => a - b)[Math.floor((c.rps.length - 1) / 2)];
+      const rps = median(c.rps);
       const per = (x) => (x * 1e6) / c.responses;
       console.log(`| ${c.name} | ${c.responses} | ${fmt(rps)} | ${fmt(per(c.cpu))} | ${fmt(c.switches / c.responses, 2)} | ${c.back ? fmt(per(c.backendCpu)) : '–'} | ${c.bad} |`);
     }
     const [inproc, grpc, cannedCase] = cases;
-    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
     const perResponse = (c) => (c.cpu * 1e6) / c.responses;
     console.log(`\nThe hop adds ${fmt(perResponse(grpc) - perResponse(inproc))} µs of gateway CPU per response.`);
     console.log(

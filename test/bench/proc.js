@@ -1,5 +1,6 @@
 /**
- * What several benches read of the processes they measure, and the throttle windows they leave behind.
+ * What several benches read of the processes they measure, how they summarise it, and the throttle
+ * windows they leave behind.
  */
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
@@ -35,4 +36,10 @@ async function forgetSyncWindow(redisUrl, user) {
   }
 }
 
-module.exports = { cpuSeconds, forgetSyncWindow };
+/** The median of `values` (the lower middle one of an even count: always a measured figure). */
+function median(values) {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+module.exports = { cpuSeconds, forgetSyncWindow, median };

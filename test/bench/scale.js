@@ -23,7 +23,8 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { permitDocs, insertChunked, median } = require('./store-backends');
+const { permitDocs, insertChunked } = require('./store-backends');
+const { median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 /** The code under test: this checkout, or BENCH_CODE_ROOT's (the stores always come from this one). */

@@ -9,6 +9,7 @@
  *   node test/bench/store-backends.js [--permits 10000] [--backends postgresql,sqlite] [--reps 9]
  */
 const path = require('node:path');
+const { median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const HOUR = 3600_000;
@@ -74,11 +75,6 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
 /** Inserts `docs` in chunks (FerretDB on SQLite stalls on very large commands). */
 async function insertChunked(collection, docs, chunk = 1000) {
   for (let i = 0; i < docs.length; i += chunk) await collection.insertMany(docs.slice(i, i + chunk), { ordered: false });
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)];
 }
 
 async function timeMs(fn) {
@@ -190,4 +186,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { permitDocs, insertChunked, median, STATUS_MIX };
+module.exports = { permitDocs, insertChunked, STATUS_MIX };

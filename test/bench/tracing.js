@@ -26,7 +26,7 @@ const os = require('node:os');
 const fs = require('node:fs');
 const http = require('node:http');
 const { fork } = require('node:child_process');
-const { cpuSeconds } = require('./proc');
+const { cpuSeconds, median } = require('./proc');
 
 const root = path.resolve(__dirname, '..', '..');
 const CONNECTIONS = 20;
@@ -281,7 +281,6 @@ async function measure(name, url, headers, duration, pid, sinkProc) {
   };
 }
 
-const median = (values) => [...values].sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)];
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '–');
 
 async function main() {
