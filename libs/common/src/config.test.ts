@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { DEV_JWT_SECRET } from './auth/dev';
 import { baseConfigSchema, ConfigError, listenError, loadConfig } from './config';
 
 const secret = { PTW_JWT_SECRET: 'a-secret-of-enough-length' };
@@ -34,6 +35,33 @@ describe('loadConfig', () => {
 
   it('when a variable is empty, then its default applies instead of failing', () => {
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_LEVEL: '' }).LOG_LEVEL).toBe('info');
+  });
+});
+
+describe('the published development secret', () => {
+  it('when NODE_ENV=production and PTW_JWT_SECRET is the development secret, then start-up fails with one line naming PTW_JWT_SECRET', () => {
+    try {
+      loadConfig(baseConfigSchema, { NODE_ENV: 'production', PTW_JWT_SECRET: DEV_JWT_SECRET });
+      throw new Error('expected a ConfigError');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems).toEqual([expect.stringMatching(/^PTW_JWT_SECRET: .*development secret/)]);
+    }
+  });
+
+  it('when NODE_ENV=production and the algorithm is RS256, then the development secret is still refused', () => {
+    expect(() => loadConfig(baseConfigSchema, { NODE_ENV: 'production', PTW_JWT_ALG: 'RS256', PTW_JWT_PUBLIC_KEY: 'pem', PTW_JWT_SECRET: DEV_JWT_SECRET })).toThrow(/PTW_JWT_SECRET/);
+  });
+
+  it('when a process\'s schema does not read the secret at all (the job worker), then the development secret in its environment is refused in production too', () => {
+    const workerLike = baseConfigSchema.pick({ NODE_ENV: true, MONGO_URL: true });
+    expect(() => loadConfig(workerLike, { NODE_ENV: 'production', PTW_JWT_SECRET: DEV_JWT_SECRET })).toThrow(/PTW_JWT_SECRET: is the published development secret/);
+  });
+
+  it('when not in production, or production with a secret of its own, then start-up goes on', () => {
+    expect(loadConfig(baseConfigSchema, { PTW_JWT_SECRET: DEV_JWT_SECRET }).PTW_JWT_SECRET).toBe(DEV_JWT_SECRET);
+    expect(loadConfig(baseConfigSchema, { NODE_ENV: 'test', PTW_JWT_SECRET: DEV_JWT_SECRET }).NODE_ENV).toBe('test');
+    expect(loadConfig(baseConfigSchema, { NODE_ENV: 'production', ...secret }).NODE_ENV).toBe('production');
   });
 });
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEV_JWT_SECRET } from './auth/dev';
 
 /** Thrown when the environment does not satisfy a service's configuration schema. */
 export class ConfigError extends Error {
@@ -61,6 +62,12 @@ export function loadConfig<S extends z.ZodType>(
     throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
   }
   const cfg = result.data as z.infer<S> & Partial<BaseConfig>;
+  // The development secret is in this repository: in production anyone could mint tokens with it.
+  // Read from the environment, not the schema: a process that does not use the secret (the job
+  // worker) still refuses a deployment that hands it out.
+  if (cleaned.NODE_ENV === 'production' && cleaned.PTW_JWT_SECRET === DEV_JWT_SECRET) {
+    throw new ConfigError(['PTW_JWT_SECRET: is the published development secret; set a secret of your own when NODE_ENV=production']);
+  }
   if ('PTW_JWT_ALG' in cfg) {
     if (cfg.PTW_JWT_ALG === 'HS256' && !cfg.PTW_JWT_SECRET) {
       throw new ConfigError(['PTW_JWT_SECRET: required when PTW_JWT_ALG is HS256']);
