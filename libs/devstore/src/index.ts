@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { startPrivateCluster, type PrivateCluster } from './postgres';
+import { startPrivateCluster, type PrivateCluster, type StoreDurability } from './postgres';
+
+export type { StoreDurability } from './postgres';
 
 export const STORE_BINARY = path.resolve(__dirname, '..', 'bin', 'ferretdb-local');
 
@@ -22,6 +24,14 @@ export function storeBackend(env: NodeJS.ProcessEnv = process.env): StoreBackend
   return v;
 }
 
+/** `PTW_STORE_DURABILITY` (durable | fast); undefined when unset (the caller's default applies). */
+export function storeDurability(env: NodeJS.ProcessEnv = process.env): StoreDurability | undefined {
+  const v = env.PTW_STORE_DURABILITY;
+  if (!v) return undefined;
+  if (v !== 'durable' && v !== 'fast') throw new Error(`PTW_STORE_DURABILITY: expected durable or fast, got "${v}"`);
+  return v;
+}
+
 export interface RunningStore {
   /** mongodb:// URL of the running store, database name included. */
   url: string;
@@ -29,6 +39,8 @@ export interface RunningStore {
   process: ChildProcess;
   /** The store's folder (SQLite files, or the private PostgreSQL cluster in `pg/`); removed by stop() when startStore made it (no `dataDir` given). */
   dataDir: string;
+  /** Its private PostgreSQL cluster, when it started one. */
+  cluster?: PrivateCluster;
   stop(): Promise<void>;
 }
 
@@ -37,10 +49,12 @@ export interface RunningStore {
  * `opts.backend`, else PTW_STORE_BACKEND. On PostgreSQL it uses `opts.postgresqlUrl` /
  * PTW_STORE_POSTGRESQL_URL when given, else a private cluster of its own in `<dataDir>/pg`,
  * stopped with the store. A folder it creates itself (no `dataDir`) is deleted on stop() or when
- * the start fails; a given `dataDir` is kept (`make up` and restarts reuse theirs).
+ * the start fails; a given `dataDir` is kept (`make up` and restarts reuse theirs). The private
+ * cluster's durability: `opts.durability`, else PTW_STORE_DURABILITY, else `durable` for a given
+ * `dataDir` (kept) and `fast` for a folder of its own (deleted on stop, nothing to keep).
  */
 export async function startStore(
-  opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string } = {},
+  opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string; durability?: StoreDurability } = {},
 ): Promise<RunningStore> {
   if (!fs.existsSync(STORE_BINARY)) {
     throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
@@ -57,7 +71,7 @@ export async function startStore(
     let pgUrl = opts.postgresqlUrl ?? process.env.PTW_STORE_POSTGRESQL_URL;
     if (!pgUrl) {
       try {
-        cluster = await startPrivateCluster(dataDir);
+        cluster = await startPrivateCluster(dataDir, { durability: opts.durability ?? storeDurability() ?? (opts.dataDir ? 'durable' : 'fast') });
       } catch (err) {
         removeOwnDir();
         throw err;
@@ -106,6 +120,7 @@ export async function startStore(
     backend,
     process: child,
     dataDir,
+    cluster,
     stop: () => stopAll(child),
   };
 }

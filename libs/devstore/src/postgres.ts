@@ -12,16 +12,32 @@ export interface PrivateCluster {
   url: string;
   /** The cluster's folder (data, log, socket). */
   dir: string;
+  /** The settings this start runs with (see SETTINGS). */
+  durability: StoreDurability;
   stop(): Promise<void>;
 }
 
 /**
- * Settings of a dev/test store, traded for speed: no fsync, asynchronous commits, no full-page
- * images. A crash of the store's processes loses at most the last few hundred milliseconds of
- * commits; a crash of the machine (power cut, kernel panic) can corrupt the cluster, which is then
- * deleted and made again (`make up` keeps it in logs/store-data; removing that folder resets it).
+ * How the cluster trades safety for speed, chosen per start (`-c` options: a folder can be started
+ * either way, whatever it ran with before).
+ * - `durable` (`make up`): fsync and full-page images on, so neither a crash of the store's processes
+ *   nor one of the machine (power cut, kernel panic) can corrupt the cluster. Commits are
+ *   asynchronous: a crash loses at most the commits of the last moment (up to 3 × wal_writer_delay,
+ *   200 ms by default) that had already been acknowledged, never the database.
+ * - `fast` (tests, benches: throwaway folders): no fsync, no full-page images. A crash of the store's
+ *   processes loses the same last moment at most (the kernel keeps what was written); a crash of the
+ *   machine can corrupt the cluster, which is then deleted and made again.
  */
-const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'shared_buffers=128MB', 'plan_cache_mode=force_custom_plan'];
+export type StoreDurability = 'durable' | 'fast';
+
+const SETTINGS: Record<StoreDurability, string[]> = {
+  durable: ['fsync=on', 'full_page_writes=on', 'synchronous_commit=off'],
+  fast: ['fsync=off', 'full_page_writes=off', 'synchronous_commit=off'],
+};
+const COMMON_SETTINGS = ['shared_buffers=128MB', 'plan_cache_mode=force_custom_plan'];
+
+/** `<cluster dir>/durability` says what the last start ran with; no file: made before it existed (fast). */
+const DURABILITY_FILE = 'durability';
 
 /**
  * FerretDB 1.24 pushes a filter's top-level equality down as JSONB containment with the field name
@@ -34,7 +50,7 @@ const DEV_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=o
  * field and all but the last field of a compound one (the last is the sort or range key in this
  * codebase's indexes, which FerretDB never pushes down): each index costs every write, so none is
  * made that no query can use. The parameterised field name only matches the index expression in a
- * custom plan, hence `plan_cache_mode = force_custom_plan` in DEV_SETTINGS. FerretDB does not know
+ * custom plan, hence `plan_cache_mode = force_custom_plan` in COMMON_SETTINGS. FerretDB does not know
  * these indexes (`getIndexes` does not list them); dropping its index leaves them in place.
  * Installed at every start; the DO block gives indexes made before it (an older store folder) theirs.
  */
@@ -158,10 +174,12 @@ function allowTraversal(dir: string): void {
 /**
  * Starts the cluster in `<parent>/pg`, initialising it on first use and reusing it afterwards.
  * A server still running there (left by a store that was killed) is restarted, so the socket and
- * settings are always this start's. Resolves once it accepts connections; stop() shuts it down
- * (fast mode: open sessions are ended).
+ * settings are always this start's; a server that crashed recovers from its WAL as it starts.
+ * `durability` (default `durable`) picks the settings (StoreDurability). Resolves once it accepts
+ * connections; stop() shuts it down (fast mode: open sessions are ended).
  */
-export async function startPrivateCluster(parent: string): Promise<PrivateCluster> {
+export async function startPrivateCluster(parent: string, opts: { durability?: StoreDurability } = {}): Promise<PrivateCluster> {
+  const durability = opts.durability ?? 'durable';
   const bin = postgresBinDir();
   const user = serverUser();
   const dir = path.join(path.resolve(parent), 'pg');
@@ -186,13 +204,25 @@ export async function startPrivateCluster(parent: string): Promise<PrivateCluste
   }
   const pg = (tool: string, args: string[]) => run(path.join(bin, tool), args, user !== undefined);
   try {
+    const modeFile = path.join(dir, DURABILITY_FILE);
     if (!fs.existsSync(path.join(data, 'PG_VERSION'))) {
-      // --no-sync: a fresh dev cluster is worth nothing after a power cut anyway (see DEV_SETTINGS).
-      const init = await pg('initdb', ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+      // A fast cluster is not worth syncing (a power cut can corrupt it anyway); a durable one is.
+      const sync = durability === 'fast' ? ['--no-sync'] : [];
+      const init = await pg('initdb', ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', ...sync, '--no-instructions']);
       if (init.code !== 0) throw new Error(`initdb failed in ${data}: ${init.output.trim()}`);
+      fs.writeFileSync(modeFile, durability);
     }
     if ((await pg('pg_ctl', ['status', '-D', data])).code === 0) await pg('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w']);
-    const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, ...DEV_SETTINGS.map((s) => `-c ${s}`)].join(' ');
+    const previous = fs.existsSync(modeFile) ? fs.readFileSync(modeFile, 'utf8').trim() : 'fast';
+    if (durability === 'durable' && previous !== 'durable') {
+      // What a fast start wrote may still sit in the kernel's cache only: fsync the whole cluster
+      // once (~1–3 s) so that a power cut cannot take it; from here on the durable settings keep it.
+      const synced = await pg('initdb', ['--sync-only', '-D', data]);
+      if (synced.code !== 0) throw new Error(`could not sync ${data} to disk: ${synced.output.trim()}`);
+    }
+    if (previous !== durability) fs.writeFileSync(modeFile, durability);
+    const settings = [...SETTINGS[durability], ...COMMON_SETTINGS];
+    const options = [`-c listen_addresses=''`, `-c unix_socket_directories='${socketDir}'`, ...settings.map((s) => `-c ${s}`)].join(' ');
     const log = path.join(dir, 'postgresql.log');
     const started = await pg('pg_ctl', ['start', '-D', data, '-l', log, '-w', '-t', '60', '-o', options]);
     if (started.code !== 0) {
@@ -210,6 +240,7 @@ export async function startPrivateCluster(parent: string): Promise<PrivateCluste
   return {
     url: `postgres://postgres@/postgres?host=${encodeURIComponent(socketDir)}`,
     dir,
+    durability,
     stop: () => {
       stopped ??= (async () => {
         const r = await pg('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', '60']);

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { canConnect, ensureRedis, freePort, startStore, stopChild, type RunningStore } from './index';
+import { canConnect, ensureRedis, freePort, startStore, stopChild, storeDurability, type RunningStore, type StoreDurability } from './index';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const SERVICES = ['workflow', 'sync', 'export', 'health'] as const;
@@ -18,6 +18,11 @@ export interface StackOptions {
   logDir: string;
   mongoUrl?: string;
   redisUrl?: string;
+  /**
+   * The local store's settings (StoreDurability); default PTW_STORE_DURABILITY, else `durable` for
+   * the default ports (`make up`: its store is kept) and `fast` for free ones (tests, benches).
+   */
+  durability?: StoreDurability;
   /** Extra environment for every process. */
   env?: Record<string, string>;
   /** Where child output goes; default: discarded (the log files keep it). */
@@ -103,7 +108,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   fs.mkdirSync(opts.logDir, { recursive: true });
   let store: RunningStore | undefined;
   const storeDir = path.join(opts.logDir, 'store-data');
-  const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: storeDir })).url;
+  const durability = opts.durability ?? storeDurability() ?? (opts.ports === 'default' ? 'durable' : 'fast');
+  const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: storeDir, durability })).url;
   const storePort = Number(new URL(mongoUrl).port);
   const redisUrl = opts.redisUrl ?? (await ensureRedis());
   // Free ports are probed one by one and released at once: the kernel may hand the same one out twice,
@@ -175,7 +181,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   };
   const restartStore = async () => {
     if (!store) throw new Error('the store is external (MONGO_URL); it cannot be restarted here');
-    store = await startStore({ dataDir: storeDir, port: storePort, database: new URL(mongoUrl).pathname.slice(1) });
+    store = await startStore({ dataDir: storeDir, port: storePort, database: new URL(mongoUrl).pathname.slice(1), durability });
   };
   return {
     gatewayUrl: `http://127.0.0.1:${httpPort}`,
