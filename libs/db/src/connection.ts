@@ -1,13 +1,14 @@
 import mongoose, { type Connection } from 'mongoose';
 import type { Logger } from '@ptw/common';
-import { forwardStoreCommands, storeMonitoringWanted } from './command-counter';
+import { forwardStoreCommands } from './command-counter';
+import { forwardQueries, queryCaptureWanted } from './pushdown';
 
 /**
  * Opens a dedicated mongoose connection (not the global one, so tests can run several services in
  * one process) and builds the indexes every race-sensitive rule rests on before serving.
  */
 export async function connectMongo(url: string, log: Logger, opts: { appName: string }): Promise<Connection> {
-  const monitor = storeMonitoringWanted();
+  const monitor = queryCaptureWanted();
   const conn = mongoose.createConnection(url, {
     appName: opts.appName,
     // Shorter than the callers' gRPC deadline, so a lost store answers 503 rather than 504.
@@ -17,7 +18,10 @@ export async function connectMongo(url: string, log: Logger, opts: { appName: st
     autoIndex: false,
     monitorCommands: monitor,
   });
-  if (monitor) forwardStoreCommands(conn, opts.appName);
+  if (monitor) {
+    forwardStoreCommands(conn, opts.appName);
+    forwardQueries(conn);
+  }
   conn.on('disconnected', () => log.warn({ event: 'mongo_disconnected' }, 'store disconnected'));
   conn.on('reconnected', () => log.info({ event: 'mongo_reconnected' }, 'store reconnected'));
   await conn.asPromise();

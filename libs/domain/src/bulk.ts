@@ -4,7 +4,7 @@
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
 import { AppError, conflict, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { insertUnordered, upsertRetried, utcDay, type Models } from '@ptw/db';
+import { findEach, insertUnordered, upsertRetried, utcDay, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
 import { risk } from './rules';
@@ -77,6 +77,8 @@ export interface BulkCreateItem {
   id: Types.ObjectId;
   data: unknown;
   syncOrigin?: string;
+  /** The sync batch that creates it (see services/sync batch.ts): a re-sent batch finds its permits with one equality. */
+  syncBatch?: string;
 }
 
 /** The result of one item: the created permit's id, project and version, or the error a single create would throw. */
@@ -112,7 +114,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
   // The type read and the first counter step do not depend on each other: one round trip for both
   // (a permit of an unknown type leaves a gap in the numbers, which may have gaps).
   const [types, firstNumbers] = await Promise.all([
-    typeIds.length ? models.PermitType.find({ _id: { $in: typeIds }, active: true }, { _id: 1 }).lean() : [],
+    findEach<{ _id: unknown }>(models.PermitType, '_id', typeIds, { filter: { active: true }, projection: { _id: 1 } }),
     toNumber ? reserveNumbers(models, now, toNumber) : [],
   ]);
   const active = new Set(types.map((t) => String(t._id)));
@@ -126,7 +128,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
       // The schema's defaults as Model.create applies them (the fields are typed by the input schema
       // already); a mongoose document per permit would cost more CPU than its insert.
       const fields = Object.fromEntries(Object.entries(d.fields).filter(([, v]) => v !== undefined));
-      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id }) as Record<string, unknown>);
+      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id, ...(items[i].syncBatch ? { sync_batch: items[i].syncBatch } : {}) }) as Record<string, unknown>);
     }
   });
 
@@ -138,7 +140,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
     let retry = pending.filter((_, k) => refused.has(k));
     if (retry.length) {
       // A refused id (not number) is a permit this create wrote before: it exists, it is done.
-      const existing = new Set((await models.Permit.find({ _id: { $in: retry.map((i) => items[i].id) } }, { _id: 1 }).batchSize(retry.length + 1).lean()).map((p) => String(p._id)));
+      const existing = new Set((await findEach<{ _id: unknown }>(models.Permit, '_id', retry.map((i) => items[i].id), { projection: { _id: 1 } })).map((p) => String(p._id)));
       retry = retry.filter((i) => !existing.has(String(items[i].id)));
     }
     const inserted = pending.filter((_, k) => !refused.has(k));

@@ -1,6 +1,6 @@
 /** The caller's own work: pending workflow steps and notifications. */
 import { invalidArgument, notFound, type Principal } from '@ptw/common';
-import type { Models } from '@ptw/db';
+import { findEach, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { iso } from './serialize';
 
@@ -9,7 +9,7 @@ export async function myTasks(models: Models, who: Principal) {
   const q: Record<string, unknown> = { assignee_id: who.user_id, status: 'pending', started_at: { $ne: null } };
   if (who.role !== 'service') q.project_id = { $in: who.project_ids };
   const steps = await models.WorkflowStep.find(q).sort({ started_at: 1 }).limit(200).lean();
-  const permits = await models.Permit.find({ _id: { $in: [...new Set(steps.map((s) => s.permit_id))] } }, { permit_number: 1, title: 1 }).lean();
+  const permits = await findEach<{ _id: unknown; permit_number: string; title: string }>(models.Permit, '_id', steps.map((s) => s.permit_id), { projection: { permit_number: 1, title: 1 } });
   const byId = new Map(permits.map((p) => [String(p._id), p]));
   return steps.map((s) => ({
     id: String(s._id),

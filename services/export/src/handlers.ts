@@ -1,5 +1,5 @@
 import { canManage, implement, permissionDenied, since24h, type Handlers, type ServiceRuntime } from '@ptw/common';
-import type { Models } from '@ptw/db';
+import { countSince, recordTally, type Models } from '@ptw/db';
 import { exportPb } from '@ptw/proto';
 import type { ExportConfig } from './config';
 import { readKpis, type KpiSnapshots } from './kpis';
@@ -19,14 +19,14 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>,
     async (req, ctx, call) => {
       const started = Date.now();
       const exportType = kind === 'pdf' ? 'bulk_export_pdf' : 'bulk_export_excel';
-      const { query, count } = await selectPermits(models, ctx.principal, req, rt.config.PTW_BULK_EXPORT_LIMIT);
+      const { ids, count } = await selectPermits(models, ctx.principal, req, rt.config.PTW_BULK_EXPORT_LIMIT);
       const filename = exportFilename(kind, new Date());
       const contentType = kind === 'pdf' ? 'application/zip' : 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
       call.write({ payload: { $case: 'meta', value: { filename, content_type: contentType, permit_count: count } } });
       let outcome = 'success';
       let result = { permitCount: 0, bytes: 0 };
       try {
-        const records = exportRecords(models, query, ctx.signal);
+        const records = exportRecords(models, ids, ctx.signal);
         const out = grpcChunkWriter(call);
         result = kind === 'pdf' ? await streamPdfZip(records, out, { signal: ctx.signal }) : await streamExcel(records, out, { detailed: req.detailed, signal: ctx.signal });
       } catch (err) {
@@ -36,6 +36,7 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>,
         const duration = Date.now() - started;
         exportsTotal.inc({ export_type: exportType, outcome });
         exportedPermits.inc({ export_type: exportType }, result.permitCount);
+        const at = new Date();
         await models.ExportEvent.create({
           user_id: ctx.principal.user_id,
           project_ids: ctx.principal.project_ids,
@@ -45,8 +46,9 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>,
           duration_ms: duration,
           detailed: req.detailed,
           outcome,
-          at: new Date(),
+          at,
         });
+        await recordTally(models, 'export', { bulk_exports: 1 }, at);
         ctx.log.info({ event: exportType, export_type: exportType, permit_count: result.permitCount, detailed: req.detailed, duration_ms: duration, outcome }, exportType);
       }
     };
@@ -64,7 +66,7 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>,
       },
       getExportStats: async (req, ctx) => {
         if (!canManage(ctx.principal)) throw permissionDenied();
-        return { bulk_exports: await models.ExportEvent.countDocuments({ at: { $gte: since24h(req.since) } }) };
+        return { bulk_exports: (await countSince(models, 'export', since24h(req.since))).bulk_exports ?? 0 };
       },
     },
     rt,

@@ -2,29 +2,50 @@
  * Which permits an export covers (SPEC §7), and the records the renderers need, loaded in batches
  * from a cursor so that only one batch is in memory whatever the number of permits.
  */
-import { hasRole, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
-import type { Models } from '@ptw/db';
-import { permitQuery, type PermitFilterInput } from '@ptw/domain';
+import { hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
+import { findEach, type Models } from '@ptw/db';
+import { permitQueryParts, type PermitFilterInput } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 import type { ExportPermit } from './render';
 
 const BATCH = 50;
 
-/** The store query for an export request, counted after scoping; refuses too many or none. */
-export async function selectPermits(models: Models, who: Principal, req: exportPb.BulkExportRequest, limit: number): Promise<{ query: Record<string, unknown>; count: number }> {
+interface Selected {
+  _id: unknown;
+  permit_number: string;
+  project_id: string;
+}
+
+/**
+ * The permits an export request covers, as ids in permit-number order, counted after scoping;
+ * refuses too many or none. Explicit ids are read one `_id` equality each (a `$in` would read the
+ * whole collection on FerretDB); filters are read per (project, status) part without a sort, and
+ * at most limit + 1 ids are read in all, so a refusal costs a page of ids, not the selection.
+ */
+export async function selectPermits(models: Models, who: Principal, req: exportPb.BulkExportRequest, limit: number): Promise<{ ids: string[]; count: number }> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may export permits');
-  const scoped = permitQuery(who, (req.filter ?? {}) as PermitFilterInput);
-  let query = scoped;
+  const parts = permitQueryParts(who, (req.filter ?? {}) as PermitFilterInput);
+  const fields = { _id: 1, permit_number: 1, project_id: 1 };
+  const picked: Selected[] = [];
   if (req.permit_ids.length && !req.use_filters) {
-    const ids = [...new Set(req.permit_ids)].filter((id) => /^[0-9a-f]{24}$/i.test(id));
     // Only the scope part of the filters applies to an explicit id list; ids of other projects drop out.
-    query = { project_id: scoped.project_id, _id: { $in: ids } };
-    if (scoped.project_id === undefined) delete query.project_id;
+    const project = (req.filter?.project as string | undefined) || undefined;
+    const ids = [...new Set(req.permit_ids)].filter((id) => /^[0-9a-f]{24}$/i.test(id));
+    for (let i = 0; i < ids.length && picked.length <= limit; i += limit + 1) {
+      const found = await findEach<Selected>(models.Permit, '_id', ids.slice(i, i + limit + 1), { projection: fields });
+      picked.push(...found.filter((p) => inScope(who, p.project_id) && (!project || p.project_id === project)));
+    }
+  } else {
+    for (const q of parts) {
+      if (picked.length > limit) break;
+      picked.push(...((await models.Permit.find(q, fields).limit(limit + 1 - picked.length).lean()) as unknown as Selected[]));
+    }
   }
-  const count = await models.Permit.countDocuments(query);
-  if (count > limit) throw invalidArgument(`Too many permits to export: ${count} selected, the limit is ${limit}. Narrow the selection.`, { count, limit });
+  const count = picked.length;
+  if (count > limit) throw invalidArgument(`Too many permits to export: more than ${limit} selected, the limit is ${limit}. Narrow the selection.`, { count, limit });
   if (count === 0) throw notFound('No permits match the export selection');
-  return { query, count };
+  picked.sort((a, b) => (a.permit_number < b.permit_number ? -1 : a.permit_number > b.permit_number ? 1 : 0));
+  return { ids: picked.map((p) => String(p._id)), count };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -46,13 +67,14 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
   const ids = permits.map((p) => String(p._id));
   const missingTypes = [...new Set(permits.map((p) => p.permit_type_id))].filter((t) => !typeCache.has(t));
   const missingProjects = [...new Set(permits.map((p) => p.project_id))].filter((t) => !projectCache.has(t));
+  // One equality query per permit and collection (see findEach): each costs what it returns.
   const [types, projects, steps, points, closeouts, audit] = await Promise.all([
-    missingTypes.length ? models.PermitType.find({ _id: { $in: missingTypes } }).lean() : [],
-    missingProjects.length ? models.Project.find({ _id: { $in: missingProjects } }).lean() : [],
-    models.WorkflowStep.find({ permit_id: { $in: ids } }).sort({ started_at: 1 }).lean(),
-    models.IsolationPoint.find({ permit_id: { $in: ids } }).sort({ _id: 1 }).lean(),
-    models.Closeout.find({ permit_id: { $in: ids } }).lean(),
-    models.AuditEvent.find({ permit_id: { $in: ids } }).sort({ at: 1, _id: 1 }).lean(),
+    findEach<Lean>(models.PermitType, '_id', missingTypes),
+    findEach<Lean>(models.Project, '_id', missingProjects),
+    findEach<Lean>(models.WorkflowStep, 'permit_id', ids, { sort: { started_at: 1 } }),
+    findEach<Lean>(models.IsolationPoint, 'permit_id', ids, { sort: { _id: 1 } }),
+    findEach<Lean>(models.Closeout, 'permit_id', ids),
+    findEach<Lean>(models.AuditEvent, 'permit_id', ids, { sort: { at: 1, _id: 1 } }),
   ]);
   for (const t of types) typeCache.set(String(t._id), t);
   for (const p of projects) projectCache.set(String(p._id), p.name);
@@ -61,7 +83,7 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
   for (const p of permits) for (const k of ['created_by', 'verifier_id', 'approver_id']) if (p[k]) userIds.add(p[k]);
   for (const a of audit) userIds.add(a.user_id);
   for (const pt of points) for (const k of ['isolated_by', 'verified_by', 'deisolated_by'] as const) if (pt[k]) userIds.add(pt[k] as string);
-  const users = await models.User.find({ _id: { $in: [...userIds] } }, { name: 1 }).lean();
+  const users = await findEach<Lean>(models.User, '_id', [...userIds], { projection: { name: 1 } });
   const userNames = Object.fromEntries(users.map((u) => [String(u._id), u.name]));
   const stepsBy = groupBy(steps, 'permit_id');
   const pointsBy = groupBy(points, 'permit_id');
@@ -83,7 +105,7 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
       project_name: projectCache.get(p.project_id),
       user_names: userNames,
       permit_type_name: type?.name ?? p.permit_type_id,
-      workflow_steps: (stepsBy.get(id) ?? []) as ExportPermit['workflow_steps'],
+      workflow_steps: (stepsBy.get(id) ?? []) as unknown as ExportPermit['workflow_steps'],
       isolation_points: (pointsBy.get(id) ?? []) as unknown as ExportPermit['isolation_points'],
       closeout: c
         ? {
@@ -99,28 +121,22 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
             completed_by: c.completed_by,
           }
         : undefined,
-      audit: (auditBy.get(id) ?? []) as ExportPermit['audit'],
+      audit: (auditBy.get(id) ?? []) as unknown as ExportPermit['audit'],
     };
   });
 }
 
-/** The selected permits as export records, in permit-number order, one batch in memory at a time. */
-export async function* exportRecords(models: Models, query: Record<string, unknown>, signal?: AbortSignal): AsyncGenerator<ExportPermit> {
-  const cursor = models.Permit.find(query).sort({ permit_number: 1 }).lean().cursor({ batchSize: BATCH });
+/** The selected permits as export records, in the order of `ids`, one batch in memory at a time. */
+export async function* exportRecords(models: Models, ids: string[], signal?: AbortSignal): AsyncGenerator<ExportPermit> {
   const typeCache = new Map<string, Lean>();
   const projectCache = new Map<string, string>();
-  let batch: Lean[] = [];
-  try {
-    for await (const doc of cursor) {
-      if (signal?.aborted) return;
-      batch.push(doc);
-      if (batch.length === BATCH) {
-        yield* await enrich(models, batch, typeCache, projectCache);
-        batch = [];
-      }
-    }
-    if (batch.length && !signal?.aborted) yield* await enrich(models, batch, typeCache, projectCache);
-  } finally {
-    await cursor.close();
+  for (let i = 0; i < ids.length; i += BATCH) {
+    if (signal?.aborted) return;
+    const slice = ids.slice(i, i + BATCH);
+    const byId = new Map((await findEach<Lean>(models.Permit, '_id', slice)).map((p) => [String(p._id), p]));
+    // A permit gone since the selection is left out.
+    const batch = slice.map((id) => byId.get(id)).filter((p): p is Lean => !!p);
+    if (signal?.aborted) return;
+    yield* await enrich(models, batch, typeCache, projectCache);
   }
 }

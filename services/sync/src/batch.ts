@@ -9,8 +9,9 @@
  * nothing has to be written after the permit. Other changes are claimed one by one right before
  * they are applied, in order per permit, with different permits concurrently.
  */
+import { createHash } from 'node:crypto';
 import type { Logger, Principal } from '@ptw/common';
-import { insertUnordered, type Models } from '@ptw/db';
+import { deleteEach, findEach, insertUnordered, recordTally, type Models } from '@ptw/db';
 import * as d from '@ptw/domain';
 import type { syncPb } from '@ptw/proto';
 import { Types } from 'mongoose';
@@ -37,6 +38,20 @@ interface Ctx {
   models: Models;
   who: Principal;
   deviceId: string;
+  /** The key of this batch's creates (see batchKey). */
+  batch?: string;
+}
+
+/**
+ * A key of a batch's creates: the device and their offline ids. Its receipts and permits carry it, so
+ * a device re-sending the batch after a lost answer is settled with one equality read of each
+ * (per-item lookups are the fallback for creates first claimed by another batch).
+ */
+function batchKey(deviceId: string, creates: { c: syncPb.Change }[]): string | undefined {
+  if (creates.length === 0) return undefined;
+  const h = createHash('sha256').update(deviceId);
+  for (const id of creates.map((e) => e.c.offline_id).sort()) h.update('\n').update(id);
+  return h.digest('hex').slice(0, 32);
 }
 
 interface Receipt {
@@ -48,6 +63,7 @@ interface Receipt {
   server_id?: string;
   new_version?: number;
   user_id: string;
+  batch?: string;
   at: Date;
 }
 
@@ -57,6 +73,7 @@ interface StoredReceipt {
   server_id?: string | null;
   new_version?: number | null;
   user_id?: string | null;
+  batch?: string | null;
   at: Date;
 }
 
@@ -65,7 +82,7 @@ const origin = (ctx: Ctx, c: syncPb.Change) => `${ctx.deviceId}/${c.offline_id}`
 /** A claim for `c`: a create reserves its permit's id (`serverId` when taking over an earlier claim). */
 function claimFor(ctx: Ctx, c: syncPb.Change, serverId?: Types.ObjectId): Receipt {
   const base = { _id: new Types.ObjectId(), device_id: ctx.deviceId, offline_id: c.offline_id, entity: c.entity, user_id: ctx.who.user_id, at: new Date() };
-  return isCreate(c) ? { ...base, status: 'reserved', server_id: String(serverId ?? new Types.ObjectId()), new_version: 1 } : { ...base, status: 'pending' };
+  return isCreate(c) ? { ...base, status: 'reserved', server_id: String(serverId ?? new Types.ObjectId()), new_version: 1, ...(ctx.batch ? { batch: ctx.batch } : {}) } : { ...base, status: 'pending' };
 }
 
 const busy = (c: syncPb.Change, why: string): Outcome => ({
@@ -98,7 +115,7 @@ async function applyCreates(ctx: Ctx, items: { c: syncPb.Change; receipt: Receip
   items.forEach(({ c, receipt }, k) => {
     const prepared = prepareCreate(ctx.who, c);
     if ('outcome' in prepared) outcomes[k] = prepared.outcome;
-    else bulk.push({ k, projectId: prepared.projectId, item: { id: new Types.ObjectId(receipt.server_id), data: prepared.data, syncOrigin: origin(ctx, c) } });
+    else bulk.push({ k, projectId: prepared.projectId, item: { id: new Types.ObjectId(receipt.server_id), data: prepared.data, syncOrigin: origin(ctx, c), syncBatch: receipt.batch } });
   });
   let results: d.BulkCreateResult[];
   try {
@@ -115,7 +132,7 @@ async function applyCreates(ctx: Ctx, items: { c: syncPb.Change; receipt: Receip
 }
 
 async function free(ctx: Ctx, ids: Types.ObjectId[]) {
-  if (ids.length) await ctx.models.SyncReceipt.deleteMany({ _id: { $in: ids } });
+  await deleteEach(ctx.models.SyncReceipt, ids);
 }
 
 /** Applies a claimed change that is not a create and records its receipt. */
@@ -164,6 +181,33 @@ async function once(ctx: Ctx, c: syncPb.Change): Promise<Outcome> {
   return busy(c, 'the same change is being applied by another request; retry');
 }
 
+/** One reply for a batch's receipts or permits (a batch has at most 500 changes; the driver's first batch is otherwise 101). */
+const BATCH_READ = 1001;
+
+type Found = StoredReceipt & { offline_id: string; device_id: string; entity: string };
+
+/**
+ * The receipts of creates whose claims were refused, and which of their reserved permits exist: the
+ * batch's own with one equality read each (a re-sent batch), the rest one natural-key lookup each (a
+ * `$in` would read every receipt of the device, and every permit).
+ */
+async function settledReceipts(ctx: Ctx, toCheck: { c: syncPb.Change }[]): Promise<{ byId: Map<string, Found>; written: Set<string> }> {
+  const wanted = new Set(toCheck.map((e) => e.c.offline_id));
+  const byId = new Map<string, Found>();
+  const mine = (r: Found) => r.device_id === ctx.deviceId && r.entity === 'permit' && wanted.has(r.offline_id);
+  if (ctx.batch) for (const r of (await ctx.models.SyncReceipt.find({ batch: ctx.batch }).batchSize(BATCH_READ).lean()) as Found[]) if (mine(r)) byId.set(r.offline_id, r);
+  const rest = [...wanted].filter((id) => !byId.has(id));
+  for (const r of await findEach<Found>(ctx.models.SyncReceipt, 'offline_id', rest, { filter: { device_id: ctx.deviceId, entity: 'permit' } })) byId.set(r.offline_id, r);
+  const reserved = [...byId.values()].filter((r) => r.status === 'reserved' && r.user_id === ctx.who.user_id);
+  const written = new Set<string>();
+  const ofBatch = reserved.filter((r) => ctx.batch && r.batch === ctx.batch);
+  if (ofBatch.length) for (const p of await ctx.models.Permit.find({ sync_batch: ctx.batch }, { _id: 1 }).batchSize(BATCH_READ).lean()) written.add(String(p._id));
+  // Receipts of other batches, and any of this batch whose permit was written under another key (a claim taken over).
+  const others = reserved.filter((r) => !written.has(String(r.server_id))).map((r) => r.server_id);
+  for (const p of await findEach<{ _id: unknown }>(ctx.models.Permit, '_id', others, { projection: { _id: 1 } })) written.add(String(p._id));
+  return { byId, written };
+}
+
 /**
  * Applies a batch's permit creates (first occurrences of their offline ids) in bulk: claims all
  * with one unordered insert and creates the claimed ones with one bulk create; the refused ones
@@ -190,12 +234,7 @@ async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[],
 
     // One batch larger than the list: a cursor whose first batch is exactly full stays open and
     // costs an empty getMore on FerretDB (the default batch of 101 would cost several).
-    const found = (await ctx.models.SyncReceipt.find({ device_id: ctx.deviceId, entity: 'permit', offline_id: { $in: toCheck.map((e) => e.c.offline_id) } })
-      .batchSize(toCheck.length + 1)
-      .lean()) as (StoredReceipt & { offline_id: string })[];
-    const byId = new Map(found.map((r) => [r.offline_id, r]));
-    const reserved = found.filter((r) => r.status === 'reserved' && r.user_id === ctx.who.user_id).map((r) => r.server_id);
-    const written = new Set(reserved.length ? (await ctx.models.Permit.find({ _id: { $in: reserved } }, { _id: 1 }).batchSize(reserved.length + 1).lean()).map((p) => String(p._id)) : []);
+    const { byId, written } = await settledReceipts(ctx, toCheck);
     const stale: StoredReceipt[] = [];
     const waiting: { i: number; c: syncPb.Change }[] = [];
     for (const e of toCheck) {
@@ -212,7 +251,7 @@ async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[],
         if (earlier?._id) serverIds.set(e.i, new Types.ObjectId(String(earlier._id)));
       }
     }
-    if (stale.length) await ctx.models.SyncReceipt.deleteMany({ _id: { $in: stale.map((r) => r._id) }, status: { $ne: 'applied' } });
+    await deleteEach(ctx.models.SyncReceipt, stale.map((r) => r._id), { status: { $ne: 'applied' } });
     toCheck = waiting;
     if (toClaim.length === 0 && toCheck.length) {
       if (Date.now() - started >= WAIT_MS) break;
@@ -283,6 +322,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
     }
   };
   const creates = firsts.filter((e) => isCreate(e.c));
+  ctx.batch = batchKey(req.device_id, creates);
   try {
     await bulkCreates(ctx, creates, outcomes);
   } catch {
@@ -294,7 +334,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
   const points = new Map<string, string>();
   if (pointIds.length) {
     try {
-      for (const p of await models.IsolationPoint.find({ _id: { $in: pointIds } }, { permit_id: 1 }).batchSize(pointIds.length + 1).lean()) points.set(String(p._id), p.permit_id);
+      for (const p of await findEach<{ _id: unknown; permit_id: string }>(models.IsolationPoint, '_id', pointIds, { projection: { permit_id: 1 } })) points.set(String(p._id), p.permit_id);
     } catch {
       // Without the points' permits, each point's changes still run in order, only not behind its permit's.
     }
@@ -326,6 +366,15 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
       })),
       { lean: true },
     ).catch((err: unknown) => log?.().warn({ event: 'sync_events_lost', err, applied_count: outcomes.length }, 'sync events not recorded'));
+  }
+  if (outcomes.length) {
+    // The window counts of health (see @ptw/db tallies.ts): one small document per batch.
+    const tally: Record<string, number> = {};
+    for (const o of outcomes) {
+      const k = o.kind === 'applied' ? ((o.value as syncPb.Applied).status === 'already_applied' ? 'already_applied' : 'applied') : o.kind === 'conflict' ? 'conflicts' : 'rejected';
+      tally[k] = (tally[k] ?? 0) + 1;
+    }
+    await recordTally(models, 'sync', tally, at).catch((err: unknown) => log?.().warn({ event: 'sync_tally_lost', err, applied_count: outcomes.length }, 'sync tally not recorded'));
   }
   const pick = <K extends Outcome['kind']>(k: K) => outcomes.filter((o) => o.kind === k).map((o) => o.value);
   const appliedList = pick('applied') as syncPb.Applied[];

@@ -62,24 +62,24 @@ async function commandsOf(changes: syncPb.Change[], device: string) {
 }
 
 describe('command budget', () => {
-  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 6 store commands; a replay of 500 costs 4', async () => {
+  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 7 store commands; a replay of 500 costs 5', async () => {
     const budgets: Record<number, string[]> = {};
     for (const n of [1, 100, 500]) {
       const { r, commands: used } = await commandsOf(creates(`budget-${n}`, n), 'tablet-budget');
       expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
       budgets[n] = used;
     }
-    // Receipts claimed; permit types read and numbers reserved (together); permits, audit events, sync events.
-    const expected = ['insert', 'find+findAndModify', 'insert', 'insert', 'insert'];
-    const steps = (used: string[]) => [used[0], [used[1], used[2]].sort().join('+'), ...used.slice(3)];
+    // Receipts claimed; permit types read and numbers reserved (together); permits, audit events; sync events and the batch's tally (together).
+    const expected = ['insert', 'find+findAndModify', 'insert', 'insert', 'insert+insert'];
+    const steps = (used: string[]) => [used[0], [used[1], used[2]].sort().join('+'), used[3], used[4], [used[5], used[6]].join('+')];
     expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: expected, 100: expected, 500: expected });
-    expect(budgets[500]).toHaveLength(6);
+    expect(budgets[500]).toHaveLength(7);
 
-    // Receipts refused, receipts read, their permits checked, sync events.
+    // Receipts refused, the batch's receipts read, its permits checked (one equality each), sync events and tally.
     const { r, commands: replay } = await commandsOf(creates('budget-500', 500), 'tablet-budget');
     expect(r.summary).toEqual({ total: 500, applied: 500, conflicts: 0, rejected: 0 });
     expect(r.applied.every((a) => a.status === 'already_applied')).toBe(true);
-    expect(replay).toEqual(['insert', 'find', 'find', 'insert']);
+    expect(replay).toEqual(['insert', 'find', 'find', 'insert', 'insert']);
   });
 
   it('when a batch has no changes, then it costs no store command and records no sync event', async () => {

@@ -1,5 +1,5 @@
 import { canManage, implement, invalidArgument, lineWriter, permissionDenied, since24h, type BaseConfig, type ServiceRuntime } from '@ptw/common';
-import type { Models } from '@ptw/db';
+import { countSince, type Models } from '@ptw/db';
 import { syncPb } from '@ptw/proto';
 import { syncBatch } from './batch';
 
@@ -40,13 +40,9 @@ export function syncHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
       },
       getSyncStats: async (req, ctx) => {
         if (!canManage(ctx.principal)) throw permissionDenied();
-        const since = since24h(req.since);
-        const count = (q: Record<string, unknown>) => models.SyncEvent.countDocuments({ at: { $gte: since }, ...q });
-        const [applied, conflicts, rejected] = await Promise.all([
-          count({ outcome: 'applied', reason: { $ne: 'already_applied' } }),
-          count({ outcome: 'conflict' }),
-          count({ outcome: 'rejected' }),
-        ]);
+        // Window counts from per-minute and per-hour buckets (see @ptw/db tallies.ts), not a range count of the events.
+        const c = await countSince(models, 'sync', since24h(req.since));
+        const [applied, conflicts, rejected] = [c.applied ?? 0, c.conflicts ?? 0, c.rejected ?? 0];
         return { applied, conflicts, rejected };
       },
     },

@@ -93,11 +93,14 @@ const permitSchema = new Schema(
     updated_at: { type: Date, required: true },
     /** `<device_id>/<offline_id>` of the offline change that created it (sync crash recovery). */
     sync_origin: String,
+    /** The sync batch that created it (a hash of its device and offline ids): a re-sent batch's permits in one equality read. */
+    sync_batch: String,
   },
   { ...opts, minimize: false },
 );
 permitSchema.index({ permit_number: 1 }, { unique: true });
 permitSchema.index({ sync_origin: 1 });
+permitSchema.index({ sync_batch: 1 });
 // List pages (newest first) per project, per (project, status), and for service callers.
 permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
@@ -234,10 +237,13 @@ const syncReceiptSchema = new Schema(
     server_id: String,
     new_version: Number,
     user_id: String,
+    /** The batch that claimed it (see sync_batch on permits): a re-sent batch's receipts in one equality read. */
+    batch: String,
     at: { type: Date, required: true },
   },
   opts,
 );
+syncReceiptSchema.index({ batch: 1 });
 syncReceiptSchema.index({ device_id: 1, offline_id: 1, entity: 1 }, { unique: true });
 
 const syncEventSchema = new Schema(
@@ -308,6 +314,15 @@ const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, require
  */
 const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true }, first_day: String }, opts);
 
+/** One operation's counts in a time series (see tallies.ts): read by minute, equality only. */
+const tallySchema = new Schema({ series: { type: String, required: true }, minute: { type: String, required: true }, hour: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true }, at: { type: Date, required: true } }, { ...opts, minimize: false });
+tallySchema.index({ series: 1, minute: 1 });
+tallySchema.index({ series: 1, hour: 1 });
+
+/** The sum of a closed minute or hour of a series (`_id` `<series>:<level>:<key>`), read by its parent hour or day. */
+const tallyRollupSchema = new Schema({ _id: String, series: { type: String, required: true }, level: { type: String, required: true }, parent: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true } }, { ...opts, minimize: false });
+tallyRollupSchema.index({ series: 1, level: 1, parent: 1 });
+
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
 const schemas = {
@@ -329,6 +344,8 @@ const schemas = {
   Counter: [counterSchema, 'counters'],
   KpiSnapshot: [kpiSnapshotSchema, 'kpi_snapshots'],
   ListCount: [listCountSchema, 'list_counts'],
+  Tally: [tallySchema, 'tallies'],
+  TallyRollup: [tallyRollupSchema, 'tally_rollups'],
 } as const;
 
 type Schemas = typeof schemas;
