@@ -20,7 +20,7 @@ export async function connectMongo(url: string, log: Logger, opts: { appName: st
   });
   if (monitor) {
     forwardStoreCommands(conn, opts.appName);
-    forwardQueries(conn);
+    forwardQueries(conn, opts.appName);
   }
   conn.on('disconnected', () => log.warn({ event: 'mongo_disconnected' }, 'store disconnected'));
   conn.on('reconnected', () => log.info({ event: 'mongo_reconnected' }, 'store reconnected'));

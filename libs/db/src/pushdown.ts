@@ -20,7 +20,7 @@ export interface SentQuery {
   filter: Record<string, unknown>;
 }
 
-type Sink = (q: SentQuery) => void;
+type Sink = (q: SentQuery, appName: string) => void;
 const sinks = new Set<Sink>();
 
 /** The filters a command evaluates (an update or delete command carries one per statement). */
@@ -52,10 +52,10 @@ export function queriesOf(commandName: string, body: Record<string, unknown>): S
  * Forwards the queries of a connection opened with `monitorCommands: true` to {@link captureQueries}
  * (see connectMongo: only while a counter or a capture listens).
  */
-export function forwardQueries(conn: Connection): void {
+export function forwardQueries(conn: Connection, appName: string): void {
   conn.getClient().on('commandStarted', (e) => {
     if (sinks.size === 0) return;
-    for (const q of queriesOf(e.commandName, e.command as Record<string, unknown>)) for (const s of sinks) s(q);
+    for (const q of queriesOf(e.commandName, e.command as Record<string, unknown>)) for (const s of sinks) s(q, appName);
   });
 }
 
@@ -70,10 +70,12 @@ export interface QueryCapture {
   close(): void;
 }
 
-/** Starts capturing; create it before the connections under test are opened. */
-export function captureQueries(): QueryCapture {
+/** Starts capturing (the connections opened with `appName`, or all); create it before they are opened. */
+export function captureQueries(appName?: string): QueryCapture {
   let seen: SentQuery[] | undefined;
-  const sink: Sink = (q) => seen?.push(q);
+  const sink: Sink = (q, app) => {
+    if (appName === undefined || app === appName) seen?.push(q);
+  };
   sinks.add(sink);
   return {
     async measure(fn) {
@@ -102,6 +104,8 @@ export interface AllowedQuery {
   collection: string;
   /** The top-level fields of the filter, exactly (sorted or not). */
   fields: string[];
+  /** Those of `fields` that may be other than plain equality (ranges, `$or`); every other one must be an equality. */
+  ranged?: string[];
   /** What bounds it, in words (the test states it). */
   bound: string;
 }
@@ -150,8 +154,10 @@ export async function checkBounded(conn: Connection, queries: SentQuery[], keys:
   const out: PushdownVerdict[] = [];
   for (const query of queries) {
     const fields = Object.keys(query.filter).sort();
-    const allowed = allow.find((a) => a.collection === query.collection && [...a.fields].sort().join(',') === fields.join(','));
     const eq = new Set(equalityFields(query.filter));
+    const allowed = allow.find(
+      (a) => a.collection === query.collection && [...a.fields].sort().join(',') === fields.join(',') && a.fields.every((f) => f.startsWith('$') || a.ranged?.includes(f) || eq.has(f)),
+    );
     const keySet = (keys[query.collection] ?? []).find((set) => set.every((f) => eq.has(f)));
     const { pushedDown } = await explainQuery(conn, query);
     const boundBy = keySet ? keySet.join('+') : allowed ? `allowed: ${allowed.bound}` : undefined;
@@ -166,3 +172,34 @@ export function describeUnbounded(verdicts: PushdownVerdict[]): string[] {
     .filter((v) => !v.ok)
     .map((v) => `${v.query.command} ${v.query.collection} ${JSON.stringify(v.query.filter)}: ${v.pushedDown ? 'pushed down but no bounding equality' : 'not pushed down'}`);
 }
+
+/**
+ * The equalities that bound each collection (unique keys, a permit's children, buckets): what the
+ * pushdown guard tests accept without an allow-list entry.
+ */
+export const BOUNDING_KEYS: BoundingKeys = {
+  permits: [['_id'], ['permit_number'], ['sync_origin'], ['sync_batch']],
+  revisions: [['entity', 'entity_id', 'version'], ['_id']],
+  audit_events: [['permit_id']],
+  workflow_steps: [['permit_id'], ['_id']],
+  isolation_points: [['_id'], ['permit_id']],
+  closeouts: [['permit_id'], ['_id']],
+  notifications: [['_id'], ['user_id', 'dedupe_key']],
+  sync_receipts: [['_id'], ['device_id', 'offline_id', 'entity'], ['batch']],
+  tallies: [['series', 'minute'], ['series', 'hour']],
+  tally_rollups: [['_id'], ['series', 'level', 'parent']],
+  counters: [['_id']],
+  kpi_snapshots: [['_id']],
+  list_counts: [['_id']],
+  job_states: [['_id']],
+  job_runs: [['job', 'slot', 'attempt']],
+  permit_types: [['_id']],
+  projects: [['_id']],
+  users: [['_id']],
+};
+
+/** Allow-list entries every guard shares: bounded by something other than a key, stated here. */
+export const SHARED_ALLOWED: AllowedQuery[] = [
+  { collection: 'permit_types', fields: ['active'], bound: 'the active permit types: a handful per site, not growing with permits' },
+  { collection: 'permits', fields: ['project_id', 'created_day'], bound: "one project's permits created on one UTC day (the default list's day buckets)" },
+];

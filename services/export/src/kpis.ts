@@ -4,7 +4,7 @@
  * shape FerretDB's PostgreSQL backend pushes down: each query then reads the permits of one status,
  * never the whole collection. The open statuses with an SLA or a list (submitted, under_review,
  * active) are read once each with a small projection and their figures derived here; the other
- * statuses are counted in the store. 11 store commands, whatever the number of projects.
+ * statuses are counted in the store. 11 store commands per project of the scope (one `$in` scope past 20).
  *
  * Those commands still read every permit of the statuses they count (FerretDB filters and counts
  * in its own memory), so {@link readKpis} serves a snapshot: the KPIs of the same scope (projects
@@ -21,13 +21,22 @@ import type { exportPb } from '@ptw/proto';
 
 const HOUR = 3600_000;
 
-function scope(who: Principal, project: string): Record<string, unknown> {
+/** At most this many projects are read one equality scope each; more go to the store as one `$in` scope. */
+const MAX_SPLIT_PROJECTS = 20;
+
+/**
+ * The scopes the KPI queries run in: one per project (plain equality, which FerretDB pushes down
+ * with the status: each query reads one project's permits of one status) while they are few.
+ */
+function scopes(who: Principal, project: string): Record<string, unknown>[] {
   if (project) {
     if (who.role !== 'service' && !who.project_ids.includes(project)) throw notFound('Project not found');
-    return { project_id: project };
+    return [{ project_id: project }];
   }
-  if (who.role === 'service') return {};
-  return who.project_ids.length === 1 ? { project_id: who.project_ids[0] } : { project_id: { $in: who.project_ids } };
+  if (who.role === 'service') return [{}];
+  const projects = [...new Set(who.project_ids)];
+  if (projects.length === 0) return [];
+  return projects.length <= MAX_SPLIT_PROJECTS ? projects.map((p) => ({ project_id: p })) : [{ project_id: { $in: projects } }];
 }
 
 function startOfDayUtc(now: Date): Date {
@@ -59,20 +68,22 @@ function ref(p: OpenPermit, hours: number): exportPb.KpiPermitRef {
 
 const time = (d: Date | null | undefined) => (d ? new Date(d).getTime() : undefined);
 
-function authorize(who: Principal, project: string): Record<string, unknown> {
+function authorize(who: Principal, project: string): Record<string, unknown>[] {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may read KPIs');
-  return scope(who, project);
+  return scopes(who, project);
 }
+
+const sumAll = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /** Computes the KPIs exactly (managers and service callers only). */
 export async function computeKpis(models: Models, who: Principal, project: string, sla: SlaConfig, now = new Date()): Promise<exportPb.Kpis> {
-  const s = authorize(who, project);
+  const parts = authorize(who, project);
   const today = startOfDayUtc(now);
   const fields = { permit_number: 1, title: 1, status: 1, project_id: 1, planned_end_time: 1, submitted_at: 1, verified_at: 1 };
   // One reply each (the driver's first batch is 101 documents; a reply is capped at 16 MiB, some
   // 100,000 of these projections), so the command count does not grow with the open permits.
-  const open = (status: string) => models.Permit.find({ ...s, status }, fields).batchSize(100_000).lean() as unknown as Promise<OpenPermit[]>;
-  const count = (status: string, extra: Record<string, unknown> = {}) => models.Permit.countDocuments({ ...s, status, ...extra });
+  const open = async (status: string) => (await Promise.all(parts.map((s) => models.Permit.find({ ...s, status }, fields).batchSize(100_000).lean()))).flat() as unknown as OpenPermit[];
+  const count = async (status: string, extra: Record<string, unknown> = {}) => sumAll(await Promise.all(parts.map((s) => models.Permit.countDocuments({ ...s, status, ...extra }))));
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
     open('submitted'),
@@ -85,7 +96,7 @@ export async function computeKpis(models: Models, who: Principal, project: strin
     count('rejected'),
     count('completed', { updated_at: { $gte: today } }),
     count('cancelled', { updated_at: { $gte: today } }),
-    models.IsolationPoint.countDocuments({ ...s, status: 'isolated' }),
+    Promise.all(parts.map((s) => models.IsolationPoint.countDocuments({ ...s, status: 'isolated' }))).then(sumAll),
   ]);
 
   const t = now.getTime();

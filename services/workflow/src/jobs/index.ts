@@ -12,7 +12,7 @@ import { Agenda } from 'agenda';
 import { MongoBackend } from '@agendajs/mongo-backend';
 import type { Connection } from 'mongoose';
 import { notFound, type Logger, type Metrics } from '@ptw/common';
-import type { Models } from '@ptw/db';
+import { findEach, type Models } from '@ptw/db';
 import { alertCounter, evaluateOverdueAlert, registerAlertModels, type OverdueAlertDeps } from './alerts';
 import { JOB_NAMES, isJobName, schedulesOf, type JobName, type JobsConfig } from './config';
 import { JOB_FUNCTIONS, checkOverdueWorkflowTasks } from './jobs';
@@ -130,7 +130,7 @@ export async function startJobs(opts: StartJobsOptions): Promise<JobsHandle> {
   }
 
   const jobStates = async (): Promise<JobStateRecord[]> => {
-    const docs = await models.JobState.find({ _id: { $in: [...JOB_NAMES] } }).lean();
+    const docs = await findEach<{ _id: unknown; last_run_at?: Date | null; last_success_at?: Date | null; last_error?: string | null; last_duration_ms?: number | null }>(models.JobState, '_id', [...JOB_NAMES]);
     const byName = new Map(docs.map((d) => [String(d._id), d]));
     return JOB_NAMES.map((name) => {
       const d = byName.get(name);
