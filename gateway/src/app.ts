@@ -6,6 +6,7 @@ import type { GatewayConfig } from './config';
 import { adminConsole, adminRouter, createRejectionRing, recordRejections } from './admin';
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
+import { compressMiddleware } from './middleware/compress';
 import { requestMiddleware } from './middleware/request';
 import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, apiRouter } from './routes';
@@ -49,6 +50,7 @@ export function createApp(deps: GatewayDeps): Koa {
   app.on('error', (err: Error) => deps.log.warn({ err, event: 'response_stream_error' }, 'response stream failed'));
   // The server span's route is the one of the logs and metrics (state.endpoint, set by the routers).
   app.use(incomingTraceContext((ctx) => (ctx.state as unknown as GatewayState).endpoint));
+  if (deps.config.PTW_COMPRESS) app.use(compressMiddleware(deps.config.PTW_COMPRESS_MIN_BYTES));
   app.use(requestMiddleware(deps.log, deps.metrics));
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

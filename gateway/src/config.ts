@@ -1,5 +1,6 @@
 import { baseConfigSchema } from '@ptw/common';
 import { z } from 'zod';
+import { compressionConfigShape } from './middleware/compress';
 import { throttleConfigShape } from './throttle/config';
 
 /** Gateway settings on top of the shared ones. */
@@ -12,6 +13,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   PTW_TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /** Throttle rates, failure modes and Redis deadline (SPEC §4 "Throttling"). */
   ...throttleConfigShape,
+  /** Response compression (gzip / br) for clients that ask. */
+  ...compressionConfigShape,
 });
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
