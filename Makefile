@@ -5,7 +5,7 @@ STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale clean
+.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale load clean
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 up: build store sysdeps
@@ -58,6 +58,13 @@ bench: build store
 bench-scale: build store sysdeps
 	@mkdir -p logs
 	set -o pipefail; node test/bench/scale.js $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) | tee logs/bench-scale.md
+
+## Shift-start load test (test/load/load.js): tablets syncing and managers reading on a fresh system; figures and
+## PASS/FAIL per target, exit 1 only when the store does not hold what the tablets were told. Also written to logs/load.md.
+##   make load ARGS="--tablets 20 --managers 4 --seconds 60 --permits 10000 --spread year"   (or --sweep 10,20,40,80)
+load: build store sysdeps
+	@mkdir -p logs
+	set -o pipefail; node test/load/load.js $(ARGS) | tee logs/load.md
 
 ## Pretty-print a service's log: make logs SERVICE=sync
 logs:
