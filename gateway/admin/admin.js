@@ -64,8 +64,15 @@
     return el('div', { class: 'table-wrap' }, el('table', null, thead, tbody));
   }
 
+  /** A figure the system could not give is null: shown as "unknown" (with the reason as a tooltip), never as 0. */
   function figures(pairs) {
-    return el('dl', { class: 'figures' }, ...pairs.map(([label, value, id]) => el('div', id ? { 'data-figure': id } : null, el('dt', null, label), el('dd', null, value))));
+    return el(
+      'dl',
+      { class: 'figures' },
+      ...pairs.map(([label, value, id, why]) =>
+        el('div', id ? { 'data-figure': id } : null, el('dt', null, label), value === null || value === undefined ? el('dd', { class: 'unknown', title: why || 'not available' }, 'unknown') : el('dd', null, value)),
+      ),
+    );
   }
 
   async function api(path, init = {}) {
@@ -183,12 +190,12 @@
       nodes.push(
         el('h3', null, 'Last 24 hours'),
         figures([
-          ['Sync applied', h.sync.applied_last_24h, 'applied'],
-          ['Sync conflicts', h.sync.conflicts_last_24h, 'conflicts'],
-          ['Sync rejected', h.sync.rejected_last_24h, 'rejected'],
-          ['Bulk exports', h.exports.bulk_exports_last_24h, 'exports'],
-          ['Overdue verification', h.workflow.overdue_verification, 'overdue_verification'],
-          ['Overdue approval', h.workflow.overdue_approval, 'overdue_approval'],
+          ['Sync applied', h.sync.applied_last_24h, 'applied', h.sync.unavailable_reason],
+          ['Sync conflicts', h.sync.conflicts_last_24h, 'conflicts', h.sync.unavailable_reason],
+          ['Sync rejected', h.sync.rejected_last_24h, 'rejected', h.sync.unavailable_reason],
+          ['Bulk exports', h.exports.bulk_exports_last_24h, 'exports', h.exports.unavailable_reason],
+          ['Overdue verification', h.workflow.overdue_verification, 'overdue_verification', h.workflow.unavailable_reason],
+          ['Overdue approval', h.workflow.overdue_approval, 'overdue_approval', h.workflow.unavailable_reason],
         ]),
       );
     }

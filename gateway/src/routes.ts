@@ -30,11 +30,25 @@ export function query(ctx: Context, name: string): string {
   return v ?? '';
 }
 
-function intQuery(ctx: Context, name: string, dflt: number): number {
+/** Largest `page_size` of a list; `page` is capped by its wire type (int32). */
+export const MAX_PAGE_SIZE = 100;
+export const MAX_PAGE = 2 ** 31 - 1;
+
+function pageParam(ctx: Context, name: string, dflt: number, max: number): number {
   const v = query(ctx, name);
   if (v === '') return dflt;
-  if (!/^\d{1,6}$/.test(v)) throw new HttpError(400, 'invalid_argument', `${name}: expected a positive integer`, { field: name });
-  return Number(v);
+  // Digits only (no sign, point or exponent), few enough for Number() to be exact.
+  const n = /^\d{1,10}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= max)) throw new HttpError(400, 'invalid_argument', `${name}: expected an integer from 1 to ${max}`, { field: name });
+  return n;
+}
+
+/**
+ * `page` and `page_size` of a list (SPEC §4: both start at 1). Checked here because the wire cannot
+ * say "0": proto3 sends 0 as "unset", which the service would serve as its default page.
+ */
+export function pageQuery(ctx: Context): { page: number; page_size: number } {
+  return { page: pageParam(ctx, 'page', 1, MAX_PAGE), page_size: pageParam(ctx, 'page_size', 20, MAX_PAGE_SIZE) };
 }
 
 /** The permit list filters of SPEC §4 from the query string (shared with exports). */
@@ -84,10 +98,25 @@ export function requireManage(ctx: Context): void {
   if (!p || !canManage(p)) throw new HttpError(403, 'permission_denied', 'This route is for managers only');
 }
 
-/** SPEC §8's JSON: job fields that never happened are null, not absent. */
+/** A figure a service could not give: null, never absent or 0 (SPEC §8). */
+function figures<K extends string>(section: Partial<Record<K, number>> & { unavailable_reason?: string } | undefined, keys: K[]) {
+  const out: Record<string, number | string | null> = {};
+  for (const k of keys) out[k] = section?.[k] ?? null;
+  if (section?.unavailable_reason) out.unavailable_reason = section.unavailable_reason;
+  return out;
+}
+
+/** SPEC §8's JSON: job fields that never happened and figures that could not be had are null, not absent. */
 function healthBody(r: healthPb.HealthReport) {
   return {
     ...r,
+    ...(r.sync || r.exports || r.workflow
+      ? {
+          sync: figures(r.sync, ['applied_last_24h', 'conflicts_last_24h', 'rejected_last_24h']),
+          exports: figures(r.exports, ['bulk_exports_last_24h']),
+          workflow: figures(r.workflow, ['overdue_verification', 'overdue_approval']),
+        }
+      : {}),
     jobs: r.jobs.map((j) => ({
       name: j.name,
       last_run_at: j.last_run_at ?? null,
@@ -158,7 +187,7 @@ export function apiRouter(clients: Clients, throttle: Throttle): Router {
   });
 
   router.get('/permits/', async (ctx) => {
-    ctx.body = await wf.listPermits({ filter: permitFilter(ctx), page: intQuery(ctx, 'page', 1), page_size: intQuery(ctx, 'page_size', 20) }, creds(ctx));
+    ctx.body = await wf.listPermits({ filter: permitFilter(ctx), ...pageQuery(ctx) }, creds(ctx));
   });
   router.post('/permits/', async (ctx) => {
     ctx.status = 201;
@@ -208,7 +237,7 @@ export function apiRouter(clients: Clients, throttle: Throttle): Router {
   router.get('/notifications/', throttle.middleware('ptw_notifications'), async (ctx) => {
     const unread = query(ctx, 'unread');
     if (unread && unread !== 'true' && unread !== 'false') throw new HttpError(400, 'invalid_argument', 'unread: expected true or false', { field: 'unread' });
-    ctx.body = await wf.listNotifications({ page: intQuery(ctx, 'page', 1), page_size: intQuery(ctx, 'page_size', 20), unread_only: unread === 'true' }, creds(ctx));
+    ctx.body = await wf.listNotifications({ ...pageQuery(ctx), unread_only: unread === 'true' }, creds(ctx));
   });
   router.get('/notifications/unread-count/', throttle.middleware('ptw_notifications'), async (ctx) => {
     ctx.body = await wf.unreadNotificationCount({}, creds(ctx));

@@ -210,13 +210,15 @@ export const jobState = named(
   'JobState',
   z.object({ name: z.string(), last_run_at: nullableDate, last_success_at: nullableDate, last_error: z.string().nullable(), last_duration_ms: int.nullable() }),
 );
+const figure = int.nullable().describe('null when the owning service could not give it (see unavailable_reason): never 0 for unknown');
+const unavailable_reason = z.string().optional().describe('Why the figures of this section are null (present only then)');
 export const health = named(
   'Health',
   z.object({
     as_of: dateTime,
-    sync: z.object({ applied_last_24h: int, conflicts_last_24h: int, rejected_last_24h: int }),
-    exports: z.object({ bulk_exports_last_24h: int }),
-    workflow: z.object({ overdue_verification: int, overdue_approval: int }),
+    sync: z.object({ applied_last_24h: figure, conflicts_last_24h: figure, rejected_last_24h: figure, unavailable_reason }),
+    exports: z.object({ bulk_exports_last_24h: figure, unavailable_reason }),
+    workflow: z.object({ overdue_verification: figure, overdue_approval: figure, unavailable_reason }),
     jobs: z.array(jobState),
     services: z.record(z.string(), z.string()).describe('service → SERVING | NOT_SERVING | UNAVAILABLE …'),
     degraded: z.boolean().describe('true when a service could not be asked; its entry says so'),

@@ -80,11 +80,15 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
         workflow: state(wfState, wfStats),
         export: state(exportState, exportStats),
       };
+      // A figure its owner could not give is unset with the reason (SPEC §8: null, never 0).
+      const missing = (name: string, s: string) => ({
+        unavailable_reason: s === 'SERVING' || s === 'UNAVAILABLE' ? `${name} did not answer within ${opts.deadlineMs} ms` : `${name} is ${s}`,
+      });
       return {
         as_of: new Date().toISOString(),
-        sync: { applied_last_24h: syncStats?.applied ?? 0, conflicts_last_24h: syncStats?.conflicts ?? 0, rejected_last_24h: syncStats?.rejected ?? 0 },
-        exports: { bulk_exports_last_24h: exportStats?.bulk_exports ?? 0 },
-        workflow: { overdue_verification: wfStats?.overdue_verification ?? 0, overdue_approval: wfStats?.overdue_approval ?? 0 },
+        sync: syncStats ? { applied_last_24h: syncStats.applied, conflicts_last_24h: syncStats.conflicts, rejected_last_24h: syncStats.rejected } : missing('sync', syncState),
+        exports: exportStats ? { bulk_exports_last_24h: exportStats.bulk_exports } : missing('export', exportState),
+        workflow: wfStats ? { overdue_verification: wfStats.overdue_verification, overdue_approval: wfStats.overdue_approval } : missing('workflow', wfState),
         jobs: wfStats?.jobs ?? [],
         services,
         degraded: Object.values(services).some((s) => s !== 'SERVING'),

@@ -119,3 +119,14 @@ it('when the export peer is down, then the history is degraded with exports at 0
   expect(h.hours.map((b) => b.bulk_exports)).toEqual([0, 0]);
   expect(h.hours.map((b) => b.conflicts)).toEqual([2, 0]);
 });
+
+it('when a peer does not answer GetHealth, then its figures are unset with the reason (never 0) and the answered ones are there', async () => {
+  const r = await health.call.getHealth({}, await as('manager'));
+  expect(r.degraded).toBe(true);
+  // The workflow peer's address (port 1) answers nothing.
+  expect(r.workflow).toEqual({ unavailable_reason: expect.stringMatching(/^workflow /) });
+  expect(r.workflow?.overdue_verification).toBeUndefined();
+  // The stand-in sync peer answers (its count for an empty `since` is 0): a figure, not unknown.
+  expect(typeof r.sync?.conflicts_last_24h).toBe('number');
+  expect(r.sync?.unavailable_reason).toBeUndefined();
+});

@@ -27,19 +27,23 @@ export const protobufFileName = "ptw/health/v1/health.proto";
 export interface GetHealthRequest {
 }
 
+/** A figure its owner could not give is unset (null in JSON, never 0), with the reason. */
 export interface SyncHealth {
-  applied_last_24h: number;
-  conflicts_last_24h: number;
-  rejected_last_24h: number;
+  applied_last_24h?: number | undefined;
+  conflicts_last_24h?: number | undefined;
+  rejected_last_24h?: number | undefined;
+  unavailable_reason?: string | undefined;
 }
 
 export interface ExportHealth {
-  bulk_exports_last_24h: number;
+  bulk_exports_last_24h?: number | undefined;
+  unavailable_reason?: string | undefined;
 }
 
 export interface WorkflowHealth {
-  overdue_verification: number;
-  overdue_approval: number;
+  overdue_verification?: number | undefined;
+  overdue_approval?: number | undefined;
+  unavailable_reason?: string | undefined;
 }
 
 export interface HealthReport {
@@ -133,19 +137,27 @@ export const GetHealthRequest: MessageFns<GetHealthRequest> = {
 };
 
 function createBaseSyncHealth(): SyncHealth {
-  return { applied_last_24h: 0, conflicts_last_24h: 0, rejected_last_24h: 0 };
+  return {
+    applied_last_24h: undefined,
+    conflicts_last_24h: undefined,
+    rejected_last_24h: undefined,
+    unavailable_reason: undefined,
+  };
 }
 
 export const SyncHealth: MessageFns<SyncHealth> = {
   encode(message: SyncHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.applied_last_24h !== 0) {
+    if (message.applied_last_24h !== undefined) {
       writer.uint32(8).int32(message.applied_last_24h);
     }
-    if (message.conflicts_last_24h !== 0) {
+    if (message.conflicts_last_24h !== undefined) {
       writer.uint32(16).int32(message.conflicts_last_24h);
     }
-    if (message.rejected_last_24h !== 0) {
+    if (message.rejected_last_24h !== undefined) {
       writer.uint32(24).int32(message.rejected_last_24h);
+    }
+    if (message.unavailable_reason !== undefined) {
+      writer.uint32(34).string(message.unavailable_reason);
     }
     return writer;
   },
@@ -187,6 +199,14 @@ export const SyncHealth: MessageFns<SyncHealth> = {
             message.rejected_last_24h = reader.int32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.unavailable_reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -205,30 +225,38 @@ export const SyncHealth: MessageFns<SyncHealth> = {
         ? globalThis.Number(object.appliedLast24h)
         : isSet(object.applied_last_24h)
         ? globalThis.Number(object.applied_last_24h)
-        : 0,
+        : undefined,
       conflicts_last_24h: isSet(object.conflictsLast24h)
         ? globalThis.Number(object.conflictsLast24h)
         : isSet(object.conflicts_last_24h)
         ? globalThis.Number(object.conflicts_last_24h)
-        : 0,
+        : undefined,
       rejected_last_24h: isSet(object.rejectedLast24h)
         ? globalThis.Number(object.rejectedLast24h)
         : isSet(object.rejected_last_24h)
         ? globalThis.Number(object.rejected_last_24h)
-        : 0,
+        : undefined,
+      unavailable_reason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : undefined,
     };
   },
 
   toJSON(message: SyncHealth): unknown {
     const obj: any = {};
-    if (message.applied_last_24h !== 0) {
+    if (message.applied_last_24h !== undefined) {
       obj.appliedLast24h = Math.round(message.applied_last_24h);
     }
-    if (message.conflicts_last_24h !== 0) {
+    if (message.conflicts_last_24h !== undefined) {
       obj.conflictsLast24h = Math.round(message.conflicts_last_24h);
     }
-    if (message.rejected_last_24h !== 0) {
+    if (message.rejected_last_24h !== undefined) {
       obj.rejectedLast24h = Math.round(message.rejected_last_24h);
+    }
+    if (message.unavailable_reason !== undefined) {
+      obj.unavailableReason = message.unavailable_reason;
     }
     return obj;
   },
@@ -238,21 +266,25 @@ export const SyncHealth: MessageFns<SyncHealth> = {
   },
   fromPartial(object: DeepPartial<SyncHealth>): SyncHealth {
     const message = createBaseSyncHealth();
-    message.applied_last_24h = object.applied_last_24h ?? 0;
-    message.conflicts_last_24h = object.conflicts_last_24h ?? 0;
-    message.rejected_last_24h = object.rejected_last_24h ?? 0;
+    message.applied_last_24h = object.applied_last_24h ?? undefined;
+    message.conflicts_last_24h = object.conflicts_last_24h ?? undefined;
+    message.rejected_last_24h = object.rejected_last_24h ?? undefined;
+    message.unavailable_reason = object.unavailable_reason ?? undefined;
     return message;
   },
 };
 
 function createBaseExportHealth(): ExportHealth {
-  return { bulk_exports_last_24h: 0 };
+  return { bulk_exports_last_24h: undefined, unavailable_reason: undefined };
 }
 
 export const ExportHealth: MessageFns<ExportHealth> = {
   encode(message: ExportHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.bulk_exports_last_24h !== 0) {
+    if (message.bulk_exports_last_24h !== undefined) {
       writer.uint32(8).int32(message.bulk_exports_last_24h);
+    }
+    if (message.unavailable_reason !== undefined) {
+      writer.uint32(18).string(message.unavailable_reason);
     }
     return writer;
   },
@@ -278,6 +310,14 @@ export const ExportHealth: MessageFns<ExportHealth> = {
             message.bulk_exports_last_24h = reader.int32();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unavailable_reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -296,14 +336,22 @@ export const ExportHealth: MessageFns<ExportHealth> = {
         ? globalThis.Number(object.bulkExportsLast24h)
         : isSet(object.bulk_exports_last_24h)
         ? globalThis.Number(object.bulk_exports_last_24h)
-        : 0,
+        : undefined,
+      unavailable_reason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : undefined,
     };
   },
 
   toJSON(message: ExportHealth): unknown {
     const obj: any = {};
-    if (message.bulk_exports_last_24h !== 0) {
+    if (message.bulk_exports_last_24h !== undefined) {
       obj.bulkExportsLast24h = Math.round(message.bulk_exports_last_24h);
+    }
+    if (message.unavailable_reason !== undefined) {
+      obj.unavailableReason = message.unavailable_reason;
     }
     return obj;
   },
@@ -313,22 +361,26 @@ export const ExportHealth: MessageFns<ExportHealth> = {
   },
   fromPartial(object: DeepPartial<ExportHealth>): ExportHealth {
     const message = createBaseExportHealth();
-    message.bulk_exports_last_24h = object.bulk_exports_last_24h ?? 0;
+    message.bulk_exports_last_24h = object.bulk_exports_last_24h ?? undefined;
+    message.unavailable_reason = object.unavailable_reason ?? undefined;
     return message;
   },
 };
 
 function createBaseWorkflowHealth(): WorkflowHealth {
-  return { overdue_verification: 0, overdue_approval: 0 };
+  return { overdue_verification: undefined, overdue_approval: undefined, unavailable_reason: undefined };
 }
 
 export const WorkflowHealth: MessageFns<WorkflowHealth> = {
   encode(message: WorkflowHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.overdue_verification !== 0) {
+    if (message.overdue_verification !== undefined) {
       writer.uint32(8).int32(message.overdue_verification);
     }
-    if (message.overdue_approval !== 0) {
+    if (message.overdue_approval !== undefined) {
       writer.uint32(16).int32(message.overdue_approval);
+    }
+    if (message.unavailable_reason !== undefined) {
+      writer.uint32(26).string(message.unavailable_reason);
     }
     return writer;
   },
@@ -362,6 +414,14 @@ export const WorkflowHealth: MessageFns<WorkflowHealth> = {
             message.overdue_approval = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.unavailable_reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -380,22 +440,30 @@ export const WorkflowHealth: MessageFns<WorkflowHealth> = {
         ? globalThis.Number(object.overdueVerification)
         : isSet(object.overdue_verification)
         ? globalThis.Number(object.overdue_verification)
-        : 0,
+        : undefined,
       overdue_approval: isSet(object.overdueApproval)
         ? globalThis.Number(object.overdueApproval)
         : isSet(object.overdue_approval)
         ? globalThis.Number(object.overdue_approval)
-        : 0,
+        : undefined,
+      unavailable_reason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : undefined,
     };
   },
 
   toJSON(message: WorkflowHealth): unknown {
     const obj: any = {};
-    if (message.overdue_verification !== 0) {
+    if (message.overdue_verification !== undefined) {
       obj.overdueVerification = Math.round(message.overdue_verification);
     }
-    if (message.overdue_approval !== 0) {
+    if (message.overdue_approval !== undefined) {
       obj.overdueApproval = Math.round(message.overdue_approval);
+    }
+    if (message.unavailable_reason !== undefined) {
+      obj.unavailableReason = message.unavailable_reason;
     }
     return obj;
   },
@@ -405,8 +473,9 @@ export const WorkflowHealth: MessageFns<WorkflowHealth> = {
   },
   fromPartial(object: DeepPartial<WorkflowHealth>): WorkflowHealth {
     const message = createBaseWorkflowHealth();
-    message.overdue_verification = object.overdue_verification ?? 0;
-    message.overdue_approval = object.overdue_approval ?? 0;
+    message.overdue_verification = object.overdue_verification ?? undefined;
+    message.overdue_approval = object.overdue_approval ?? undefined;
+    message.unavailable_reason = object.unavailable_reason ?? undefined;
     return message;
   },
 };
