@@ -55,8 +55,8 @@ const ERRORS: Record<number, { name: string; description: string }> = {
   403: { name: 'Forbidden', description: 'The caller’s role may not do this' },
   404: { name: 'NotFound', description: 'No such resource in the caller’s projects' },
   409: { name: 'Conflict', description: 'Conflict: stale version or concurrent change' },
-  413: { name: 'PayloadTooLarge', description: 'Request body too large' },
-  415: { name: 'UnsupportedMediaType', description: 'Request body is not application/json' },
+  413: { name: 'PayloadTooLarge', description: 'Request body too large (a gzip or br body counts its decoded bytes)' },
+  415: { name: 'UnsupportedMediaType', description: 'Request body is not application/json, or its Content-Encoding is not identity, gzip or br (the answer’s Accept-Encoding names those)' },
   429: { name: 'Throttled', description: 'Throttled: retry after Retry-After seconds' },
   503: { name: 'Unavailable', description: 'A backend (service, or Redis for a fail-closed throttle scope) is unavailable; retry after Retry-After seconds' },
   504: { name: 'Timeout', description: 'A backend service did not answer in time' },
@@ -157,7 +157,8 @@ export function openApiDocument(routes: RouteDoc[] = ROUTES, server = '/'): Json
       description:
         'Permit To Work backend (gateway). Errors are `{"error": {"code", "message", "details"?}}`; every response carries `X-Request-Id` ' +
         '(sent back when the client gives one). Bearer JWT on every route except the probes, /metrics and this document. ' +
-        'The reference page (/api/docs/) and the admin console (/admin/) are pages for a browser, served without a token and outside this document.',
+        'The reference page (/api/docs/) and the admin console (/admin/) are pages for a browser, served without a token and outside this document. ' +
+        'Answers of PTW_COMPRESS_MIN_BYTES (1 KiB) or more come compressed (gzip or br) to a client whose Accept-Encoding allows it, never the ZIP and XLSX exports; request bodies may be sent with Content-Encoding gzip or br, the body limit (413) counting their decoded bytes.',
     },
     servers: [{ url: server }],
     tags: ['Permits', 'Isolation', 'Closeout', 'Workflow', 'Sync', 'Exports', 'Notifications', 'Operations'].map((name) => ({ name })),
