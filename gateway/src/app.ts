@@ -7,6 +7,7 @@ import { adminConsole, adminRouter, createRejectionRing, recordRejections } from
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { compressMiddleware } from './middleware/compress';
+import { readOnlyPaths } from './middleware/read-only';
 import { requestMiddleware } from './middleware/request';
 import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, apiRouter } from './routes';
@@ -52,6 +53,7 @@ export function createApp(deps: GatewayDeps): Koa {
   app.use(incomingTraceContext((ctx) => (ctx.state as unknown as GatewayState).endpoint));
   if (deps.config.PTW_COMPRESS) app.use(compressMiddleware(deps.config.PTW_COMPRESS_MIN_BYTES));
   app.use(requestMiddleware(deps.log, deps.metrics));
+  app.use(readOnlyPaths());
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {

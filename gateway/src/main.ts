@@ -7,6 +7,13 @@ import { createApp } from './app';
 import { closeClients, createClients } from './clients';
 import { gatewayConfigSchema } from './config';
 
+/**
+ * Largest request head (request line and every header) read; Node answers a longer one 431 itself,
+ * before the gateway sees it. Node's own default today, set here so that no `--max-http-header-size`
+ * in NODE_OPTIONS can raise it.
+ */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
 export interface StartedGateway {
   port: number;
   log: Logger;
@@ -22,7 +29,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
   redis.on('error', () => undefined); // reconnects by itself; readiness and throttling report the outage
   const clients = createClients(config, metrics);
   const app = createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis });
-  const server = http.createServer(app.callback());
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app.callback());
   server.requestTimeout = 5 * 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenError(err, `${config.GATEWAY_HOST}:${config.GATEWAY_PORT}`, 'GATEWAY_PORT')));

@@ -93,8 +93,8 @@ async function problemsOf(method: string, url: URL, res: Response): Promise<stri
   let response: ResponseSpec | undefined;
   if (!op) {
     // Unknown route → 404, known path with another method → 405 (501 for methods Koa does not know);
-    // auth and the body reader answer before routing (401, 400/413/415), whatever the path.
-    const expected = [...(!spec ? [404] : [405, 501]), 401, 400, 413, 415];
+    // auth and the body reader answer before routing (401, 431, 400/413/415), whatever the path.
+    const expected = [...(!spec ? [404] : [405, 501]), 401, 431, 400, 413, 415];
     if (!expected.includes(res.status)) problems.push(`${spec ? 'undocumented method' : 'undocumented path'} answered ${res.status}, expected ${expected.join(' or ')}`);
     response = { content: { 'application/json': { schema: { $ref: `${DEFS_ID}#/$defs/Error` } } } };
   } else {

@@ -9,12 +9,19 @@ import type { GatewayState } from '../state';
  */
 export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', '/api/v1/ptw/openapi.json']);
 
+/** Largest Authorization header taken (our tokens are a few hundred bytes); longer → 431. */
+export const MAX_AUTHORIZATION_BYTES = 8 * 1024;
+
 /** Requires a valid bearer JWT on every route but the public paths (SPEC §3). */
 export function authMiddleware(verify: TokenVerifier) {
   return async (ctx: Context, next: Next) => {
     if (PUBLIC_PATHS.has(ctx.path)) return next();
     const state = ctx.state as GatewayState;
-    const token = bearerToken(ctx.headers.authorization || undefined);
+    const header = ctx.headers.authorization;
+    if (header && header.length > MAX_AUTHORIZATION_BYTES) {
+      throw new HttpError(431, 'header_too_large', `The Authorization header exceeds ${MAX_AUTHORIZATION_BYTES} bytes`, { field: 'authorization', limit_bytes: MAX_AUTHORIZATION_BYTES });
+    }
+    const token = bearerToken(header || undefined);
     const challenge = { 'WWW-Authenticate': 'Bearer realm="ptw"' };
     if (!token) throw new HttpError(401, 'unauthenticated', 'Authentication credentials were not provided', undefined, challenge);
     try {

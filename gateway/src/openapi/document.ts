@@ -58,6 +58,7 @@ const ERRORS: Record<number, { name: string; description: string }> = {
   413: { name: 'PayloadTooLarge', description: 'Request body too large (a gzip or br body counts its decoded bytes)' },
   415: { name: 'UnsupportedMediaType', description: 'Request body is not application/json, or its Content-Encoding is not identity, gzip or br (the answer’s Accept-Encoding names those)' },
   429: { name: 'Throttled', description: 'Throttled: retry after Retry-After seconds' },
+  431: { name: 'HeaderTooLarge', description: 'The Authorization header is over 8 KiB (a request head over 16 KiB is refused by the HTTP server before this, without a body)' },
   503: { name: 'Unavailable', description: 'A backend (service, or Redis for a fail-closed throttle scope) is unavailable; retry after Retry-After seconds' },
   504: { name: 'Timeout', description: 'A backend service did not answer in time' },
 };
@@ -86,7 +87,7 @@ function errorComponent(status: number, schema: z.ZodType = errorResponse): Json
 
 function errorStatuses(r: RouteDoc): number[] {
   const s = new Set(r.errors ?? []);
-  if (!r.public) [401, 503, 504].forEach((c) => s.add(c));
+  if (!r.public) [401, 431, 503, 504].forEach((c) => s.add(c));
   if (r.method !== 'get') [400, 413, 415].forEach((c) => s.add(c));
   if (r.scope) [429, 503].forEach((c) => s.add(c));
   return [...s].sort();
@@ -158,6 +159,7 @@ export function openApiDocument(routes: RouteDoc[] = ROUTES, server = '/'): Json
         'Permit To Work backend (gateway). Errors are `{"error": {"code", "message", "details"?}}`; every response carries `X-Request-Id` ' +
         '(sent back when the client gives one). Bearer JWT on every route except the probes, /metrics and this document. ' +
         'The reference page (/api/docs/) and the admin console (/admin/) are pages for a browser, served without a token and outside this document. ' +
+        'The probes, /metrics, this document and the reference page answer any method but GET and HEAD with 405 (`Allow: GET, HEAD`), without reading a body. ' +
         'Answers of PTW_COMPRESS_MIN_BYTES (1 KiB) or more come compressed (gzip or br) to a client whose Accept-Encoding allows it, never the ZIP and XLSX exports; request bodies may be sent with Content-Encoding gzip or br, the body limit (413) counting their decoded bytes.',
     },
     servers: [{ url: server }],

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { permitFieldsSchema, updatePermitSchema } from '@ptw/domain/dist/input';
+import { MAX_PAGE, MAX_PAGE_SIZE } from '../routes';
 import type { ThrottleScope } from '../throttle/config';
 import { named as register } from './registry';
 import * as req from './requests';
@@ -68,7 +69,11 @@ const ANY = 'Any authenticated role (worker, supervisor, manager, service); only
 const MANAGE = 'Managers and service tokens only (manage capability); others get 403';
 
 const isoQuery = (what: string) => z.string().optional().describe(`${what} (ISO 8601 date or date-time)`);
-const pageQuery = { page: z.string().regex(/^\d{1,6}$/).optional().describe('Page number, from 1 (default 1)'), page_size: z.string().regex(/^\d{1,6}$/).optional().describe('Page size (default 20)') };
+// Any other value (0, negative, not an integer, over the maximum) is a 400 naming the parameter.
+const pageQuery = {
+  page: z.int().min(1).max(MAX_PAGE).optional().describe('Page number, from 1 (default 1)'),
+  page_size: z.int().min(1).max(MAX_PAGE_SIZE).optional().describe(`Page size, from 1 to ${MAX_PAGE_SIZE} (default 20)`),
+};
 const permitFilters = {
   status: z.string().optional().describe('Comma-separated statuses, e.g. draft,submitted'),
   permit_type: z.string().optional().describe('Permit type id'),
