@@ -7,10 +7,11 @@ import { adminConsole, adminRouter, createRejectionRing, recordRejections } from
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { compressMiddleware } from './middleware/compress';
+import { corsMiddleware } from './middleware/cors';
 import { readOnlyPaths } from './middleware/read-only';
 import { requestMiddleware } from './middleware/request';
 import { docsMiddleware } from './openapi/serve';
-import { allowedMethods, apiRouter } from './routes';
+import { allowedMethods, API_PREFIX, apiRouter } from './routes';
 import type { GatewayState } from './state';
 import { createThrottle } from './throttle';
 
@@ -53,6 +54,8 @@ export function createApp(deps: GatewayDeps): Koa {
   app.use(incomingTraceContext((ctx) => (ctx.state as unknown as GatewayState).endpoint));
   if (deps.config.PTW_COMPRESS) app.use(compressMiddleware(deps.config.PTW_COMPRESS_MIN_BYTES));
   app.use(requestMiddleware(deps.log, deps.metrics));
+  // Preflights are answered here: before auth, throttling and any body.
+  app.use(corsMiddleware(deps.config.PTW_CORS_ORIGINS, API_PREFIX));
   app.use(readOnlyPaths());
   app.use(async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();

@@ -1,7 +1,7 @@
 /**
- * The gateway's edge against hostile or careless input (issue 23 items 4, 5, 7): headers parsed in
- * linear time and refused above a sane size, page parameters checked, and read-only public paths
- * that never read a body. The backends are
+ * The gateway's edge against hostile or careless input (issue 23 items 4, 5, 7, 9): CORS by an
+ * allow-list of origins, headers parsed in linear time and refused above a sane size, page
+ * parameters checked, and read-only public paths that never read a body. The backends are
  * replaced by recording functions (nothing listens on their addresses); Redis is the local one,
  * under a key prefix of this run.
  */
@@ -11,14 +11,17 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
-import { createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics, mintToken } from '@ptw/common';
+import { ConfigError, createLogger, createTokenVerifier, DEV_JWT_SECRET, loadConfig, memorySink, Metrics, mintToken } from '@ptw/common';
 import { createApp } from './app';
 import { closeClients, createClients, type Clients } from './clients';
 import { gatewayConfigSchema } from './config';
 import { start, MAX_HEADER_BYTES, type StartedGateway } from './main';
+import { CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS } from './middleware/cors';
 
 jest.setTimeout(30_000);
 
+const PAGE_ORIGIN = 'https://app.example.com';
+const OTHER_ORIGIN = 'https://evil.example.net';
 const KEY_PREFIX = `test:gateway-edge:${process.pid}:${Date.now()}`;
 const CLOSED = '127.0.0.1:1';
 const env = (extra: Record<string, string> = {}) => ({
@@ -72,7 +75,7 @@ let token: string;
 const user = `u-edge-${process.pid}-${Date.now()}`;
 beforeAll(async () => {
   if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-  gw = await serve();
+  gw = await serve({ PTW_CORS_ORIGINS: `${PAGE_ORIGIN}, http://127.0.0.1:3000` });
   token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' }, { user, role: 'manager', projects: ['p1'], ttlSeconds: 600 });
 });
 afterAll(async () => {
@@ -82,6 +85,8 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+const accessControl = (res: Response) => [...res.headers.keys()].filter((h) => h.startsWith('access-control-'));
+const listOf = (value: string | null) => (value ?? '').split(',').map((v) => v.trim().toLowerCase());
 
 /** One raw HTTP request (fetch cannot send a partial body or an oversized head). */
 function rawRequest(port: number, opts: http.RequestOptions, body?: { first: Buffer; total: number }): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string; sentBeforeAnswer: number }> {
@@ -106,6 +111,72 @@ function rawRequest(port: number, opts: http.RequestOptions, body?: { first: Buf
     }
   });
 }
+
+describe('CORS by allow-list (issue 23 item 9)', () => {
+  it('when PTW_CORS_ORIGINS holds something that is not an exact origin, then start-up fails naming the variable', () => {
+    for (const bad of ['*', 'https://app.example.com/', 'app.example.com', 'https://APP.example.com', 'null', 'ftp://files.example.com', 'https://app.example.com/path', `${PAGE_ORIGIN},https://x.example.com:99999`]) {
+      let err: unknown;
+      try {
+        loadConfig(gatewayConfigSchema, env({ PTW_CORS_ORIGINS: bad }));
+      } catch (e) {
+        err = e;
+      }
+      expect([bad, err]).toEqual([bad, expect.any(ConfigError)]);
+      expect((err as ConfigError).problems.join('\n')).toMatch(/^PTW_CORS_ORIGINS: not an origin/);
+    }
+  });
+
+  it('when PTW_CORS_ORIGINS is a comma list of origins, then each is taken as written; unset, none', () => {
+    expect(loadConfig(gatewayConfigSchema, env({ PTW_CORS_ORIGINS: ` ${PAGE_ORIGIN} ,http://127.0.0.1:3000,` })).PTW_CORS_ORIGINS).toEqual([PAGE_ORIGIN, 'http://127.0.0.1:3000']);
+    expect(loadConfig(gatewayConfigSchema, env()).PTW_CORS_ORIGINS).toEqual([]);
+  });
+
+  it('when an allowed origin sends a preflight, then it is answered 204 before auth (no token) with the allowed methods and headers, and the throttle does not count it', async () => {
+    const res = await fetch(`${gw.base}/api/v1/ptw/permits/kpis/`, {
+      method: 'OPTIONS',
+      headers: { origin: PAGE_ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization,x-request-id' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe(PAGE_ORIGIN);
+    expect(listOf(res.headers.get('access-control-allow-headers'))).toEqual(expect.arrayContaining(['authorization', 'content-type', 'content-encoding', 'x-request-id', 'traceparent']));
+    expect(listOf(res.headers.get('access-control-allow-methods'))).toEqual(expect.arrayContaining(['get', 'post', 'patch']));
+    expect(res.headers.get('access-control-max-age')).toBe('600');
+    expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(await redis.exists(`${KEY_PREFIX}:ptw_kpi:ip:127.0.0.1`)).toBe(0);
+  });
+
+  it('when an allowed origin makes the request, then the answer names that origin and exposes the request id and rate headers, errors included', async () => {
+    // The KPI backend is not there (503): the throttle has counted the request by then.
+    const res = await fetch(`${gw.base}/api/v1/ptw/permits/kpis/`, { headers: { origin: PAGE_ORIGIN, authorization: `Bearer ${token}` } });
+    await res.arrayBuffer();
+    expect(res.headers.get('access-control-allow-origin')).toBe(PAGE_ORIGIN);
+    expect(listOf(res.headers.get('vary'))).toContain('origin');
+    expect(listOf(res.headers.get('access-control-expose-headers'))).toEqual(CORS_EXPOSE_HEADERS.map((h) => h.toLowerCase()));
+    // The preflight before it was not counted: this is the first request of the user's window.
+    expect(res.headers.get('x-ratelimit-remaining')).toBe('119');
+    const anonymous = await fetch(`${gw.base}/api/v1/ptw/permit-types/`, { headers: { origin: PAGE_ORIGIN } });
+    expect([anonymous.status, anonymous.headers.get('access-control-allow-origin')]).toEqual([401, PAGE_ORIGIN]);
+    expect(CORS_ALLOW_HEADERS).toContain('Authorization');
+  });
+
+  it('when the origin is not in the list, then neither its preflight nor its request gets any Access-Control-* header', async () => {
+    const preflight = await fetch(`${gw.base}/api/v1/ptw/permits/`, { method: 'OPTIONS', headers: { origin: OTHER_ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+    expect(preflight.status).not.toBe(204);
+    expect(accessControl(preflight)).toEqual([]);
+    const res = await fetch(`${gw.base}/api/v1/ptw/permits/`, { headers: { origin: OTHER_ORIGIN, authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(accessControl(res)).toEqual([]);
+  });
+
+  it('when no origin is configured, then no response carries a CORS header, whatever the Origin', async () => {
+    const plain = await serve();
+    const preflight = await fetch(`${plain.base}/api/v1/ptw/permits/`, { method: 'OPTIONS', headers: { origin: PAGE_ORIGIN, 'access-control-request-method': 'GET' } });
+    expect(accessControl(preflight)).toEqual([]);
+    const res = await fetch(`${plain.base}/api/v1/ptw/permits/`, { headers: { origin: PAGE_ORIGIN, authorization: `Bearer ${token}` } });
+    expect([res.status, accessControl(res)]).toEqual([200, []]);
+  });
+});
 
 describe('page parameters (issue 23 item 7)', () => {
   beforeEach(() => jest.clearAllMocks());

@@ -81,4 +81,10 @@ describe('OpenAPI check of e2e responses', () => {
     expect(await failureOf('/no-such-route/', ok({ body: {} }))).toMatch(/undocumented path answered 200/);
     expect(await failureOf('/permit-types/', ok({ body: {} }), { method: 'DELETE' })).toMatch(/undocumented method answered 200/);
   });
+
+  it('when a CORS preflight is answered 204 for an allowed origin, then it passes; a 204 to OPTIONS without the CORS answer still fails', async () => {
+    const preflight = { 'X-Request-Id': 'r', 'Access-Control-Allow-Origin': 'https://app.example.com', 'Access-Control-Allow-Methods': 'GET' };
+    expect(await failureOf('/permits/', { status: 204, headers: preflight, raw: '' }, { method: 'OPTIONS' })).toBe('no failure');
+    expect(await failureOf('/permits/', { status: 204, headers: { 'X-Request-Id': 'r' }, raw: '' }, { method: 'OPTIONS' })).toMatch(/undocumented method answered 204/);
+  });
 });

@@ -160,6 +160,7 @@ export function openApiDocument(routes: RouteDoc[] = ROUTES, server = '/'): Json
         '(sent back when the client gives one). Bearer JWT on every route except the probes, /metrics and this document. ' +
         'The reference page (/api/docs/) and the admin console (/admin/) are pages for a browser, served without a token and outside this document. ' +
         'The probes, /metrics, this document and the reference page answer any method but GET and HEAD with 405 (`Allow: GET, HEAD`), without reading a body. ' +
+        'Browser pages on other origins may call the API only from the origins listed in PTW_CORS_ORIGINS (CORS, none by default; a preflight needs no token and is not throttled). ' +
         'Answers of PTW_COMPRESS_MIN_BYTES (1 KiB) or more come compressed (gzip or br) to a client whose Accept-Encoding allows it, never the ZIP and XLSX exports; request bodies may be sent with Content-Encoding gzip or br, the body limit (413) counting their decoded bytes.',
     },
     servers: [{ url: server }],
