@@ -103,12 +103,17 @@ async function waitForPort(port: number, child: ChildProcess, name: string, time
   throw new Error(`${name} did not listen on ${port} within ${timeoutMs} ms`);
 }
 
+/** The local store's durability for a stack: the option, else PTW_STORE_DURABILITY, else durable for `make up`'s ports and fast for free ones. */
+export function stackDurability(opts: Pick<StackOptions, 'ports' | 'durability'>, env: NodeJS.ProcessEnv = process.env): StoreDurability {
+  return opts.durability ?? storeDurability(env) ?? (opts.ports === 'default' ? 'durable' : 'fast');
+}
+
 /** Starts everything and resolves when every process accepts connections. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   fs.mkdirSync(opts.logDir, { recursive: true });
   let store: RunningStore | undefined;
   const storeDir = path.join(opts.logDir, 'store-data');
-  const durability = opts.durability ?? storeDurability() ?? (opts.ports === 'default' ? 'durable' : 'fast');
+  const durability = stackDurability(opts);
   const mongoUrl = opts.mongoUrl ?? (store = await startStore({ dataDir: storeDir, durability })).url;
   const storePort = Number(new URL(mongoUrl).port);
   const redisUrl = opts.redisUrl ?? (await ensureRedis());
