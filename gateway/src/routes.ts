@@ -74,7 +74,8 @@ function syncRequest(ctx: Context) {
   if (((ctx.state as { bodyBytes?: number }).bodyBytes ?? 0) > SYNC_MAX_BYTES) {
     throw new HttpError(413, 'payload_too_large', `A sync request is at most ${SYNC_MAX_BYTES} bytes`, { limit_bytes: SYNC_MAX_BYTES });
   }
-  const env = parseInput(syncEnvelope, body(ctx));
+  // Each change is checked on its own by the sync service: a bad one is rejected alone (SPEC §5).
+  const env = parseInput(syncEnvelope, body(ctx), { storable: false });
   const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 128) : '');
   return {
     device_id: env.device_id,

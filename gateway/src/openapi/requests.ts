@@ -21,7 +21,7 @@ export const updateCloseoutBody = z
     remarks: z.string().max(5000).optional(),
   })
   .strict();
-export const versionBody = z.object({ version: z.number().int('expected an integer').min(1) }).loose();
+export const versionBody = z.object({ version: z.number().int('expected an integer').min(1).max(2 ** 31 - 1, 'at most 2147483647 (int32)') }).loose();
 export const emptyBody = z.object({}).strict();
 
 export const SYNC_MAX_BYTES = 1024 * 1024;

@@ -21,7 +21,12 @@ export const errorResponse = named(
     error: z.object({
       code: z.string().describe('Machine-readable code, e.g. invalid_argument, unauthenticated, permission_denied, not_found, conflict, throttled'),
       message: z.string().describe('Human-readable; names the offending field for validation errors'),
-      details: z.unknown().optional().describe('Validation: {field, errors[]}; stale version: {server_version, server_state}; throttled: {scope, retry_after}'),
+      details: z
+        .unknown()
+        .optional()
+        .describe(
+          'Validation: {field, errors[] (at most 20), truncated?, error_count?}; stale version: {server_version, server_state (id, version, status and the fields the edit named)}; throttled: {scope, retry_after}. At most 16 KiB: larger details are cut and say truncated: true',
+        ),
     }),
   }),
   'The error body of every 4xx/5xx response',
@@ -168,8 +173,9 @@ const syncConflict = z.object({
   reason: z.enum(['stale_version', 'missing_client_version', 'workflow_error']),
   client_version: int.optional(),
   server_version: int,
-  fields: struct.describe('{field: {client, server, merge_hint: last_write_wins|set_merge|true_wins}}'),
-  server_state: struct,
+  fields: struct.describe('{field: {client, server, merge_hint: last_write_wins|set_merge|true_wins}}; a permit\'s public fields only, those the change named'),
+  server_state: struct.describe("The permit's id, version, status and the public fields the change named"),
+  truncated: z.boolean().describe('true when the answer passed its 2 MiB budget of conflict values: fields keep only their merge hints, server_state is empty; read the permit to merge'),
 });
 const syncRejected = z.object({ entity: z.string(), offline_id: z.string(), server_id: z.string().optional(), reason: z.string(), detail: z.string() });
 export const syncResponse = named(

@@ -2,7 +2,7 @@
  * Permit repository operations: every read is project-scoped, every write is version-guarded by
  * the revisions unique index (see @ptw/db claimVersion), every transition is audited.
  */
-import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
+import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, storableIssue, type Principal } from '@ptw/common';
 import { claimVersion, isDuplicateKey, PERMIT_STATUSES, upsertRetried, type Models, type PermitStatus } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { checkTimes, permitDraft } from './bulk';
@@ -205,12 +205,18 @@ export async function audit(models: Models, permit: PermitDoc, action: string, f
   await models.AuditEvent.create({ permit_id: String(permit._id), project_id: permit.project_id, action, from, to, user_id: userId, comments, at });
 }
 
-/** A 409 carrying the server's current state, for the client to merge. */
-export async function staleVersion(models: Models, id: string, sentVersion: number | undefined) {
+/**
+ * A 409 carrying the server's current state, for the client to merge: the fields the change named
+ * (all of them when it named none) with the permit's id, version and status, so the answer stays
+ * small whatever the permit holds.
+ */
+export async function staleVersion(models: Models, id: string, sentVersion: number | undefined, named?: string[]) {
   const current = await models.Permit.findById(id).lean();
+  const state = current ? (toPermitMessage(current) as unknown as Record<string, unknown>) : undefined;
+  const shown = state && named?.length ? Object.fromEntries(Object.entries(state).filter(([k]) => ['id', 'version', 'status', ...named].includes(k))) : state;
   return conflict(
     sentVersion === undefined ? 'Permit was changed concurrently, retry' : `Stale version ${sentVersion}: the permit is at version ${current?.version}`,
-    { server_version: current?.version, server_state: current ? toPermitMessage(current) : undefined },
+    { server_version: current?.version, server_state: shown },
   );
 }
 
@@ -247,7 +253,7 @@ export async function updatePermit(models: Models, who: Principal, id: string, v
   if (!Number.isInteger(version) || version < 1) throw invalidArgument('version: required integer ≥ 1', { field: 'version' });
   const refusal = editRefusal(who, doc);
   if (refusal) throw TERMINAL.has(doc.status) ? failedPrecondition(refusal) : permissionDenied(refusal);
-  if (version !== doc.version) throw await staleVersion(models, id, version);
+  if (version !== doc.version) throw await staleVersion(models, id, version, Object.keys(input));
   checkTimes(input.planned_start_time ?? doc.planned_start_time, input.planned_end_time ?? doc.planned_end_time);
   const set: Record<string, unknown> = { ...input };
   if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? doc.probability, input.severity ?? doc.severity));
@@ -270,6 +276,8 @@ export async function transitionPermit(models: Models, who: Principal, id: strin
   const doc = await getScopedPermit(models, who, id);
   if (!(PERMIT_STATUSES as readonly string[]).includes(toRaw)) throw invalidArgument(`status: unknown status "${toRaw.slice(0, 40)}"`, { field: 'status' });
   if (typeof comments !== 'string' || comments.length > 2000) throw invalidArgument('comments: at most 2000 characters', { field: 'comments' });
+  // Checked before the first write: a comment the store refuses must not leave the status changed.
+  if (storableIssue(comments)) throw invalidArgument('comments: must not contain a NUL character (U+0000)', { field: 'comments' });
   const to = toRaw as PermitStatus;
   const from = doc.status;
   if (!isAllowedTransition(from, to)) throw failedPrecondition(`Invalid status transition from ${from} to ${to}`, { from, to });

@@ -30,6 +30,7 @@ function conflicted(c: syncPb.Change, reason: ConflictReason, serverVersion: num
       server_version: serverVersion,
       fields,
       server_state: JSON.parse(JSON.stringify(serverState)),
+      truncated: false,
     },
   };
 }
@@ -49,13 +50,27 @@ function norm(v: unknown): unknown {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(norm(a)) === JSON.stringify(norm(b));
 
-/** Per-field diff of what the client sent against the server's values, with merge hints. */
+/** The permit fields a change may name, the only ones a conflict ever shows (SPEC §4: only public fields leave the system). */
+const PUBLIC_PERMIT_FIELDS = new Set([...Object.keys(d.permitFieldsSchema.shape), 'status']);
+
+/**
+ * Per-field diff of what the client sent against the server's values, with merge hints. For a
+ * permit only its public fields are compared: a change naming an internal one (`_id`, `sync_origin`…)
+ * learns nothing of it.
+ */
 function fieldDiff(entity: string, sent: Record<string, unknown>, server: Record<string, unknown>) {
   const fields: Record<string, { client: unknown; server: unknown; merge_hint: string }> = {};
   for (const [k, v] of Object.entries(sent)) {
+    if (entity === 'permit' && !PUBLIC_PERMIT_FIELDS.has(k)) continue;
     if (!same(v, server[k])) fields[k] = { client: norm(v), server: norm(server[k]), merge_hint: mergeHint(entity, k) };
   }
   return fields;
+}
+
+/** A permit's state as a conflict shows it: its id, version and status, and the public fields the change named. */
+function namedState(state: object, sent: Record<string, unknown>): object {
+  const keep = new Set(['id', 'version', 'status', ...Object.keys(sent).filter((k) => PUBLIC_PERMIT_FIELDS.has(k))]);
+  return Object.fromEntries(Object.entries(state).filter(([k]) => keep.has(k)));
 }
 
 /** Maps a domain error to the outcome SPEC §5 names for it. */
@@ -125,11 +140,11 @@ export async function applyChange(models: Models, who: Principal, c: syncPb.Chan
     if (!permit) return rejected(c, 'permit_not_found', 'Permit not found');
     const state = { version: permit.version, state: d.toPermitMessage(permit) };
     const sent = c.op === 'update_status' ? { status: data.status } : data;
-    if (c.client_version === undefined) return conflicted(c, 'missing_client_version', permit.version, state.state, fieldDiff('permit', sent, permit), permit.project_id);
+    if (c.client_version === undefined) return conflicted(c, 'missing_client_version', permit.version, namedState(state.state, sent), fieldDiff('permit', sent, permit), permit.project_id);
     if (c.client_version !== permit.version) {
       const fields = fieldDiff('permit', sent, permit);
       if (Object.keys(fields).length === 0) return applied(c, c.server_id, permit.version, permit.project_id);
-      return conflicted(c, 'stale_version', permit.version, state.state, fields, permit.project_id);
+      return conflicted(c, 'stale_version', permit.version, namedState(state.state, sent), fields, permit.project_id);
     }
     try {
       if (c.op === 'update') {

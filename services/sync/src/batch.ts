@@ -87,7 +87,7 @@ function claimFor(ctx: Ctx, c: syncPb.Change, serverId?: Types.ObjectId): Receip
 
 const busy = (c: syncPb.Change, why: string): Outcome => ({
   kind: 'conflict',
-  value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: why, merge_hint: 'manual' } }, server_state: {} },
+  value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: why, merge_hint: 'manual' } }, server_state: {}, truncated: false },
 });
 
 /**
@@ -280,6 +280,27 @@ function chainKey(c: syncPb.Change, points: Map<string, string>): string {
   return `permit:${c.server_id}`;
 }
 
+/**
+ * Bytes of conflict values (fields' client and server values, server states) one answer may carry:
+ * 500 stale edits of a permit whose texts are at their maximum would otherwise exceed the hop's
+ * message limit. Past it, a conflict keeps its reason, versions and fields' merge hints, and says
+ * `truncated`; the device reads the permit to merge.
+ */
+export const CONFLICT_VALUES_BUDGET = 2 * 1024 * 1024;
+
+function capConflicts(conflicts: syncPb.Conflict[]): syncPb.Conflict[] {
+  let used = 0;
+  return conflicts.map((c) => {
+    const size = Buffer.byteLength(JSON.stringify(c.fields ?? {}), 'utf8') + Buffer.byteLength(JSON.stringify(c.server_state ?? {}), 'utf8');
+    if (used + size <= CONFLICT_VALUES_BUDGET) {
+      used += size;
+      return c;
+    }
+    const hints = Object.fromEntries(Object.entries((c.fields ?? {}) as Record<string, { merge_hint?: unknown }>).map(([k, v]) => [k, { merge_hint: v?.merge_hint ?? 'manual' }]));
+    return { ...c, fields: hints, server_state: {}, truncated: true };
+  });
+}
+
 export interface BatchResult {
   response: syncPb.SyncOfflineDataResponse;
   outcomes: Outcome[];
@@ -378,7 +399,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
   }
   const pick = <K extends Outcome['kind']>(k: K) => outcomes.filter((o) => o.kind === k).map((o) => o.value);
   const appliedList = pick('applied') as syncPb.Applied[];
-  const conflicts = pick('conflict') as syncPb.Conflict[];
+  const conflicts = capConflicts(pick('conflict') as syncPb.Conflict[]);
   const rejected = pick('rejected') as syncPb.Rejected[];
   return {
     outcomes,

@@ -94,11 +94,37 @@ export function isStoreUnavailable(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Largest error details (UTF-8 JSON) a status carries. They cross the hop in a trailer, whose whole
+ * header list an HTTP/2 peer may cap at 64 KiB (base64 adds a third): every answer must arrive.
+ */
+export const MAX_DETAILS_BYTES = 16 * 1024;
+
+/**
+ * Details cut to {@link MAX_DETAILS_BYTES}, with `truncated: true` when anything was left out: first
+ * a conflict's server state is reduced to its id, version and status, then only the scalar fields
+ * of the details are kept.
+ */
+export function capDetails(details: unknown): unknown {
+  const size = (v: unknown) => Buffer.byteLength(JSON.stringify(v) ?? '', 'utf8');
+  if (size(details) <= MAX_DETAILS_BYTES || !details || typeof details !== 'object' || Array.isArray(details)) {
+    return size(details) <= MAX_DETAILS_BYTES ? details : { truncated: true };
+  }
+  const d = details as Record<string, unknown>;
+  if (d.server_state && typeof d.server_state === 'object') {
+    const st = d.server_state as Record<string, unknown>;
+    const reduced = { ...d, server_state: { id: st.id, version: st.version, status: st.status }, truncated: true };
+    if (size(reduced) <= MAX_DETAILS_BYTES) return reduced;
+  }
+  const scalars = Object.fromEntries(Object.entries(d).filter(([, v]) => v === null || ['string', 'number', 'boolean'].includes(typeof v)).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, 1000) : v]));
+  return { ...scalars, truncated: true };
+}
+
 /** Converts anything thrown into the one status the caller sees; unexpected errors are logged with stack. */
 export function toServiceError(err: unknown, log: Logger): ServerErrorResponse {
   const metadata = new Metadata();
   if (err instanceof AppError) {
-    if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, Buffer.from(JSON.stringify(err.details), 'utf8'));
+    if (err.details !== undefined) metadata.set(DETAILS_METADATA_KEY, Buffer.from(JSON.stringify(capDetails(err.details)), 'utf8'));
     return Object.assign(new Error(err.message), { code: err.code, details: err.message, metadata });
   }
   if (isStoreUnavailable(err)) {

@@ -67,7 +67,14 @@ export interface Conflict {
   server_version: number;
   /** {field: {client, server, merge_hint}} */
   fields: { [key: string]: any } | undefined;
-  server_state: { [key: string]: any } | undefined;
+  server_state:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * True when the answer grew past its size budget and this conflict's values were left out
+   * (its fields keep their merge hints; read the permit to merge).
+   */
+  truncated: boolean;
 }
 
 export interface Rejected {
@@ -551,6 +558,7 @@ function createBaseConflict(): Conflict {
     server_version: 0,
     fields: undefined,
     server_state: undefined,
+    truncated: false,
   };
 }
 
@@ -579,6 +587,9 @@ export const Conflict: MessageFns<Conflict> = {
     }
     if (message.server_state !== undefined) {
       Struct.encode(Struct.wrap(message.server_state), writer.uint32(66).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(72).bool(message.truncated);
     }
     return writer;
   },
@@ -660,6 +671,14 @@ export const Conflict: MessageFns<Conflict> = {
             message.server_state = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -702,6 +721,7 @@ export const Conflict: MessageFns<Conflict> = {
         : isObject(object.server_state)
         ? object.server_state
         : undefined,
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
     };
   },
 
@@ -731,6 +751,9 @@ export const Conflict: MessageFns<Conflict> = {
     if (message.server_state !== undefined) {
       obj.serverState = message.server_state;
     }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
     return obj;
   },
 
@@ -747,6 +770,7 @@ export const Conflict: MessageFns<Conflict> = {
     message.server_version = object.server_version ?? 0;
     message.fields = object.fields ?? undefined;
     message.server_state = object.server_state ?? undefined;
+    message.truncated = object.truncated ?? false;
     return message;
   },
 };
