@@ -35,6 +35,12 @@ const { seedSite, verifyStore, userDoc } = require('./store');
 const { readCpu, discover, postmasterOf } = require('./procs');
 
 const root = path.resolve(__dirname, '..', '..');
+/**
+ * The code under load: this checkout, or LOAD_CODE_ROOT's (another checkout, built: e.g. `git worktree
+ * add /tmp/before <commit>`, its node_modules, `npx tsc -b`), for a before/after pair on one machine
+ * state. The store, the seeding and this generator always come from this checkout.
+ */
+const codeRoot = process.env.LOAD_CODE_ROOT ? path.resolve(process.env.LOAD_CODE_ROOT) : root;
 const GRACE_MS = 5000;
 /**
  * The stack's own sync rate: SPEC's 60/min is exactly one batch a second, and a sliding 60-s window
@@ -182,10 +188,10 @@ async function deleteThrottleKeys(redisUrl, { prefix, users }) {
 /** One run on a fresh system (or the given one): seed, load, measure, verify. Returns its figures. */
 async function runStep(opts, step) {
   const { startStore, ensureRedis } = require(path.join(root, 'libs/devstore/dist'));
-  const { startStack } = require(path.join(root, 'libs/devstore/dist/stack.js'));
-  const { registerModels, ensureIndexes } = require(path.join(root, 'libs/db/dist'));
+  const { startStack } = require(path.join(codeRoot, 'libs/devstore/dist/stack.js'));
+  const { registerModels, ensureIndexes } = require(path.join(codeRoot, 'libs/db/dist'));
   const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
-  const mongoose = require(require.resolve('mongoose', { paths: [path.join(root, 'libs/db')] }));
+  const mongoose = require(require.resolve('mongoose', { paths: [path.join(codeRoot, 'libs/db')] }));
 
   const out = { tablets: opts.tablets, managers: opts.managers, seconds: opts.seconds, permits: opts.permits, spread: opts.spread, maxInFlight: opts.maxInFlight, managerProjects: opts.managerProjects.join('+') };
   const cleanups = [];
@@ -242,13 +248,13 @@ async function runStep(opts, step) {
       cleanups.push(() => stack.stop());
       checkpoint();
       // Projects, users and permit types as `make up` seeds them (the permits are there: no demo permit).
-      const seedRun = spawnSync(process.execPath, [path.join(root, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8', timeout: 120_000 });
+      const seedRun = spawnSync(process.execPath, [path.join(codeRoot, 'services/workflow/dist/seed.js')], { env: stack.env, encoding: 'utf8', timeout: 120_000 });
       if (seedRun.status !== 0) throw new Error(`services/workflow/dist/seed.js failed: ${seedRun.stderr || seedRun.error}`);
       gatewayUrl = stack.gatewayUrl;
       pids = { ...Object.fromEntries(Object.entries(stack.procs).map(([n, p]) => [n, p.pid])), ferretdb: store.process.pid };
       const pm = postmasterOf(store.dataDir);
       if (pm) pids.postgres = pm;
-      out.system = `fresh stack: FerretDB on ${store.backend}, four services and the gateway as processes (LOG_LEVEL ${process.env.LOG_LEVEL || 'info'}), logs in ${logDir} (kept when the verification fails, on a 5xx or with --keep-logs)`;
+      out.system = `${codeRoot === root ? '' : `code of ${codeRoot}: `}fresh stack: FerretDB on ${store.backend}, four services and the gateway as processes (LOG_LEVEL ${process.env.LOG_LEVEL || 'info'}), logs in ${logDir} (kept when the verification fails, on a 5xx or with --keep-logs)`;
       out.throttle = `PTW_THROTTLE_SYNC=${STACK_THROTTLE.PTW_THROTTLE_SYNC} (SPEC default 60/min: exactly 1 batch/s, which a sliding window refuses on jitter), others at their defaults; key prefix ${throttlePrefix}, deleted after the run`;
     }
     out.seedSeconds = seeded.seconds;

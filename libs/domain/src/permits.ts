@@ -19,7 +19,41 @@ export async function getScopedPermit(models: Models, who: Principal, id: string
   if (!isValidObjectId(id) || !/^[0-9a-f]{24}$/i.test(id)) throw notFound('Permit not found');
   const doc = (await models.Permit.findById(id).lean()) as PermitDoc | null;
   if (!doc || !inScope(who, doc.project_id)) throw notFound('Permit not found');
+  if (doc.pending && Date.now() - new Date((doc.pending as PendingEffects).at).getTime() >= PENDING_GRACE_MS) await completeEffects(models, doc);
   return doc;
+}
+
+/**
+ * What a transition still has to write after its status change: the audit event and the workflow
+ * steps. It is stored in the permit with the status change itself (one document, one atomic write),
+ * and removed once they are written. A writer that failed or died in between leaves it there, and
+ * the next read of the permit completes it: no transition stays half applied.
+ */
+export interface PendingEffects {
+  from: PermitStatus;
+  to: PermitStatus;
+  user_id: string;
+  comments: string;
+  at: Date;
+  version: number;
+}
+
+/** A pending transition younger than this may still be completed by its own writer. */
+export const PENDING_GRACE_MS = 5_000;
+
+/**
+ * Writes a transition's audit event and steps (each at most once: a recovery first looks for what an
+ * earlier attempt wrote, by the permit's id), then clears the mark. Idempotent.
+ */
+export async function completeEffects(models: Models, permit: PermitDoc, recovering = true): Promise<void> {
+  const p = permit.pending as PendingEffects | undefined;
+  if (!p) return;
+  const id = String(permit._id);
+  const at = new Date(p.at);
+  const auditDone = recovering && (await models.AuditEvent.exists({ permit_id: id, action: 'status_change', to: p.to, at }));
+  if (!auditDone) await audit(models, permit, 'status_change', p.from, p.to, p.user_id, p.comments, at);
+  await moveSteps(models, permit, p.from, p.to, at, recovering);
+  await models.Permit.updateOne({ _id: id, 'pending.version': p.version }, { $unset: { pending: 1 } });
 }
 
 /** The projects a caller may filter on: their own (service tokens: any). */
@@ -274,6 +308,8 @@ export interface TransitionOptions {
 export async function transitionPermit(models: Models, who: Principal, id: string, toRaw: string, comments: string, opts: TransitionOptions = {}): Promise<PermitDoc> {
   const now = opts.now ?? new Date();
   const doc = await getScopedPermit(models, who, id);
+  // An earlier transition's effects come first, however recent: the next one would replace its mark.
+  if (doc.pending) await completeEffects(models, doc);
   if (!(PERMIT_STATUSES as readonly string[]).includes(toRaw)) throw invalidArgument(`status: unknown status "${toRaw.slice(0, 40)}"`, { field: 'status' });
   if (typeof comments !== 'string' || comments.length > 2000) throw invalidArgument('comments: at most 2000 characters', { field: 'comments' });
   // Checked before the first write: a comment the store refuses must not leave the status changed.
@@ -290,10 +326,12 @@ export async function transitionPermit(models: Models, who: Principal, id: strin
   if (stamp) set[stamp] = now;
   if (to === 'active' && !doc.actual_start_time) set.actual_start_time = now;
   if ((to === 'completed' || to === 'expired' || (to === 'cancelled' && from === 'suspended')) && !doc.actual_end_time) set.actual_end_time = now;
-  const updated = await guardedPermitWrite(models, doc, set, who.user_id, now);
-  await audit(models, updated, 'status_change', from, to, who.user_id, comments, now);
-  await moveSteps(models, updated, from, to, now);
-  return updated;
+  const pending: PendingEffects = { from, to, user_id: who.user_id, comments, at: now, version: doc.version + 1 };
+  const updated = await guardedPermitWrite(models, doc, { ...set, pending }, who.user_id, now);
+  // A failure here leaves the mark: the next read of the permit completes what is missing.
+  await completeEffects(models, updated, false);
+  const { pending: _done, ...clean } = updated;
+  return clean as PermitDoc;
 }
 
 async function checkGates(models: Models, doc: PermitDoc, to: PermitStatus): Promise<void> {
@@ -320,11 +358,13 @@ async function checkGates(models: Models, doc: PermitDoc, to: PermitStatus): Pro
  * verified); verify completes verification and starts approval; approve completes approval;
  * reject, withdraw or return closes what is pending as rejected (a new submit opens new steps).
  */
-async function moveSteps(models: Models, permit: PermitDoc, from: PermitStatus, to: PermitStatus, now: Date): Promise<void> {
+async function moveSteps(models: Models, permit: PermitDoc, from: PermitStatus, to: PermitStatus, now: Date, recovering = false): Promise<void> {
   const id = String(permit._id);
   const pending = { permit_id: id, status: 'pending' };
   if (to === 'submitted') {
     if (from === 'under_review') await models.WorkflowStep.updateMany(pending, { $set: { status: 'rejected', completed_at: now } });
+    // A recovery inserts the new steps only when the interrupted attempt did not (they carry its time).
+    if (recovering && (await models.WorkflowStep.exists({ permit_id: id, step: 'verification', started_at: now }))) return;
     const type = await models.PermitType.findById(permit.permit_type_id, { escalation_hours: 1 }).lean();
     const limit = type?.escalation_hours ?? 4;
     await models.WorkflowStep.insertMany([

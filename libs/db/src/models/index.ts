@@ -95,6 +95,8 @@ const permitSchema = new Schema(
     sync_origin: String,
     /** The sync batch that created it (a hash of its device and offline ids): a re-sent batch's permits in one equality read. */
     sync_batch: String,
+    /** A transition's audit event and steps still to write (@ptw/domain permits.ts completeEffects). */
+    pending: { type: Schema.Types.Mixed, default: undefined },
   },
   { ...opts, minimize: false },
 );
