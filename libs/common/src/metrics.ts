@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { collectDefaultMetrics, type Metric, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 
 export type LabelValues<L extends string> = Partial<Record<L, string | number>>;
 
@@ -160,6 +160,14 @@ export class Metrics {
 
   histogram<L extends string>(name: string, help: string, labelNames: L[], buckets: number[] = DEFAULT_BOUNDS): HistogramSeries<L> {
     return new HistogramSeries(name, help, labelNames, buckets, this.registry);
+  }
+
+  /**
+   * A gauge (prom-client's own: set rarely, or read when scraped through `collect`, which the
+   * registry calls for every gauge of a scrape at once).
+   */
+  gauge<L extends string>(name: string, help: string, labelNames: L[], collect?: () => void | Promise<void>): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry], ...(collect ? { collect } : {}) });
   }
 
   /** A series registered earlier under `name` (several job runners in one process share theirs). */

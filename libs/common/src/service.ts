@@ -87,7 +87,13 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
   }).catch((err: unknown) => {
     throw listenError(err, listen, `PTW_${opts.name.toUpperCase()}_ADDR/PTW_GRPC_LISTEN`);
   });
-  built.watchHealth?.((serving) => grpc.setServing(serving));
+  // What grpc.health.v1 answers, for Prometheus (alerts: a service not SERVING, the store unreachable).
+  const serving = metrics.gauge('ptw_grpc_serving', '1 while grpc.health.v1 answers SERVING (0: store connection down, or stopping)', []);
+  serving.set(1);
+  built.watchHealth?.((s) => {
+    serving.set(s ? 1 : 0);
+    grpc.setServing(s);
+  });
   const metricsListen = config.PTW_METRICS_LISTEN ?? opts.defaultMetricsListen;
   const metricsServer = await startMetricsServer(metrics, metricsListen).catch((err: unknown) => {
     throw listenError(err, metricsListen, 'PTW_METRICS_LISTEN');
@@ -96,6 +102,7 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
+      serving.set(0);
       await grpc.stop(config.PTW_SHUTDOWN_GRACE_MS);
       await metricsServer.close();
       await built.close?.();

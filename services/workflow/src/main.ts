@@ -7,6 +7,7 @@ import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, workflowPb } from '@ptw/proto';
 import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
 import { startJobs } from './jobs';
+import { registerWorkflowGauges } from './gauges';
 
 /** Starts the workflow service (permit lifecycle, isolation, closeout, notifications, jobs). */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedService> {
@@ -28,6 +29,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       // Every replica serves run-now and job states; with PTW_JOBS_WORKER (default true) it also
       // runs the schedules — the job-run unique index keeps each slot to one execution.
       const jobs = await startJobs({ conn, models, config, log: rt.log, metrics: rt.metrics, worker: config.PTW_JOBS_WORKER });
+      registerWorkflowGauges(rt.metrics, { conn, models, jobs, config });
       return {
         services: [
           {
