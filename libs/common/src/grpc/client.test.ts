@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import { syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
 import { createLogger } from '../logger';
@@ -13,7 +13,7 @@ const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ALG: 'HS256' as const, PT
 async function replica(listen: string, marker: number): Promise<GrpcServerHandle> {
   const kit = { log: createLogger('t', { stdout: false }), metrics: new Metrics(`t${marker}`), verify: createTokenVerifier(auth) };
   const implementation = implement(syncPb.SyncServiceService, { getSyncStats: async () => ({ applied: marker, conflicts: 0, rejected: 0 }) }, kit);
-  return startGrpcServer({ listen, services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  return startGrpcServer({ listen, services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
 }
 
 it('when the target resolves to two replicas, then the client spreads calls over both (round robin)', async () => {
@@ -46,7 +46,7 @@ describe('cancel hook', () => {
       },
       kit,
     );
-    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
   });
   afterAll(() => server.stop(100));
 

@@ -1,6 +1,6 @@
 import http2 from 'node:http2';
 import { credentials, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
-import { exportPb, syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import { exportPb, syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
 import { parseGrpcTimeout } from './direct-unary';
@@ -44,7 +44,6 @@ async function start(directUnary?: boolean): Promise<GrpcServerHandle> {
       { name: 'ptw.export.v1.ExportService', definition: exportPb.ExportServiceService, implementation: exp },
     ],
     protoFiles: [PROTO_FILES.sync, PROTO_FILES.export],
-    protoRoot: PROTO_ROOT,
     directUnary,
   });
 }

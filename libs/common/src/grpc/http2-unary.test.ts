@@ -5,7 +5,7 @@
  */
 import http2 from 'node:http2';
 import { status as Status } from '@grpc/grpc-js';
-import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import { syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
 import { Http2UnaryChannel, parseTarget, type UnaryDefinition } from './http2-unary';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
@@ -37,7 +37,7 @@ let behaviour: (signal: AbortSignal) => Promise<{ applied: number; conflicts: nu
 async function kitServer(listen = '127.0.0.1:0'): Promise<GrpcServerHandle> {
   const kit = { log: createLogger('h2', { stdout: false }), metrics: new Metrics(`h2${++serial}`), verify: createTokenVerifier(auth) };
   const implementation = implement(syncPb.SyncServiceService, { getSyncStats: (_req, ctx) => behaviour(ctx.signal) }, kit);
-  return startGrpcServer({ listen, services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  return startGrpcServer({ listen, services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
 }
 
 beforeAll(async () => {

@@ -1,7 +1,9 @@
 import { status as Status } from '@grpc/grpc-js';
-import { syncPb, PROTO_FILES, PROTO_ROOT } from '@ptw/proto';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+import { FileDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
+import { syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
-import { implement, startGrpcServer, type GrpcServerHandle } from './server';
+import { implement, reflectionDefinition, startGrpcServer, type GrpcServerHandle } from './server';
 import type { CallContext } from './context';
 import { createLogger, memorySink } from '../logger';
 import { Metrics } from '../metrics';
@@ -31,7 +33,7 @@ beforeAll(async () => {
     },
     kit,
   );
-  server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
   client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
   token = await mintToken(auth, { user: 'u-kit', role: 'worker', projects: ['p1'], ttlSeconds: 60 });
 });
@@ -117,5 +119,36 @@ describe('when tracing runs without an endpoint (ids mode)', () => {
     onSync = async (ctx) => ctx.log.info({ event: 'handler_line' }, 'inside');
     await client.call.syncOfflineData(request, { token, reqId: 'req-kit-4' });
     for (const line of sink.lines()) expect(Object.keys(line)).not.toContain('trace_id');
+  });
+});
+
+describe('reflection', () => {
+  it('when a service file is reflected, then it is served as compiled with its imports (import list, absolute type names), plus grpc.health.v1 and grpc.reflection', () => {
+    const definition = reflectionDefinition([PROTO_FILES.workflow]);
+    const entry = definition['ptw.workflow.v1.ListPermitsRequest'] as MessageTypeDefinition;
+    expect(entry.format).toBe('Protocol Buffer 3 DescriptorProto');
+    const files = entry.fileDescriptorProtos.map((b) => FileDescriptorProto.decode(b) as IFileDescriptorProto);
+    expect(files.map((f) => f.name).sort()).toEqual([
+      'google/protobuf/struct.proto',
+      'grpc/health/v1/health.proto',
+      'grpc/reflection/v1/reflection.proto',
+      'grpc/reflection/v1alpha/reflection.proto',
+      'ptw/common/v1/common.proto',
+      'ptw/workflow/v1/workflow.proto',
+    ]);
+    const workflow = files.find((f) => f.name === PROTO_FILES.workflow);
+    expect(workflow?.dependency).toEqual(['google/protobuf/struct.proto', 'ptw/common/v1/common.proto']);
+    const filter = workflow?.messageType?.find((m) => m.name === 'ListPermitsRequest')?.field?.find((f) => f.name === 'filter');
+    expect(filter?.typeName).toBe('.ptw.common.v1.PermitFilter');
+    // Comments travel too: grpcurl's describe shows them.
+    expect(workflow?.sourceCodeInfo?.location?.some((l) => l.leadingComments)).toBe(true);
+    // Every message of every served file has an entry; other services' files are not served.
+    for (const name of ['ptw.common.v1.PermitFilter', 'google.protobuf.Struct', 'grpc.health.v1.HealthCheckRequest', 'grpc.reflection.v1.ServerReflectionRequest']) expect(definition[name]).toBeDefined();
+    expect(definition['ptw.export.v1.Kpis']).toBeUndefined();
+  });
+
+  it('when a proto file is not in the compiled descriptor set, then the server does not start, naming it', async () => {
+    expect(() => reflectionDefinition(['ptw/missing/v1/missing.proto'])).toThrow(/ptw\/missing\/v1\/missing.proto is not in the compiled descriptor set/);
+    await expect(startGrpcServer({ listen: '127.0.0.1:0', services: [], protoFiles: ['ptw/missing/v1/missing.proto'] })).rejects.toThrow(/not in the compiled descriptor set/);
   });
 });

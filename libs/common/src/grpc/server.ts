@@ -11,8 +11,9 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import net from 'node:net';
-import { loadSync } from '@grpc/proto-loader';
+import type { MessageTypeDefinition, PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { descriptorFiles, type DescriptorFile } from '@ptw/proto';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { AppError, DETAILS_METADATA_KEY, MAX_METADATA_BYTES, unauthenticated } from '../errors';
 import type { TokenVerifier } from '../auth/tokens';
@@ -246,15 +247,48 @@ function probeListen(listen: string): Promise<void> {
   });
 }
 
+/** The services every server offers besides its own, as reflection lists them. */
+const STANDARD_SERVICES = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
+
+/**
+ * What server reflection serves: `protoFiles`, grpc.health.v1 and grpc.reflection with everything
+ * they import, taken byte for byte from the descriptor set protoc (buf) compiled. Not proto-loader's
+ * package definition: it rebuilds the files from protobuf.js, one per package, without their import
+ * lists and with relative type names, which no reflection client can resolve (grpcurl: `cannot
+ * resolve type "*.common.v1.PermitFilter"`; grpc-node issues 2595, 2958). @grpc/reflection reads
+ * only the files of a definition, so each message's entry carries all of them, as proto-loader's do.
+ */
+export function reflectionDefinition(protoFiles: string[]): PackageDefinition {
+  const all = new Map(descriptorFiles().map((f) => [f.name, f]));
+  const wanted = [...protoFiles, 'grpc/health/v1/health.proto', 'grpc/reflection/v1/reflection.proto', 'grpc/reflection/v1alpha/reflection.proto'];
+  const files = new Set<DescriptorFile>();
+  for (let name = wanted.shift(); name !== undefined; name = wanted.shift()) {
+    const file = all.get(name);
+    if (!file) throw new Error(`reflection: ${name} is not in the compiled descriptor set (regenerate it: npm run proto)`);
+    if (files.has(file)) continue;
+    files.add(file);
+    wanted.push(...file.dependencies);
+  }
+  const fileDescriptorProtos = [...files].map((f) => f.bytes);
+  const definition: PackageDefinition = {};
+  for (const f of files) {
+    for (const [name, type] of f.messages) definition[name] = { format: 'Protocol Buffer 3 DescriptorProto', type, fileDescriptorProtos } satisfies MessageTypeDefinition;
+  }
+  return definition;
+}
+
 /**
  * Starts a gRPC server with the given services, grpc.health.v1 (the empty name and every service
- * name registered explicitly) and server reflection over `protoFiles`.
+ * name registered explicitly) and server reflection: `protoFiles` with their imports, listing the
+ * services, grpc.health.v1.Health and grpc.reflection (see reflectionDefinition).
  */
 export async function startGrpcServer(opts: {
   listen: string;
   services: RegisteredService[];
+  /** The services' proto files (paths in protos/, e.g. PROTO_FILES.sync): what reflection describes. */
   protoFiles: string[];
-  protoRoot: string;
+  /** @deprecated Not read: reflection serves the compiled descriptor set (descriptorFiles of @ptw/proto). */
+  protoRoot?: string;
   /**
    * Unary methods of `services` served without grpc-js's per-call path (default: yes). Never while
    * spans are exported: grpc-js's instrumentation makes the server spans then.
@@ -275,8 +309,7 @@ export async function startGrpcServer(opts: {
   const health = new HealthImplementation(initial);
   health.addToServer(server);
   for (const s of opts.services) server.addService(s.definition, s.implementation);
-  const pkg = loadSync(opts.protoFiles, { includeDirs: [opts.protoRoot], keepCase: true });
-  new ReflectionService(pkg).addToServer(server);
+  new ReflectionService(reflectionDefinition(opts.protoFiles), { services: [...names, ...STANDARD_SERVICES] }).addToServer(server);
 
   await probeListen(opts.listen);
   const port = await new Promise<number>((resolve, reject) =>
