@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with --debug-listen: CPU profiles of the store under load
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,7 +25,12 @@ func main() {
 	// WAL (FerretDB's default) with synchronous=NORMAL skips the fsync of every commit: a local or
 	// CI store survives a crash of the process, not a power cut, and writes are several times faster.
 	sqliteParams := flag.String("sqlite-params", "_pragma=synchronous(normal)", "SQLite URI parameters")
+	debugListen := flag.String("debug-listen", "", "loopback address for Go's pprof handlers (profiling under load); off when empty")
 	flag.Parse()
+
+	if *debugListen != "" {
+		go func() { _ = http.ListenAndServe(*debugListen, nil) }()
+	}
 
 	if err := os.MkdirAll(*sqliteDir, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "cannot create data folder:", err)

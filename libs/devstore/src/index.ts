@@ -67,6 +67,8 @@ export async function startStore(
   };
   let cluster: PrivateCluster | undefined;
   const args = ['--listen', `127.0.0.1:${opts.port ?? 0}`, '--sqlite-dir', dataDir];
+  // Profiling the store under load (`go tool pprof http://<addr>/debug/pprof/profile`): loopback only.
+  if (process.env.PTW_STORE_DEBUG_LISTEN) args.push('--debug-listen', process.env.PTW_STORE_DEBUG_LISTEN);
   if (backend === 'postgresql') {
     let pgUrl = opts.postgresqlUrl ?? process.env.PTW_STORE_POSTGRESQL_URL;
     if (!pgUrl) {

@@ -47,8 +47,27 @@ export interface CreatedBefore {
   firstDay?: string;
 }
 
+/**
+ * The counts being computed in this process, per project and day: the list requests that find no
+ * saved count at once (a restart, a new day, a burst of managers) share one computation instead of
+ * each reading the project's older permits, a herd that saturated the store under load.
+ */
+const computingByStore = new WeakMap<Models, Map<string, Promise<CreatedBefore>>>();
+
 /** How many permits of `project` were created before `day` (a closed day). */
-export async function countCreatedBefore(models: Models, project: string, day: string): Promise<CreatedBefore> {
+export function countCreatedBefore(models: Models, project: string, day: string): Promise<CreatedBefore> {
+  const key = `${project}\n${day}`;
+  let computing = computingByStore.get(models);
+  if (!computing) computingByStore.set(models, (computing = new Map()));
+  let p = computing.get(key);
+  if (!p) {
+    p = computeCreatedBefore(models, project, day).finally(() => computing!.delete(key));
+    computing.set(key, p);
+  }
+  return p;
+}
+
+async function computeCreatedBefore(models: Models, project: string, day: string): Promise<CreatedBefore> {
   const saved = await models.ListCount.findById(project).lean();
   const firstDay = saved?.first_day ?? undefined;
   if (saved && saved.day === day) return { before: saved.before, firstDay };
