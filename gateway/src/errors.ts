@@ -40,6 +40,11 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody; he
     return { status: m.http, headers: {}, unexpected: false, body: { error: { code: m.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } } };
   }
   if (isServiceError(err)) {
+    // No service throttles over gRPC: RESOURCE_EXHAUSTED on the hop is a message past a size limit
+    // (answers are capped where they are built, so this is a bug), never a 429 the client should wait out.
+    if (err.code === Status.RESOURCE_EXHAUSTED) {
+      return { status: 502, headers: {}, unexpected: true, body: { error: { code: 'bad_gateway', message: 'An answer between services exceeded its size limit' } } };
+    }
     const m = httpForGrpc(err.code);
     const details = parseDetails(err.metadata?.get(DETAILS_METADATA_KEY)[0]);
     const headers: Record<string, string> = m.http === 503 ? { 'Retry-After': '5' } : {};
