@@ -34,6 +34,8 @@ export interface Stack {
   mongoUrl: string;
   redisUrl: string;
   env: Record<string, string>;
+  /** Each service's /metrics port (the gateway serves /metrics on its HTTP port). */
+  metricsPorts: Record<(typeof SERVICES)[number], number>;
   procs: Record<ProcessName, ChildProcess>;
   store?: RunningStore;
   start(name: ProcessName): Promise<ChildProcess>;
@@ -193,6 +195,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     mongoUrl,
     redisUrl,
     env,
+    metricsPorts: metricsPorts as Stack['metricsPorts'],
     procs,
     get store() {
       return store;

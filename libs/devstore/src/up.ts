@@ -5,16 +5,30 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { DEV_JWT_SECRET, mintToken } from '@ptw/common';
+import { booleanVariable, DEV_JWT_SECRET, mintToken } from '@ptw/common';
+import { PROMETHEUS_PORT, prometheusBinary, stackTargets, startPrometheus, type RunningPrometheus } from './prometheus';
 import { REPO_ROOT, startStack, type Stack } from './stack';
+
+/** PTW_PROMETHEUS=1: a Prometheus scraping the stack, on PTW_PROMETHEUS_PORT (9090); checked before anything starts. */
+function prometheusSettings(env: NodeJS.ProcessEnv): { port: number } | undefined {
+  const wanted = booleanVariable(false).safeParse(env.PTW_PROMETHEUS);
+  if (!wanted.success) throw new Error(`PTW_PROMETHEUS: expected true or false (1 or 0), got "${env.PTW_PROMETHEUS}"`);
+  if (!wanted.data) return undefined;
+  const port = Number(env.PTW_PROMETHEUS_PORT ?? PROMETHEUS_PORT);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`PTW_PROMETHEUS_PORT: expected a port number, got "${env.PTW_PROMETHEUS_PORT}"`);
+  if (!prometheusBinary()) throw new Error('PTW_PROMETHEUS=1 needs the prometheus binary (Debian package `prometheus`; `make sysdeps` installs it)');
+  return { port };
+}
 
 async function main(): Promise<void> {
   const logDir = path.resolve(process.env.LOG_DIR ?? path.join(REPO_ROOT, 'logs'));
   const secret = process.env.PTW_JWT_SECRET ?? DEV_JWT_SECRET;
   const env = { PTW_JWT_SECRET: secret };
+  const promSettings = prometheusSettings(process.env);
   // Ctrl-C (or SIGTERM to this process alone) at any moment, start-up and seeding included, stops
   // what has been started: the processes still starting are stopped once the stack is up.
   let stack: Stack | undefined;
+  let prometheus: Promise<RunningPrometheus> | undefined;
   let seeding: ChildProcess | undefined;
   let stopping = false;
   const shutdown = () => {
@@ -22,7 +36,8 @@ async function main(): Promise<void> {
     stopping = true;
     process.stdout.write('\nstopping…\n');
     seeding?.kill('SIGTERM');
-    if (stack) void stack.stop().then(() => process.exit(0));
+    // Prometheus too, even while it is still starting.
+    if (stack) void Promise.all([stack.stop(), prometheus?.then((p) => p.stop(), () => undefined)]).then(() => process.exit(0));
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
@@ -36,6 +51,15 @@ async function main(): Promise<void> {
   if (stopping) {
     await stack.stop();
     process.exit(0);
+  }
+  let prom: RunningPrometheus | undefined;
+  if (promSettings) {
+    prometheus = startPrometheus({ targets: stackTargets(stack), port: promSettings.port, dataDir: path.join(logDir, 'prometheus') });
+    prom = await prometheus.catch(async (err: Error) => {
+      await stack?.stop();
+      throw err;
+    });
+    if (stopping) return;
   }
   const seed = spawn(process.execPath, [path.join(REPO_ROOT, 'services/workflow/dist/seed.js')], { env: stack.env, stdio: 'inherit' });
   seeding = seed;
@@ -56,6 +80,12 @@ async function main(): Promise<void> {
     const token = await mintToken(cfg, { user, role, projects: [...projects], ttlSeconds: 12 * 3600 });
     process.stdout.write(`  ${role.padEnd(10)} ${token}\n`);
   }
+  if (prom) {
+    process.stdout.write(
+      `\nPrometheus: ${prom.url}  (targets ${prom.url}/targets, alerts ${prom.url}/alerts; config and data in ${path.dirname(prom.configFile)})\n` +
+        `  the gateway's request rate: curl -s ${prom.url}/api/v1/query --data-urlencode 'query=sum by (route) (rate(ptw_http_requests_total[1m]))'\n`,
+    );
+  }
   process.stdout.write(`\nTry:  curl -s -H "Authorization: Bearer <token>" ${stack.gatewayUrl}/api/v1/ptw/permit-types/\nCtrl-C stops everything.\n`);
 
   for (const [name, child] of Object.entries(stack.procs)) {
@@ -63,6 +93,9 @@ async function main(): Promise<void> {
       if (!stopping) process.stderr.write(`${name} exited (code ${code}); see ${logDir}/${name}.log\n`);
     });
   }
+  prom?.process.on('exit', (code) => {
+    if (!stopping) process.stderr.write(`prometheus exited (code ${code}); see ${prom?.logFile}\n`);
+  });
 }
 
 main().catch((err: Error) => {
