@@ -23,7 +23,7 @@ export interface StartedGateway {
 /** Starts the HTTP gateway (default 127.0.0.1:8080). */
 export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handleSignals?: boolean } = {}): Promise<StartedGateway> {
   const config = loadConfig(gatewayConfigSchema, env);
-  const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL });
+  const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, maxBytes: config.LOG_MAX_BYTES, maxFiles: config.LOG_MAX_FILES });
   const metrics = new Metrics('gateway');
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
   redis.on('error', () => undefined); // reconnects by itself; readiness and throttling report the outage

@@ -33,6 +33,17 @@ describe('loadConfig', () => {
     }
   });
 
+  it('when LOG_MAX_BYTES and LOG_MAX_FILES are unset, given in bytes or with K/M/G, then they are bytes (0: never rotate) and a count; anything else stops start-up naming them', () => {
+    expect(loadConfig(baseConfigSchema, secret)).toMatchObject({ LOG_MAX_BYTES: 50 * 1024 * 1024, LOG_MAX_FILES: 5 });
+    expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '16K', LOG_MAX_FILES: '3' })).toMatchObject({ LOG_MAX_BYTES: 16384, LOG_MAX_FILES: 3 });
+    expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '200000' }).LOG_MAX_BYTES).toBe(200000);
+    expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '1G' }).LOG_MAX_BYTES).toBe(1024 ** 3);
+    expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '0' }).LOG_MAX_BYTES).toBe(0);
+    for (const [key, value] of [['LOG_MAX_BYTES', '5MB'], ['LOG_MAX_BYTES', '-1'], ['LOG_MAX_BYTES', '100'], ['LOG_MAX_BYTES', '1.5M'], ['LOG_MAX_FILES', '0'], ['LOG_MAX_FILES', '2.5'], ['LOG_MAX_FILES', 'many']]) {
+      expect(() => loadConfig(baseConfigSchema, { ...secret, [key]: value })).toThrow(new RegExp(`${key}: `));
+    }
+  });
+
   it('when a variable is empty, then its default applies instead of failing', () => {
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_LEVEL: '' }).LOG_LEVEL).toBe('info');
   });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEV_JWT_SECRET } from './auth/dev';
+import { DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES } from './logger';
 
 /** Thrown when the environment does not satisfy a service's configuration schema. */
 export class ConfigError extends Error {
@@ -20,6 +21,17 @@ export const booleanVariable = (fallback: boolean) =>
     .default(fallback ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1');
 
+const BYTE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** A size in bytes, written as a whole number with an optional K, M or G (KiB, MiB, GiB): 0, or at least `min` bytes. */
+const byteSize = (fallback: string, min: number) =>
+  z
+    .string()
+    .regex(/^\d+[KMG]?$/, 'expected bytes, e.g. 52428800 or 50M')
+    .default(fallback)
+    .transform((v) => Number(v.replace(/[KMG]$/, '')) * BYTE_UNITS[v.replace(/^\d+/, '')])
+    .refine((n) => n === 0 || n >= min, `expected 0 or at least ${min} bytes`);
+
 /** Settings every process shares: store, Redis, auth, logs and the service addresses. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -34,6 +46,13 @@ export const baseConfigSchema = z.object({
   PTW_SERVICE_TOKEN: z.string().optional(),
   LOG_DIR: z.string().default('logs'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  /**
+   * A process's log file is rotated (`<name>.log` → `.1` → `.2`…) when it reaches this size; 0 = never
+   * (for a file several processes append to: rotation needs one writer per file).
+   */
+  LOG_MAX_BYTES: byteSize(String(DEFAULT_LOG_MAX_BYTES), 1024),
+  /** Rotated log files kept per process; older ones are deleted. */
+  LOG_MAX_FILES: z.coerce.number().int().min(1).max(1000).default(DEFAULT_LOG_MAX_FILES),
   // Below Linux's ephemeral range (32768–60999), where any outgoing connection of this machine —
   // ours to the store included — may hold a port as its source, or its TIME-WAIT, for a minute.
   PTW_SYNC_ADDR: hostPort.default('127.0.0.1:15051'),

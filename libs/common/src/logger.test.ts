@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { createLogger, flushLogs, lineWriter, memorySink, safeLine } from './logger';
+import { closeLogFiles, createLogger, flushLogs, lineWriter, memorySink, safeLine } from './logger';
 
 const sanitizeRecord = (rec: Record<string, unknown>) => JSON.parse(safeLine(rec)) as Record<string, unknown>;
 
@@ -154,5 +157,104 @@ describe('safe-field logger', () => {
     expect(noId).not.toHaveProperty('signature');
     expect(noId).not.toHaveProperty('token');
     expect(() => lineWriter(log.child({ req_id: 'x' }), 'm')).toThrow(/root logger/);
+  });
+});
+
+describe('log file rotation', () => {
+  /** The lines of `<dir>/<name>.log.<maxFiles>` … `.1`, then `<name>.log`: oldest first, as parsed JSON. */
+  function readRotated(dir: string, name: string) {
+    const files = fs.readdirSync(dir).filter((f) => f === `${name}.log` || f.startsWith(`${name}.log.`));
+    const age = (f: string) => (f === `${name}.log` ? 0 : Number(f.slice(`${name}.log.`.length)));
+    files.sort((a, b) => age(b) - age(a));
+    return {
+      files,
+      sizes: files.map((f) => fs.statSync(path.join(dir, f)).size),
+      lines: files.flatMap((f) =>
+        fs
+          .readFileSync(path.join(dir, f), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      ),
+    };
+  }
+
+  /** Writes `count` lines numbered by `attempt`, handing them to the file in batches of `batch`. */
+  function writeLines(log: ReturnType<typeof createLogger>, count: number, batch: number) {
+    for (let i = 0; i < count; i++) {
+      log.info({ event: 'rotation_test', attempt: i, endpoint: 'GET /permits/', status_code: 200, duration_ms: 1 }, 'line');
+      if (i % batch === batch - 1) flushLogs();
+    }
+  }
+
+  it('when a process writes past LOG_MAX_BYTES, then the file is rotated to .1, .2…, logging goes on in a new file, and every line is in exactly one file, in order', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-rotate-'));
+    const log = createLogger('rot', { dir, stdout: false, maxBytes: 4096, maxFiles: 20 });
+    writeLines(log, 300, 10);
+    await closeLogFiles();
+    const { files, sizes, lines } = readRotated(dir, 'rot');
+    // ~230 bytes a line: ~69 KB in 4 KiB files
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    expect(files).toContain('rot.log');
+    expect(files).toContain('rot.log.1');
+    // A file is rotated after the write that reached the cap: at most one batch (10 lines) over it.
+    for (const size of sizes) expect(size).toBeLessThan(4096 + 10 * 300);
+    expect(lines.map((l) => l.attempt)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(lines.every((l) => l.msg === 'line' && l.name === 'rot')).toBe(true);
+  });
+
+  it('when rotations outnumber LOG_MAX_FILES, then only that many rotated files stay (the newest) and the current file still fills', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-rotate-'));
+    const log = createLogger('cap', { dir, stdout: false, maxBytes: 2048, maxFiles: 3 });
+    writeLines(log, 400, 5);
+    await closeLogFiles();
+    const { files, lines } = readRotated(dir, 'cap');
+    expect(files).toEqual(['cap.log.3', 'cap.log.2', 'cap.log.1', 'cap.log']);
+    // What is kept is the end of the sequence, with no gap.
+    const kept = lines.map((l) => l.attempt as number);
+    expect(kept.at(-1)).toBe(399);
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 400 - kept.length + i));
+    expect(kept.length).toBeLessThan(400);
+  });
+
+  it('when LOG_MAX_BYTES is 0, then the file is never rotated', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-rotate-'));
+    const log = createLogger('norot', { dir, stdout: false, maxBytes: 0, maxFiles: 3 });
+    writeLines(log, 100, 10);
+    await closeLogFiles();
+    const { files, lines } = readRotated(dir, 'norot');
+    expect(files).toEqual(['norot.log']);
+    expect(lines.map((l) => l.attempt)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('when a process starts with a log file already over the cap, then that file is rotated first and nothing is lost', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-rotate-'));
+    fs.writeFileSync(path.join(dir, 'restart.log'), `${JSON.stringify({ attempt: -1 })}\n`.repeat(100));
+    const log = createLogger('restart', { dir, stdout: false, maxBytes: 1024, maxFiles: 5 });
+    writeLines(log, 3, 3);
+    await closeLogFiles();
+    const { files, lines } = readRotated(dir, 'restart');
+    expect(files).toEqual(['restart.log.1', 'restart.log']);
+    expect(lines.map((l) => l.attempt)).toEqual([...Array(100).fill(-1), 0, 1, 2]);
+  });
+
+  it('when the log file cannot be written, then the process keeps running and logging to its other sinks, and says so once on stderr', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-rotate-'));
+    // A folder where the file should be: every open fails.
+    fs.mkdirSync(path.join(dir, 'broken.log'));
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const m = memorySink();
+      const log = createLogger('broken', { dir, stdout: false, sink: m.sink, maxBytes: 4096, maxFiles: 2 });
+      writeLines(log, 20, 5);
+      await sleep(50);
+      writeLines(log, 20, 5);
+      await closeLogFiles();
+      expect(m.lines().map((l) => l.attempt)).toEqual([...Array.from({ length: 20 }, (_, i) => i), ...Array.from({ length: 20 }, (_, i) => i)]);
+      const said = stderr.mock.calls.map(([text]) => String(text)).filter((t) => t.includes('broken.log'));
+      expect(said).toEqual([expect.stringMatching(/^broken: log file .*broken\.log failed \(.*\); retrying in 10 s\n$/)]);
+    } finally {
+      stderr.mockRestore();
+    }
   });
 });

@@ -3,6 +3,7 @@ import bunyan from 'bunyan';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 
 /**
  * The only fields a log line may carry besides bunyan's own (SPEC §9). Anything else given to the
@@ -143,6 +144,11 @@ export function safeLine(rec: Record<string, unknown>, loggerName?: string): str
   return line.length > 1 ? line.slice(0, -1) + '}' : '{}';
 }
 
+/** Where a batch of lines goes: a log file, stdout, a test's stream. */
+interface Sink {
+  write(text: string): unknown;
+}
+
 /** Pending text that forces a write at once. */
 const BATCH_CHARS = 64 * 1024;
 /** Longest a line waits to be written. */
@@ -164,7 +170,7 @@ class SafeStream {
   };
 
   constructor(
-    private readonly sinks: NodeJS.WritableStream[],
+    private readonly sinks: Sink[],
     readonly name: string,
   ) {
     streams.add(this);
@@ -204,20 +210,79 @@ export function flushLogs(): void {
 
 export type Logger = bunyan;
 
-const openFiles = new Set<fs.WriteStream>();
+/** Size at which a log file is rotated when the caller does not say (LOG_MAX_BYTES). */
+export const DEFAULT_LOG_MAX_BYTES = 50 * 1024 * 1024;
+/** Rotated files kept when the caller does not say (LOG_MAX_FILES). */
+export const DEFAULT_LOG_MAX_FILES = 5;
+/** After a log file fails (disk full, file removed, a rotation raced by another process), how long before it is opened again. */
+const REOPEN_AFTER_MS = 10_000;
+
+/**
+ * A process's log file `<dir>/<name>.log`, rotated by size the way logrotate does it
+ * (rotating-file-stream's classical mode): once the file reaches `maxBytes` (plus at most the batch
+ * that crossed it) it becomes `<name>.log.1`, `.1` becomes `.2` and so on, `.<maxFiles>` is dropped,
+ * and writing goes on in a new `<name>.log`; `maxBytes` 0 never rotates. One process per file:
+ * two processes rotating one file rename over each other's files (a test run here lost a batch).
+ * A failed file (ENOSPC, EACCES…) never stops the process: it says so once on stderr, its lines go
+ * to the other sinks only, and it is opened again REOPEN_AFTER_MS later.
+ */
+class LogFile {
+  private stream: RotatingFileStream | undefined;
+  private failedAt = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+    private readonly maxBytes: number,
+    private readonly maxFiles: number,
+  ) {
+    this.stream = this.open();
+  }
+
+  private open(): RotatingFileStream {
+    const rotation = this.maxBytes > 0 ? { size: `${this.maxBytes}B`, rotate: this.maxFiles } : {};
+    const stream = createStream(`${this.name}.log`, { path: this.dir + path.sep, ...rotation });
+    stream.on('error', (err) => {
+      if (this.stream !== stream) return;
+      this.stream = undefined;
+      this.failedAt = Date.now();
+      process.stderr.write(`${this.name}: log file ${path.join(this.dir, `${this.name}.log`)} failed (${err.message}); retrying in ${REOPEN_AFTER_MS / 1000} s\n`);
+    });
+    return stream;
+  }
+
+  write(text: string): boolean {
+    if (!this.stream && Date.now() - this.failedAt >= REOPEN_AFTER_MS) this.stream = this.open();
+    return this.stream?.write(text) ?? true;
+  }
+
+  /** Writes what is queued and closes the file. */
+  end(): Promise<void> {
+    const stream = this.stream;
+    this.stream = undefined;
+    this.failedAt = Infinity;
+    return new Promise((resolve) => (stream && !stream.destroyed ? stream.end(() => resolve()) : resolve()));
+  }
+}
+
+const openFiles = new Set<LogFile>();
 
 /** Flushes and closes every log file this process opened (call last, before exiting). */
 export async function closeLogFiles(): Promise<void> {
   flushLogs();
   const files = [...openFiles];
   openFiles.clear();
-  await Promise.all(files.map((f) => new Promise<void>((resolve) => f.end(() => resolve()))));
+  await Promise.all(files.map((f) => f.end()));
 }
 
 export interface LoggerOptions {
   /** Folder of the service's log file `<name>.log`; none = stdout only. */
   dir?: string;
   level?: bunyan.LogLevelString;
+  /** Size at which the log file is rotated, 0 = never (LOG_MAX_BYTES; default DEFAULT_LOG_MAX_BYTES). */
+  maxBytes?: number;
+  /** Rotated files kept, `<name>.log.1` the newest (LOG_MAX_FILES; default DEFAULT_LOG_MAX_FILES). */
+  maxFiles?: number;
   /** Also write to stdout (default true outside tests). */
   stdout?: boolean;
   /** Extra sink, for tests. */
@@ -227,10 +292,10 @@ export interface LoggerOptions {
 /** One logger (and one log file) per service; every line passes through the safe-field filter. */
 export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? 'info';
-  const sinks: NodeJS.WritableStream[] = [];
+  const sinks: Sink[] = [];
   if (opts.dir) {
     fs.mkdirSync(opts.dir, { recursive: true });
-    const file = fs.createWriteStream(path.join(opts.dir, `${name}.log`), { flags: 'a' });
+    const file = new LogFile(opts.dir, name, opts.maxBytes ?? DEFAULT_LOG_MAX_BYTES, opts.maxFiles ?? DEFAULT_LOG_MAX_FILES);
     openFiles.add(file);
     sinks.push(file);
   }

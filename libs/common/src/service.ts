@@ -61,7 +61,7 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
   logStdout?: boolean;
 }): Promise<StartedService> {
   const { config } = opts;
-  const log = createLogger(opts.name, { dir: config.LOG_DIR, level: config.LOG_LEVEL, stdout: opts.logStdout });
+  const log = createLogger(opts.name, { dir: config.LOG_DIR, level: config.LOG_LEVEL, maxBytes: config.LOG_MAX_BYTES, maxFiles: config.LOG_MAX_FILES, stdout: opts.logStdout });
   const metrics = new Metrics(opts.name);
   const verify = createTokenVerifier(config);
   let cachedToken: { token: string; until: number } | undefined;

@@ -21,7 +21,7 @@ import { jobsConfigSchema } from './config';
 import { startJobs } from './index';
 
 export const workerConfigSchema = baseConfigSchema
-  .pick({ NODE_ENV: true, MONGO_URL: true, LOG_DIR: true, LOG_LEVEL: true })
+  .pick({ NODE_ENV: true, MONGO_URL: true, LOG_DIR: true, LOG_LEVEL: true, LOG_MAX_BYTES: true, LOG_MAX_FILES: true })
   .extend(jobsConfigSchema.shape)
   .extend({ PTW_METRICS_LISTEN: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port').optional() });
 
@@ -33,7 +33,7 @@ export interface RunningWorker {
 /** Connects to the store and runs the job schedules until `stop`. */
 export async function startWorker(env: Record<string, string | undefined> = process.env): Promise<RunningWorker> {
   const config = loadConfig(workerConfigSchema, env);
-  const log = createLogger('workflow-jobs', { dir: config.LOG_DIR, level: config.LOG_LEVEL });
+  const log = createLogger('workflow-jobs', { dir: config.LOG_DIR, level: config.LOG_LEVEL, maxBytes: config.LOG_MAX_BYTES, maxFiles: config.LOG_MAX_FILES });
   const metrics = new Metrics('workflow-jobs');
   const conn = await connectMongo(config.MONGO_URL, log, { appName: 'ptw-workflow-jobs' });
   const models = registerModels(conn);
