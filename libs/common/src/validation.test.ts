@@ -29,8 +29,13 @@ describe('input the store cannot hold', () => {
     expect(r.message).not.toContain('\u0000');
   });
 
-  it('when strings carry lone surrogates or ordinary dots in values, then they are storable', () => {
-    expect(storableIssue({ a: '\ud800 x.y $z', b: ['1.5'] })).toBeUndefined();
+  it('when strings carry dots, dollars and pairs of surrogates in values, then they are storable', () => {
+    expect(storableIssue({ a: 'x.y $z 😀', b: ['1.5'] })).toBeUndefined();
+  });
+
+  it('when a string or a key holds a lone surrogate, then it is refused (the store would replace it, merging keys)', () => {
+    expect(storableIssue({ title: 'a\ud800b' })).toEqual({ field: 'title', message: expect.stringMatching(/lone surrogate/) });
+    expect(storableIssue({ checklist: { '\udfff': true } })).toEqual({ field: 'checklist', message: expect.stringMatching(/lone surrogate/) });
   });
 
   it('when a deep or wide object is checked, then it finishes without recursion limits', () => {

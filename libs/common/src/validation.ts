@@ -40,6 +40,8 @@ export function storableIssue(value: unknown): { field: string; message: string 
     const { v, path } = stack.pop()!;
     if (typeof v === 'string') {
       if (v.includes('\u0000')) return { field: field(path), message: 'must not contain a NUL character (U+0000)' };
+      // The store would write U+FFFD in its place: two checklist keys could become one, silently.
+      if (!v.isWellFormed()) return { field: field(path), message: 'must be well-formed Unicode (a lone surrogate)' };
     } else if (Array.isArray(v)) {
       v.forEach((x, i) => stack.push({ v: x, path: path ? `${path}.${i}` : String(i) }));
     } else if (v && typeof v === 'object' && !(v instanceof Date)) {
@@ -47,6 +49,7 @@ export function storableIssue(value: unknown): { field: string; message: string 
         const p = path ? `${path}.${k}` : k;
         if (k.includes('\u0000')) return { field: field(path || '(body)'), message: 'keys must not contain a NUL character (U+0000)' };
         if (k.includes('.') || k.startsWith('$')) return { field: field(p), message: 'keys must not contain "." or start with "$"' };
+        if (!k.isWellFormed()) return { field: field(path || '(body)'), message: 'keys must be well-formed Unicode (a lone surrogate)' };
         stack.push({ v: x, path: p });
       }
     }
