@@ -5,7 +5,7 @@ STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale load clean
+.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 up: build store sysdeps
@@ -15,7 +15,8 @@ up: build store sysdeps
 test: build store testdeps
 	bash test/run-all.sh
 
-## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run; + poppler-utils, unzip and chromium to test.
+## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
+## + poppler-utils, unzip, chromium, prometheus and docker-compose to test.
 sysdeps:
 	@bash libs/devstore/sysdeps.sh run
 testdeps:
@@ -65,6 +66,19 @@ bench-scale: build store sysdeps
 load: build store sysdeps
 	@mkdir -p logs
 	set -o pipefail; node test/load/load.js $(ARGS) | tee logs/load.md
+
+## Alert rules (deploy/prometheus): promtool's syntax check and the rules' unit tests.
+rules-check: testdeps
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.test.yml
+
+## Regenerate the Grafana dashboards (deploy/grafana/src → deploy/grafana/dashboards/*.json; commit them).
+dashboards: deps
+	npm run -s dashboards
+
+## docker-compose.yml parsed and validated by docker-compose (no Docker engine needed).
+compose-check: testdeps
+	PTW_JWT_SECRET=compose-check-secret-0123 docker-compose -f docker-compose.yml config -q
 
 ## Pretty-print a service's log: make logs SERVICE=sync
 logs:

@@ -2,13 +2,15 @@
  * The alert rules against the real system (issue 25 item 4): Prometheus (Debian's) scrapes a test
  * stack every second with deploy/prometheus/rules evaluated every second (each `for:` cut to 3 s),
  * every target comes up, then the export process is killed: PtwProcessDown{job="export"} goes
- * pending, then firing, through Prometheus's HTTP API, and resolves once export runs again.
+ * pending, then firing, through Prometheus's HTTP API, and resolves once export runs again. The
+ * dashboards' queries (deploy/grafana) are checked against the same Prometheus.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { freePort } from '@ptw/devstore';
 import { defaultRuleFiles, prometheusBinary, stackTargets, startPrometheus, type RunningPrometheus } from '../../libs/devstore/src/prometheus';
+import { REPO_ROOT } from '../../libs/devstore/src/stack';
 import { startTestStack } from '../support/stack';
 
 jest.setTimeout(90_000);
@@ -74,6 +76,24 @@ beforeAll(async () => {
 afterAll(async () => {
   await prom?.stop();
   await stack?.stop();
+});
+
+(hasPrometheus ? it : it.skip)('when the dashboards query this Prometheus, then every query is valid PromQL', async () => {
+  const dir = path.join(REPO_ROOT, 'deploy', 'grafana', 'dashboards');
+  const exprs = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .flatMap((f) => (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { panels: { targets?: { expr: string }[] }[] }).panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)));
+  expect(exprs.length).toBeGreaterThan(30);
+  const refused: string[] = [];
+  for (const expr of new Set(exprs)) {
+    // Grafana's own variables, as Grafana would fill them in.
+    const query = expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*');
+    const res = await fetch(`${prom!.url}/api/v1/query?query=${encodeURIComponent(query)}`);
+    const body = (await res.json()) as { status: string; error?: string };
+    if (body.status !== 'success') refused.push(`${expr}: ${body.error}`);
+  }
+  expect(refused).toEqual([]);
 });
 
 (hasPrometheus ? it : it.skip)('when a service process dies, then PtwProcessDown goes pending, then firing, and resolves when it runs again', async () => {
