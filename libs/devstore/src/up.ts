@@ -9,15 +9,20 @@ import { booleanVariable, DEV_JWT_SECRET, mintToken } from '@ptw/common';
 import { PROMETHEUS_PORT, prometheusBinary, stackTargets, startPrometheus, type RunningPrometheus } from './prometheus';
 import { REPO_ROOT, startStack, type Stack } from './stack';
 
-/** PTW_PROMETHEUS=1: a Prometheus scraping the stack, on PTW_PROMETHEUS_PORT (9090); checked before anything starts. */
-function prometheusSettings(env: NodeJS.ProcessEnv): { port: number } | undefined {
+/**
+ * PTW_PROMETHEUS=1: a Prometheus scraping the stack, on PTW_PROMETHEUS_PORT (9090), scraping and
+ * evaluating every PTW_PROMETHEUS_INTERVAL (15s); checked before anything starts.
+ */
+function prometheusSettings(env: NodeJS.ProcessEnv): { port: number; interval: string } | undefined {
   const wanted = booleanVariable(false).safeParse(env.PTW_PROMETHEUS);
   if (!wanted.success) throw new Error(`PTW_PROMETHEUS: expected true or false (1 or 0), got "${env.PTW_PROMETHEUS}"`);
   if (!wanted.data) return undefined;
   const port = Number(env.PTW_PROMETHEUS_PORT ?? PROMETHEUS_PORT);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`PTW_PROMETHEUS_PORT: expected a port number, got "${env.PTW_PROMETHEUS_PORT}"`);
+  const interval = env.PTW_PROMETHEUS_INTERVAL ?? '15s';
+  if (!/^[1-9]\d*(s|m)$/.test(interval)) throw new Error(`PTW_PROMETHEUS_INTERVAL: expected seconds or minutes such as 5s or 1m, got "${interval}"`);
   if (!prometheusBinary()) throw new Error('PTW_PROMETHEUS=1 needs the prometheus binary (Debian package `prometheus`; `make sysdeps` installs it)');
-  return { port };
+  return { port, interval };
 }
 
 async function main(): Promise<void> {
@@ -54,7 +59,13 @@ async function main(): Promise<void> {
   }
   let prom: RunningPrometheus | undefined;
   if (promSettings) {
-    prometheus = startPrometheus({ targets: stackTargets(stack), port: promSettings.port, dataDir: path.join(logDir, 'prometheus') });
+    prometheus = startPrometheus({
+      targets: stackTargets(stack),
+      port: promSettings.port,
+      dataDir: path.join(logDir, 'prometheus'),
+      scrapeInterval: promSettings.interval,
+      evaluationInterval: promSettings.interval,
+    });
     prom = await prometheus.catch(async (err: Error) => {
       await stack?.stop();
       throw err;
