@@ -5,7 +5,7 @@ STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale load clean rules-check dashboards compose-check
+.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 up: build store sysdeps
@@ -59,6 +59,12 @@ bench: build store
 bench-scale: build store sysdeps
 	@mkdir -p logs
 	set -o pipefail; node test/bench/scale.js $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) | tee logs/bench-scale.md
+
+## Issue 22's data cases through the real gateway (one-day list, health with 50,000 sync events, export with the audit trail);
+## figures and PASS/FAIL per target. BENCH_CODE_ROOT=<other built checkout> runs that code.   make bench-data ARGS="--cases list --reps 15"
+bench-data: build store sysdeps
+	@mkdir -p logs
+	set -o pipefail; node test/bench/data-cases.js $(ARGS) | tee logs/bench-data.md
 
 ## Shift-start load test (test/load/load.js): tablets syncing and managers reading on a fresh system; figures and
 ## PASS/FAIL per target, exit 1 only when the store does not hold what the tablets were told. Also written to logs/load.md.
