@@ -319,6 +319,8 @@ async function runStep(opts, step) {
     out.outcomes = [...ledger.outcomes].sort();
     out.replays = ledger.replays;
 
+    // The figures first: a system still working off its backlog can make the verification slow.
+    for (const [name, r] of Object.entries(out.routes)) progress(`measured ${name}: offered ${r.offered}, served ${r.served}, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, statuses ${r.statuses.join(' ')}`);
     progress('verifying the store');
     const verifyClient = httpClient(gatewayUrl, { timeoutMs: Math.max(30_000, opts.timeoutMs) });
     const v = await verifyStore(conn.db, ledger, devicePrefix);

@@ -101,7 +101,24 @@ export const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
  * The permit count of `project` and at least its `need` newest permits (all of them when it has
  * fewer), in no particular order.
  */
-export async function newestOfProject(models: Models, project: string, need: number, now: Date): Promise<{ count: number; docs: PermitDoc[] }> {
+export function newestOfProject(models: Models, project: string, need: number, now: Date): Promise<{ count: number; docs: PermitDoc[] }> {
+  // Requests for the same project's head while one is being read join it (as KPI snapshots do): a
+  // busy project's newest days can hold thousands of permits, and several managers watching it would
+  // each read them all. A joined request gets a head read since it was asked for at most.
+  let running = headsByStore.get(models);
+  if (!running) headsByStore.set(models, (running = new Map()));
+  const key = `${project}\n${need}`;
+  let p = running.get(key);
+  if (!p) {
+    p = readNewestOfProject(models, project, need, now).finally(() => running!.delete(key));
+    running.set(key, p);
+  }
+  return p;
+}
+
+const headsByStore = new WeakMap<Models, Map<string, Promise<{ count: number; docs: PermitDoc[] }>>>();
+
+async function readNewestOfProject(models: Models, project: string, need: number, now: Date): Promise<{ count: number; docs: PermitDoc[] }> {
   const closed = utcDay(now.getTime() - CLOSE_MARGIN_MS);
   const today = utcDay(now);
   // One reply per day, however busy (the driver's first batch is otherwise 101 documents).
