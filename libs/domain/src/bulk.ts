@@ -65,11 +65,54 @@ const year = (d: Date) => d.getUTCFullYear();
  * FerretDB, so two callers may get overlapping ranges: the permits' unique index refuses the
  * second insert of a number and the caller retries only those permits with a fresh range.
  */
-async function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
-  const key = `permit_number:${year(now)}`;
-  const c = await upsertRetried(() => models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: n } }, { upsert: true, new: true }).lean());
-  const last = c?.seq ?? n;
-  return Array.from({ length: n }, (_, i) => `PTW-${year(now)}-${String(last - n + 1 + i).padStart(6, '0')}`);
+export function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
+  const y = year(now);
+  let byKey = allocators.get(models);
+  if (!byKey) allocators.set(models, (byKey = new Map()));
+  let a = byKey.get(y);
+  if (!a) byKey.set(y, (a = { queue: [], busy: false }));
+  const allocator = a;
+  return new Promise<number>((resolve, reject) => {
+    allocator.queue.push({ n, resolve, reject });
+    void pump(models, y, allocator);
+  }).then((first) => Array.from({ length: n }, (_, i) => `PTW-${y}-${String(first + i).padStart(6, '0')}`));
+}
+
+interface Ask {
+  n: number;
+  resolve(first: number): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * One counter step at a time per store connection and year, for every request waiting: within a
+ * process, concurrent creates never read the same counter value (FerretDB's `$inc` reads, then
+ * writes), so their numbers no longer collide and retry; other processes still can, and the unique
+ * index still settles those.
+ */
+const allocators = new WeakMap<Models, Map<number, { queue: Ask[]; busy: boolean }>>();
+
+async function pump(models: Models, y: number, a: { queue: Ask[]; busy: boolean }): Promise<void> {
+  if (a.busy) return;
+  a.busy = true;
+  try {
+    while (a.queue.length) {
+      const asks = a.queue.splice(0);
+      const total = asks.reduce((t, x) => t + x.n, 0);
+      try {
+        const c = await upsertRetried(() => models.Counter.findOneAndUpdate({ _id: `permit_number:${y}` }, { $inc: { seq: total } }, { upsert: true, new: true }).lean());
+        let first = (c?.seq ?? total) - total + 1;
+        for (const x of asks) {
+          x.resolve(first);
+          first += x.n;
+        }
+      } catch (err) {
+        for (const x of asks) x.reject(err);
+      }
+    }
+  } finally {
+    a.busy = false;
+  }
 }
 
 /** One permit of a bulk create: its id is chosen by the caller (sync records it before writing). */

@@ -3,9 +3,9 @@
  * the revisions unique index (see @ptw/db claimVersion), every transition is audited.
  */
 import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, notFound, permissionDenied, storableIssue, type Principal } from '@ptw/common';
-import { claimVersion, isDuplicateKey, PERMIT_STATUSES, upsertRetried, type Models, type PermitStatus } from '@ptw/db';
+import { claimVersion, isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
-import { checkTimes, permitDraft } from './bulk';
+import { checkTimes, permitDraft, reserveNumbers } from './bulk';
 import { parseInput, permitFilterSchema, updatePermitSchema } from './input';
 import { DAY_WALK_MAX_DEPTH, NEWEST_FIRST, newestOfProject } from './list';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from './rules';
@@ -194,17 +194,13 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
 }
 
-const year = (d: Date) => d.getUTCFullYear();
-
 /**
  * Next permit number PTW-YYYY-NNNNNN. The counter's $inc is not atomic on FerretDB, so two
  * creators may get the same number: the permits' unique index refuses the second insert and the
  * caller retries with a fresh number (numbers may have gaps, never duplicates).
  */
 async function nextPermitNumber(models: Models, now: Date): Promise<string> {
-  const key = `permit_number:${year(now)}`;
-  const c = await upsertRetried(() => models.Counter.findOneAndUpdate({ _id: key }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean());
-  return `PTW-${year(now)}-${String(c?.seq ?? 1).padStart(6, '0')}`;
+  return (await reserveNumbers(models, now, 1))[0];
 }
 
 async function loadActiveType(models: Models, typeId: string) {
