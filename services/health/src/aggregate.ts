@@ -58,6 +58,33 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
   const workflow = createClient(workflowPb.WorkflowServiceClient, peers.workflow, o);
   const exporter = createClient(exportPb.ExportServiceClient, peers.export, o);
   const historyCache = new Map<number, { value: healthPb.HealthHistory; until: number }>();
+  const historyRunning = new Map<number, Promise<healthPb.HealthHistory>>();
+  /**
+   * The owners count "since T" only: one count per hour boundary, differenced here. The counts read
+   * tally buckets (a few equality reads each), so the boundaries are asked four at a time.
+   */
+  const computeHistory = async (token: string, reqId: string, hours: number): Promise<healthPb.HealthHistory> => {
+    const creds = { token, reqId, deadlineMs: opts.deadlineMs };
+    const now = Date.now();
+    let degraded = false;
+    const cumulative: Figures[] = new Array(hours);
+    let next = 0;
+    const worker = async () => {
+      for (let k = next++; k < hours; k = next++) {
+        const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
+        const [s, e] = await Promise.all([
+          within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
+          within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
+        ]);
+        if (!s || !e) degraded = true;
+        cumulative[k] = { applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, hours) }, worker));
+    const value = { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
+    if (!degraded) historyCache.set(hours, { value, until: now + HISTORY_CACHE_MS });
+    return value;
+  };
   return {
     close() {
       sync.close();
@@ -94,27 +121,16 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
         degraded: Object.values(services).some((s) => s !== 'SERVING'),
       };
     },
-    async history(token, reqId, hours) {
+    history(token, reqId, hours) {
       const cached = historyCache.get(hours);
-      if (cached && cached.until > Date.now()) return cached.value;
-      // The owners count "since T" only: one count per hour boundary, differenced here. One
-      // boundary at a time, so a chart never crowds out the figures of GetHealth on the store.
-      const creds = { token, reqId, deadlineMs: opts.deadlineMs };
-      const now = Date.now();
-      let degraded = false;
-      const cumulative: Figures[] = [];
-      for (let k = 0; k < hours; k++) {
-        const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
-        const [s, e] = await Promise.all([
-          within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
-          within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
-        ]);
-        if (!s || !e) degraded = true;
-        cumulative.push({ applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 });
+      if (cached && cached.until > Date.now()) return Promise.resolve(cached.value);
+      // Consoles opening at once share one computation (the first caller's credentials ask the peers).
+      let running = historyRunning.get(hours);
+      if (!running) {
+        running = computeHistory(token, reqId, hours).finally(() => historyRunning.delete(hours));
+        historyRunning.set(hours, running);
       }
-      const value = { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
-      if (!degraded) historyCache.set(hours, { value, until: now + HISTORY_CACHE_MS });
-      return value;
+      return running;
     },
   };
 }
