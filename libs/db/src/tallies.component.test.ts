@@ -9,7 +9,7 @@ import type { Connection } from 'mongoose';
 import { connectMongo, ensureIndexes } from './connection';
 import { registerModels, type Models } from './models';
 import { captureQueries, checkBounded, describeUnbounded, type QueryCapture } from './pushdown';
-import { countSince, recordTally, TALLY_CLOSE_MARGIN_MS } from './tallies';
+import { countSince, recordTally, TALLY_CLOSE_MARGIN_MS, warmTallies } from './tallies';
 
 jest.setTimeout(120_000);
 
@@ -89,4 +89,12 @@ it('when the guard sees a range count of events or an `_id` `$in`, then it refus
   expect(verdicts.map((v) => v.ok)).toEqual([false, false]);
   // The range count is pushed down in part (its equality), the `$in` not at all.
   expect(verdicts.map((v) => v.pushedDown)).toEqual([true, false]);
+});
+
+it('when a service warms the last day at start, then the closed hours are rolled up before any reader asks', async () => {
+  await m.TallyRollup.deleteMany({ series: 'sync' });
+  await warmTallies(m, 'sync', 10_000);
+  expect(await m.TallyRollup.countDocuments({ series: 'sync', level: 'hour' })).toBeGreaterThanOrEqual(22);
+  const { queries } = await capture.measure(() => countSince(m, 'sync', new Date(Date.now() - 24 * HOUR)));
+  expect(queries.length).toBeLessThanOrEqual(2 + 2 + 2 + Math.ceil(TALLY_CLOSE_MARGIN_MS / MIN) + 1);
 });

@@ -123,3 +123,20 @@ export async function countSince(models: Models, series: string, since: Date, no
   }
   return total;
 }
+
+/**
+ * Builds the rollups of the last 24 hours of `series` (the closed hours and minutes a health request
+ * would read); resolves after at most `waitMs` (the rest goes on; a failure then is dropped: the first
+ * reader builds what is missing).
+ */
+export async function warmTallies(models: Models, series: string, waitMs: number): Promise<void> {
+  const now = new Date();
+  const work = countSince(models, series, new Date(now.getTime() - 24 * HOUR), now);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
+}

@@ -1,7 +1,7 @@
 // First: the tracing instrumentations patch the modules the imports below load.
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
+import { connectMongo, ensureIndexes, registerModels, watchConnection, warmTallies } from '@ptw/db';
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, exportPb } from '@ptw/proto';
 import { exportConfigSchema } from './config';
 import { exportHandlers } from './handlers';
@@ -22,6 +22,10 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-export' });
       const models = registerModels(conn);
       await ensureIndexes(conn);
+      // The health figures' hour and minute rollups of the last day, built before serving rather than
+      // by the first health request (which has a peer deadline of about a second); at most 3 s of the
+      // start (the rest goes on in the background): see @ptw/db tallies.ts.
+      await warmTallies(models, 'export', 3000).catch((err: unknown) => rt.log.warn({ event: 'tallies_warm_failed', err }, 'tally rollups not warmed'));
       const kpiSnapshots = new KpiSnapshots((err) => rt.log.error({ err }, 'kpi snapshot refresh failed'));
       return {
         services: [{ name: SERVICE_NAMES.export, definition: exportPb.ExportServiceService, implementation: exportHandlers(models, rt, kpiSnapshots) }],

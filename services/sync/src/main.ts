@@ -1,7 +1,7 @@
 // First: the tracing instrumentations patch the modules the imports below load.
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
+import { connectMongo, ensureIndexes, registerModels, watchConnection, warmTallies } from '@ptw/db';
 import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, syncPb } from '@ptw/proto';
 import { syncHandlers } from './handlers';
 
@@ -20,6 +20,10 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-sync' });
       const models = registerModels(conn);
       await ensureIndexes(conn);
+      // The health figures' hour and minute rollups of the last day, built before serving rather than
+      // by the first health request (which has a peer deadline of about a second); at most 3 s of the
+      // start (the rest goes on in the background): see @ptw/db tallies.ts.
+      await warmTallies(models, 'sync', 3000).catch((err: unknown) => rt.log.warn({ event: 'tallies_warm_failed', err }, 'tally rollups not warmed'));
       return {
         services: [{ name: SERVICE_NAMES.sync, definition: syncPb.SyncServiceService, implementation: syncHandlers(models, rt) }],
         close: () => conn.close(),
