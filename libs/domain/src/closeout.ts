@@ -2,7 +2,8 @@
 import { conflict, failedPrecondition, hasRole, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
 import { claimVersion, isDuplicateKey, type Models } from '@ptw/db';
 import { closeoutUpdateSchema, parseInput } from './input';
-import { getScopedPermit, type PermitDoc } from './permits';
+import { getScopedPermit } from './permits/query';
+import type { PermitDoc } from './permits/types';
 import { toCloseoutMessage } from './serialize';
 
 type Item = { key: string; label: string; required: boolean };

@@ -3,7 +3,8 @@ import { conflict, failedPrecondition, hasRole, notFound, permissionDenied, type
 import { claimVersion, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { isolationPointInputSchema, isolationUpdateSchema, parseInput } from './input';
-import { getScopedPermit, type PermitDoc } from './permits';
+import { getScopedPermit } from './permits/query';
+import type { PermitDoc } from './permits/types';
 import { isolationStep, setMerge, TERMINAL, type IsolationStatus } from './rules';
 import { toIsolationMessage } from './serialize';
 import { z } from 'zod';

@@ -15,7 +15,7 @@
  * the cost follows the permits of the newest days, not of the project.
  */
 import { upsertRetried, utcDay, type Models } from '@ptw/db';
-import type { PermitDoc } from './permits';
+import type { PermitDoc } from './permits/types';
 
 const DAY_MS = 86_400_000;
 export const CLOSE_MARGIN_MS = 3_600_000;

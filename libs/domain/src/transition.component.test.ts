@@ -7,7 +7,9 @@ import { createLogger, type Principal } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import type { Connection } from 'mongoose';
-import { getScopedPermit, PENDING_GRACE_MS, transitionPermit } from './permits';
+import { transitionPermit } from './permits/commands';
+import { PENDING_GRACE_MS } from './permits/effects';
+import { getScopedPermit } from './permits/query';
 
 jest.setTimeout(120_000);
 
