@@ -9,10 +9,10 @@ import path from 'node:path';
 import Router from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import { checkHealth } from '@ptw/common';
-import type { GatewayDeps } from './app';
-import { redisUp } from './app';
+import { redisUp, type GatewayDeps } from './deps';
 import { HttpError } from './errors';
-import { API_PREFIX, creds, query, requireManage, routePattern } from './routes';
+import { creds, query } from './params';
+import { API_PREFIX, requireManage, routePattern } from './routes';
 import type { GatewayState } from './state';
 import { THROTTLE_SCOPES, type ThrottleScope } from './throttle';
 

@@ -1,9 +1,7 @@
 import Koa from 'koa';
-import type Redis from 'ioredis';
-import { checkHealth, incomingTraceContext, type Logger, type Metrics, type TokenVerifier } from '@ptw/common';
-import type { Clients } from './clients';
-import type { GatewayConfig } from './config';
+import { checkHealth, incomingTraceContext } from '@ptw/common';
 import { adminConsole, adminRouter, createRejectionRing, recordRejections } from './admin';
+import { redisUp, type GatewayDeps } from './deps';
 import { authMiddleware } from './middleware/auth';
 import { jsonBody } from './middleware/body';
 import { compressMiddleware } from './middleware/compress';
@@ -14,24 +12,6 @@ import { docsMiddleware } from './openapi/serve';
 import { allowedMethods, API_PREFIX, apiRouter } from './routes';
 import type { GatewayState } from './state';
 import { createThrottle } from './throttle';
-
-export interface GatewayDeps {
-  config: GatewayConfig;
-  log: Logger;
-  metrics: Metrics;
-  verify: TokenVerifier;
-  clients: Clients;
-  redis: Redis;
-}
-
-/** Whether Redis answers a PING within half a second. */
-export async function redisUp(redis: Redis): Promise<boolean> {
-  try {
-    return (await Promise.race([redis.ping(), new Promise((r) => setTimeout(() => r('timeout'), 500))])) === 'PONG';
-  } catch {
-    return false;
-  }
-}
 
 /** Builds the Koa application (no listening: `main.ts` does that, tests use the callback). */
 export function createApp(deps: GatewayDeps): Koa {

@@ -5,7 +5,7 @@ import type { exportPb } from '@ptw/proto';
 import type { Context } from 'koa';
 import type { Clients } from './clients';
 import { exportBody } from './openapi/requests';
-import { body, creds, permitFilter } from './routes';
+import { body, creds, permitFilter } from './params';
 
 /** Resolves with the metadata message, or rejects with the stream's error if it fails first. */
 function firstMessage(call: ClientReadableStream<exportPb.ExportChunk>): Promise<exportPb.ExportMeta> {

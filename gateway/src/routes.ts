@@ -1,34 +1,16 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { canManage, parseInput, type CallCredentials } from '@ptw/common';
+import { canManage, parseInput } from '@ptw/common';
 import type { healthPb } from '@ptw/proto';
 import type { Clients } from './clients';
 import { HttpError } from './errors';
 import type { GatewayState } from './state';
 import type { Throttle } from './throttle';
 import { exportRoute } from './export';
-import { onDisconnect } from './middleware/request';
+import { body, creds, permitFilter, query } from './params';
 import { assignIsolationBody, emptyBody, SYNC_MAX_BYTES, syncChange, syncEnvelope, transitionBody, updateCloseoutBody, updateIsolationBody, versionBody } from './openapi/requests';
 
 export const API_PREFIX = '/api/v1/ptw';
-
-/** Credentials to forward on the gRPC call made for this request. */
-export function creds(ctx: Context): CallCredentials {
-  const s = ctx.state as GatewayState;
-  return { token: s.token ?? '', reqId: s.reqId, onCancel: onDisconnect(ctx), trace: s.trace };
-}
-
-/** The parsed JSON body (an object; see middleware/body.ts). */
-export function body(ctx: Context): Record<string, unknown> {
-  return ((ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {}) as Record<string, unknown>;
-}
-
-/** A single query parameter as a string ('' when absent); repeated parameters are refused. */
-export function query(ctx: Context, name: string): string {
-  const v = ctx.query[name];
-  if (Array.isArray(v)) throw new HttpError(400, 'invalid_argument', `${name}: given more than once`, { field: name });
-  return v ?? '';
-}
 
 /** Largest `page_size` of a list; `page` is capped by its wire type (int32). */
 export const MAX_PAGE_SIZE = 100;
@@ -49,21 +31,6 @@ function pageParam(ctx: Context, name: string, dflt: number, max: number): numbe
  */
 export function pageQuery(ctx: Context): { page: number; page_size: number } {
   return { page: pageParam(ctx, 'page', 1, MAX_PAGE), page_size: pageParam(ctx, 'page_size', 20, MAX_PAGE_SIZE) };
-}
-
-/** The permit list filters of SPEC §4 from the query string (shared with exports). */
-export function permitFilter(ctx: Context) {
-  const status = query(ctx, 'status');
-  return {
-    status: status ? status.split(',').map((s) => s.trim()).filter(Boolean) : [],
-    permit_type: query(ctx, 'permit_type'),
-    project: query(ctx, 'project'),
-    created_from: query(ctx, 'created_from'),
-    created_to: query(ctx, 'created_to'),
-    planned_end_from: query(ctx, 'planned_end_from'),
-    planned_end_to: query(ctx, 'planned_end_to'),
-    q: query(ctx, 'q'),
-  };
 }
 
 /**
