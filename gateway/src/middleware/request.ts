@@ -9,7 +9,7 @@ import type { GatewayState } from '../state';
  * A cancel hook (see CancelHook in @ptw/common) that fires when the client of this request goes away
  * before its response is written; routes pass it with the backend call they make so that the call
  * is cancelled with it. A listener on the response's 'close', not an AbortSignal: an AbortController
- * and its EventTarget listener cost about a tenth of the whole gRPC call (README "The gRPC hop").
+ * and its EventTarget listener cost about a tenth of the whole gRPC call (docs/benchmarks.md "The gRPC hop").
  */
 export function onDisconnect(ctx: Context): CancelHook {
   const res: ServerResponse = ctx.res;

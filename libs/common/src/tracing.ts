@@ -176,7 +176,7 @@ export async function inRootSpan<T>(name: string, attributes: Attributes, fn: (f
  *   async-local storage (the instrumentations need it);
  * - `ids`: installed without an endpoint. Nothing is recorded and no async-local context is entered
  *   (on Node 20 that alone turns on async hooks for every promise: about a quarter of a proxied
- *   request's CPU, README "The gRPC hop"): a caller's trace id is carried by hand, see {@link HopTrace};
+ *   request's CPU, docs/benchmarks.md "The gRPC hop"): a caller's trace id is carried by hand, see {@link HopTrace};
  * - `off`: not installed (`OTEL_SDK_DISABLED=true`, unit tests): no trace ids at all.
  */
 export type TraceMode = 'off' | 'ids' | 'export';

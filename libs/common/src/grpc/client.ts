@@ -16,7 +16,7 @@ import { AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY, TRACESTATE_KEY } fr
 /**
  * Registers `cancel` to run when the caller goes away and returns what unregisters it (called once
  * the call is over). The cheap form of an AbortSignal for one call: an AbortController and an
- * EventTarget listener allocate about a tenth of what a whole unary call does (README "The gRPC hop").
+ * EventTarget listener allocate about a tenth of what a whole unary call does (docs/benchmarks.md "The gRPC hop").
  */
 export type CancelHook = (cancel: () => void) => () => void;
 

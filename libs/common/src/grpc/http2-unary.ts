@@ -2,7 +2,7 @@
  * Unary gRPC calls over Node's own HTTP/2 client: the wire protocol of gRPC over HTTP/2 (length-
  * prefixed message, `grpc-timeout`, status and metadata in trailers), without grpc-js's per-call
  * machinery (resolving, retrying, load-balancing and subchannel call layers, filters, interceptors),
- * which cost the gateway about a third of its CPU per proxied request (README "The gRPC hop").
+ * which cost the gateway about a third of its CPU per proxied request (docs/benchmarks.md "The gRPC hop").
  *
  * What it keeps of the channel the services used before: one HTTP/2 connection per address the
  * target names or resolves to, calls spread over them in turn (round robin), a connection that
