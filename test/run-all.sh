@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "== generated code is current"
 npm run -s -w @ptw/proto check
 
+echo "== tests type-check"
+npm run -s typecheck:tests
+
 mkdir -p logs
 echo "== jest (unit, component, end-to-end)"
 status=0

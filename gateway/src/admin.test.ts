@@ -169,7 +169,7 @@ describe('GET /permits/health/history/', () => {
     mock.clearInteractions();
     for (const h of ['0', '25', 'x', '-1', '2.5']) {
       const res = await api(`/permits/health/history/?hours=${h}`, manager);
-      expect([h, res.status, (await res.json()).error.details]).toEqual([h, 400, { field: 'hours' }]);
+      expect([h, res.status, ((await res.json()) as { error: { details: unknown } }).error.details]).toEqual([h, 400, { field: 'hours' }]);
     }
     expect(mock.getInteractionsOn('GetHealthHistory')).toHaveLength(0);
   });
@@ -192,7 +192,8 @@ describe('GET /admin/gateway/', () => {
     expect(statuses[1]).toBe(429);
     const res = await api('/admin/gateway/', manager);
     expect(res.status).toBe(200);
-    const body = await res.json();
+    type Scope = { last_hour: number; per_minute: number[] };
+    const body = (await res.json()) as { redis: string; services: Record<string, string>; store: string; replica: unknown; throttle_rejections: { window_minutes: number; scopes: Record<string, Scope> } };
     expect(body.redis).toBe('reachable');
     expect(body.services).toEqual({ sync: 'UNAVAILABLE', workflow: 'UNAVAILABLE', export: 'UNAVAILABLE', health: expect.any(String) });
     expect(body.store).toBe('unknown');

@@ -207,7 +207,7 @@ describe('page parameters (issue 23 item 7)', () => {
 
   it.each(bad)('when the notification list is asked for %s, then 400 naming %s', async (q, field) => {
     const res = await fetch(`${gw.base}/api/v1/ptw/notifications/?${q}`, { headers: { authorization: `Bearer ${token}` } });
-    expect([res.status, (await res.json()).error.details]).toEqual([400, { field }]);
+    expect([res.status, ((await res.json()) as { error: { details: unknown } }).error.details]).toEqual([400, { field }]);
     expect(gw.clients.workflow.call.listNotifications).not.toHaveBeenCalled();
   });
 

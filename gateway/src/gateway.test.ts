@@ -110,18 +110,18 @@ it.each([
 ])('when the backend answers for id %s…, then HTTP %i %s', async (ch, status, code) => {
   const res = await get(`/permits/${ch.repeat(24)}/`);
   expect(res.status).toBe(status);
-  expect((await res.json()).error.code).toBe(code);
+  expect(((await res.json()) as { error: { code: string; message: string } }).error.code).toBe(code);
   if (status === 503) expect(res.headers.get('retry-after')).toBe('5');
 });
 
 it('when a transition is refused by the service, then 400 with its message', async () => {
   const res = await send('POST', `/permits/${'a'.repeat(24)}/transition/`, '{"status":"approved"}');
-  expect([res.status, (await res.json()).error.message]).toEqual([400, 'Invalid status transition from draft to approved']);
+  expect([res.status, ((await res.json()) as { error: { code: string; message: string } }).error.message]).toEqual([400, 'Invalid status transition from draft to approved']);
 });
 
 it('when the service says ABORTED (concurrent write), then 409', async () => {
   const res = await send('POST', `/permits/${'a'.repeat(24)}/transition/`, '{"status":"submitted"}');
-  expect([res.status, (await res.json()).error.code]).toEqual([409, 'conflict']);
+  expect([res.status, ((await res.json()) as { error: { code: string; message: string } }).error.code]).toEqual([409, 'conflict']);
 });
 
 it('when the token is missing, the JSON is malformed or the body too large, then the backend is never called', async () => {

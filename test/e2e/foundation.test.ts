@@ -27,14 +27,14 @@ describe('HTTP authentication', () => {
     const res = await fetch(api('/permit-types/'));
     expect(res.status).toBe(401);
     expect(res.headers.get('x-request-id')).toBeTruthy();
-    expect((await res.json()).error.code).toBe('unauthenticated');
+    expect(((await res.json()) as { error: { code: string; message: string } }).error.code).toBe('unauthenticated');
   });
 
   it('when the token has expired, then 401', async () => {
     const t = await token('u-manager', 'manager', ['p1'], -600);
     const res = await fetch(api('/permit-types/'), { headers: { authorization: `Bearer ${t}` } });
     expect(res.status).toBe(401);
-    expect((await res.json()).error.message).toMatch(/expired/);
+    expect(((await res.json()) as { error: { code: string; message: string } }).error.message).toMatch(/expired/);
   });
 
   it('when the token says alg none, then 401', async () => {
@@ -56,7 +56,7 @@ describe('HTTP authentication', () => {
   it('when probes are called without a token, then /healthz and /readyz answer 200', async () => {
     expect((await fetch(`${stack.gatewayUrl}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack.gatewayUrl}/readyz`);
-    const body = await ready.json();
+    const body = (await ready.json()) as { checks: Record<string, string> };
     expect([ready.status, body.checks]).toEqual([200, { redis: 'ok', sync: 'SERVING', workflow: 'SERVING', export: 'SERVING', health: 'SERVING' }]);
   });
 

@@ -21,14 +21,15 @@ const H = 3600_000;
 // Throttle counters live in the shared Redis across runs: user ids are unique per run.
 const RUN = Date.now().toString(36);
 
-async function req(method: string, p: string, tok: string, body?: unknown) {
+/** A JSON answer's shape is the caller's to say (T); other answers come as a Buffer. */
+async function req<T = unknown>(method: string, p: string, tok: string, body?: unknown) {
   const res = await fetch(`${stack.gatewayUrl}/api/v1/ptw${p}`, {
     method,
     headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const type = res.headers.get('content-type') ?? '';
-  const data = type.includes('json') ? await res.json() : Buffer.from(await res.arrayBuffer());
+  const data = (type.includes('json') ? await res.json() : Buffer.from(await res.arrayBuffer())) as T;
   return { status: res.status, headers: res.headers, data };
 }
 
@@ -119,11 +120,20 @@ describe('exports (scoping and limits)', () => {
   });
 });
 
+type Health = {
+  degraded: boolean;
+  services: Record<string, string>;
+  sync: { applied_last_24h: number; conflicts_last_24h: number; rejected_last_24h: number };
+  exports: { bulk_exports_last_24h: number };
+  workflow: { overdue_verification: number; overdue_approval: number };
+  jobs: { name: string; last_success_at: string | null; last_error: string | null }[];
+};
+
 describe('health', () => {
   it('when a non-manager asks, then 403; a manager gets every key of SPEC §8', async () => {
     expect((await req('GET', '/permits/health/', await token(`u-w-h-${RUN}`, 'worker', ['p1']))).status).toBe(403);
     expect((await req('GET', '/permits/health/', await token(`u-s-h-${RUN}`, 'supervisor', ['p1']))).status).toBe(403);
-    const res = await req('GET', '/permits/health/', await token(`u-m-h-${RUN}`, 'manager', ['p1']));
+    const res = await req<Health>('GET', '/permits/health/', await token(`u-m-h-${RUN}`, 'manager', ['p1']));
     expect(res.status).toBe(200);
     expect(Object.keys(res.data).sort()).toEqual(['as_of', 'degraded', 'exports', 'jobs', 'services', 'sync', 'workflow']);
     expect(Object.keys(res.data.sync).sort()).toEqual(['applied_last_24h', 'conflicts_last_24h', 'rejected_last_24h']);
@@ -132,7 +142,7 @@ describe('health', () => {
 
   it('when the test syncs, exports and leaves permits overdue, then health counts exactly that', async () => {
     const mgr = await token(`u-m-h2-${RUN}`, 'manager', ['p1']);
-    const before = (await req('GET', '/permits/health/', mgr)).data;
+    const before = (await req<Health>('GET', '/permits/health/', mgr)).data;
     await m.Permit.create([
       permitDoc('p9', { status: 'submitted', submitted_at: new Date(Date.now() - 5 * H) }),
       permitDoc('p9', { status: 'submitted', submitted_at: new Date(Date.now() - 6 * H) }),
@@ -141,7 +151,7 @@ describe('health', () => {
     // N=2 applied, M=1 conflict, K=3 rejected, over two users (throttle is 2/min per user).
     const w1 = await token(`u-h-sync1-${RUN}`, 'worker', ['p1']);
     const w2 = await token(`u-h-sync2-${RUN}`, 'worker', ['p1']);
-    const created = await req('POST', '/sync-offline-data/', w1, { device_id: 'tab-h', changes: [{ entity: 'permit', op: 'create', offline_id: 'h1', data: { permit_type_id: 'hot-work', title: 'H1' } }] });
+    const created = await req<{ applied: { server_id: string }[] }>('POST', '/sync-offline-data/', w1, { device_id: 'tab-h', changes: [{ entity: 'permit', op: 'create', offline_id: 'h1', data: { permit_type_id: 'hot-work', title: 'H1' } }] });
     const id = created.data.applied[0].server_id;
     await req('POST', '/sync-offline-data/', w2, {
       device_id: 'tab-h2',
@@ -154,7 +164,7 @@ describe('health', () => {
       ],
     });
     await req('POST', '/permits/bulk_export_pdf/', await token(`u-h-exp-${RUN}`, 'manager', ['p9']), {});
-    const after = (await req('GET', '/permits/health/', mgr)).data;
+    const after = (await req<Health>('GET', '/permits/health/', mgr)).data;
     expect(after.sync.applied_last_24h - before.sync.applied_last_24h).toBe(2);
     expect(after.sync.conflicts_last_24h - before.sync.conflicts_last_24h).toBe(1);
     expect(after.sync.rejected_last_24h - before.sync.rejected_last_24h).toBe(3);
@@ -170,13 +180,13 @@ describe('health', () => {
     expect(run.status).toBe(200);
     expect(run.data).toMatchObject({ job: 'auto_expire_permits', outcome: 'success', attempt: 1 });
     expect(await m.Permit.countDocuments({ project_id: 'pJ', status: 'expired' })).toBe(1);
-    const jobs = await req('GET', '/jobs/', mgr);
+    const jobs = await req<{ jobs: { name: string }[]; recent_runs: unknown[] }>('GET', '/jobs/', mgr);
     expect(jobs.data.jobs.map((j: { name: string }) => j.name).sort()).toEqual(['auto_expire_permits', 'check_expiring_permits', 'check_overdue_workflow_tasks']);
     expect(jobs.data.recent_runs[0]).toMatchObject({ job: 'auto_expire_permits', outcome: 'success' });
-    const health = (await req('GET', '/permits/health/', mgr)).data;
+    const health = (await req<Health>('GET', '/permits/health/', mgr)).data;
     const state = health.jobs.find((j: { name: string }) => j.name === 'auto_expire_permits');
-    expect(state.last_success_at).not.toBeNull();
-    expect(state.last_error).toBeNull();
+    expect(state!.last_success_at).not.toBeNull();
+    expect(state!.last_error).toBeNull();
     expect(health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits')).toMatchObject({ last_run_at: null, last_success_at: null, last_error: null, last_duration_ms: null });
     expect((await req('POST', '/jobs/no_such_job/run/', mgr)).status).toBe(404);
   });
@@ -188,7 +198,7 @@ describe('health', () => {
     await exited;
     const mgr = await token(`u-m-h3-${RUN}`, 'manager', ['p1']);
     const t0 = Date.now();
-    const res = await req('GET', '/permits/health/', mgr);
+    const res = await req<Health>('GET', '/permits/health/', mgr);
     const elapsed = Date.now() - t0;
     expect(res.status).toBe(200);
     expect(res.data.degraded).toBe(true);

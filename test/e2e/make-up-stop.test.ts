@@ -43,11 +43,11 @@ it('when make up gets SIGTERM while its services are starting, then it stops eve
   try {
     // The first service is listening and the gateway not yet: the stack is half started.
     const until = Date.now() + 120_000;
-    while (!(await canConnect('127.0.0.1', DEFAULT_PORTS.sync.grpc, 200))) {
+    while (!(await canConnect('127.0.0.1', DEFAULT_PORTS.sync.grpc!, 200))) {
       if (Date.now() > until || up.exitCode !== null) throw new Error(`make up did not start its first service:\n${out}`);
       await sleep(50);
     }
-    expect(await canConnect('127.0.0.1', DEFAULT_PORTS.gateway.http, 200)).toBe(false);
+    expect(await canConnect('127.0.0.1', DEFAULT_PORTS.gateway.http!, 200)).toBe(false);
     up.kill('SIGTERM');
     expect(await exited).toBe(0);
     // Nothing it started is left listening (nor starts listening later).

@@ -15,7 +15,7 @@ const permitType = { id: 'hot-work', name: 'Hot Work', category: 'hot', risk_lev
 const ok = (r: Partial<Reply>): Reply => ({ status: 200, headers: { 'X-Request-Id': 'r1', 'Content-Type': 'application/json' }, ...r });
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
+  server = http.createServer((_req, res) => {
     res.writeHead(reply.status, reply.headers);
     res.end(reply.raw ?? JSON.stringify(reply.body));
   });

@@ -105,7 +105,7 @@ describe('direct gRPC', () => {
       method: 'POST',
       headers: { authorization: `Bearer ${owner}`, 'content-type': 'application/json' },
       body: JSON.stringify({ permit_type_id: 'hot-work', title: 'Secret job' }),
-    }).then((r) => r.json());
+    }).then((r) => r.json() as Promise<{ id: string }>);
     const foreign = await token('u-intruder', 'manager', ['p2']);
     const err = await invoke(() => [new workflowPb.WorkflowServiceClient(addr('workflow'), credentials.createInsecure()), 'getPermit', { id: created.id }], `Bearer ${foreign}`);
     expect([err?.code, err?.details]).toEqual([5, 'Permit not found']);

@@ -16,13 +16,20 @@ let conn: Connection;
 let m: Models;
 let w: string;
 
+/** The fields of a sync answer (or of its error) the tests read. */
+type SyncBody = {
+  summary: { total: number; applied: number; conflicts: number; rejected: number };
+  rejected: { reason: string; detail: string }[];
+  error: { details: { field: string } };
+};
+
 async function post(body: unknown, raw?: string) {
   const res = await fetch(`${stack.gatewayUrl}/api/v1/ptw/sync-offline-data/`, {
     method: 'POST',
     headers: { authorization: `Bearer ${w}`, 'content-type': 'application/json' },
     body: raw ?? JSON.stringify(body),
   });
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: (await res.json()) as SyncBody };
 }
 
 const create = (i: number, title = `Sync e2e ${i}`) => ({

@@ -140,7 +140,7 @@ async function problemsOf(method: string, url: URL, res: Response): Promise<stri
   return problems;
 }
 
-function requestOf(input: RequestInfo | URL, init?: RequestInit): { method: string; url: URL } {
+function requestOf(input: string | URL | Request, init?: RequestInit): { method: string; url: URL } {
   const url = new URL(input instanceof Request ? input.url : String(input));
   const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toLowerCase();
   return { method, url };
@@ -152,7 +152,7 @@ export function takeFailures(): string[] {
 }
 
 const realFetch = globalThis.fetch;
-globalThis.fetch = async function checkedFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+globalThis.fetch = async function checkedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const res = await realFetch(input, init);
   const { method, url } = requestOf(input, init);
   if (!isGatewayRequest(url)) return res;

@@ -86,7 +86,7 @@ it('when a client accepts both, then br; when it refuses br by weight, then gzip
 });
 
 it('when a client sends no Accept-Encoding, asks for identity or only for deflate, then the JSON comes as is with its length', async () => {
-  for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'deflate' }]) {
+  for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'deflate' }] as Record<string, string>[]) {
     const res = await get('/page', headers);
     expect([res.headers['content-encoding'], res.headers['content-length'], res.headers.vary]).toEqual([undefined, String(res.body.length), 'Accept-Encoding']);
     expect(JSON.parse(res.body.toString())).toEqual(page);

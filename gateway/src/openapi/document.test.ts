@@ -11,7 +11,7 @@ import { gatewayConfigSchema } from '../config';
 import { API_PREFIX } from '../routes';
 import { openApiDocument, openApiPath } from './document';
 import { ROUTES } from './operations';
-import { DOCS_PATH, docsMiddleware, OPENAPI_PATH } from './serve';
+import { DOCS_PATH, OPENAPI_PATH } from './serve';
 
 type Header = { required?: boolean };
 type Response = { headers?: Record<string, Header> };
@@ -35,7 +35,7 @@ const headersOf = (r: Response): Record<string, Header> => Object.fromEntries(Ob
 function routerOperations(router: Router): string[] {
   return router.stack
     .filter((layer) => layer.methods.length > 0)
-    .flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m.toLowerCase()} ${openApiPath({ path: layer.path, absolute: true })}`));
+    .flatMap((layer) => layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m.toLowerCase()} ${openApiPath({ path: String(layer.path), absolute: true })}`));
 }
 
 /** Every router mounted in the app (`router.routes()` carries its router), whichever file defines it. */

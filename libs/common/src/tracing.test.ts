@@ -180,7 +180,7 @@ describe('incomingTraceContext', () => {
     setTraceMode('export');
     afterThis = () => setTraceMode('off');
     let inside: unknown;
-    await incomingTraceContext()({ headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => {
+    await incomingTraceContext()({ method: 'GET', path: '/api/v1/ptw/permits/', headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => {
       await Promise.resolve();
       inside = seen();
     });
@@ -305,11 +305,11 @@ describe('incomingTraceContext', () => {
     const span = tracer().startSpan('http');
     let inside: unknown;
     await context.with(trace.setSpan(context.active(), span), () =>
-      incomingTraceContext()({ headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => void (inside = seen())),
+      incomingTraceContext()({ method: 'GET', path: '/api/v1/ptw/permits/', headers: { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` } }, async () => void (inside = seen())),
     );
     span.end();
     expect(inside).toEqual(span.spanContext());
-    await incomingTraceContext()({ headers: {} }, async () => void (inside = seen()));
+    await incomingTraceContext()({ method: 'GET', path: '/api/v1/ptw/permits/', headers: {} }, async () => void (inside = seen()));
     expect(inside).toBeUndefined();
   });
 });

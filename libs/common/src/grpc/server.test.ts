@@ -141,7 +141,7 @@ describe('reflection', () => {
     const filter = workflow?.messageType?.find((m) => m.name === 'ListPermitsRequest')?.field?.find((f) => f.name === 'filter');
     expect(filter?.typeName).toBe('.ptw.common.v1.PermitFilter');
     // Comments travel too: grpcurl's describe shows them.
-    expect(workflow?.sourceCodeInfo?.location?.some((l) => l.leadingComments)).toBe(true);
+    expect(workflow?.sourceCodeInfo?.location?.some((l: { leadingComments?: string }) => l.leadingComments)).toBe(true);
     // Every message of every served file has an entry; other services' files are not served.
     for (const name of ['ptw.common.v1.PermitFilter', 'google.protobuf.Struct', 'grpc.health.v1.HealthCheckRequest', 'grpc.reflection.v1.ServerReflectionRequest']) expect(definition[name]).toBeDefined();
     expect(definition['ptw.export.v1.Kpis']).toBeUndefined();

@@ -48,7 +48,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await Promise.all([models.Permit, models.WorkflowStep, models.Notification, models.AuditEvent, models.Revision].map((m) => m.deleteMany({})));
+  await Promise.all([models.Permit.deleteMany({}), models.WorkflowStep.deleteMany({}), models.Notification.deleteMany({}), models.AuditEvent.deleteMany({}), models.Revision.deleteMany({})]);
 });
 
 let seq = 0;
@@ -225,7 +225,7 @@ describe('bulk work', () => {
   ] as const)('when %s touches 10 or 150 permits, then it issues the same store commands (one per batch and kind)', async (_name, job) => {
     await seedAll(10);
     const small = await commandsFor(job, NOW);
-    await Promise.all([models.Permit, models.WorkflowStep, models.Notification].map((m) => m.deleteMany({})));
+    await Promise.all([models.Permit.deleteMany({}), models.WorkflowStep.deleteMany({}), models.Notification.deleteMany({})]);
     await seedAll(150);
     const large = await commandsFor(job, NOW);
     expect(large).toEqual(small);

@@ -39,7 +39,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   logged.clear();
-  await Promise.all([models.JobRun, models.JobState, models.Permit, models.Notification, models.AuditEvent, models.Revision].map((m) => m.deleteMany({})));
+  await Promise.all([models.JobRun.deleteMany({}), models.JobState.deleteMany({}), models.Permit.deleteMany({}), models.Notification.deleteMany({}), models.AuditEvent.deleteMany({}), models.Revision.deleteMany({})]);
 });
 
 const OK: JobResult = { permit_count: 0, notified: 0 };
