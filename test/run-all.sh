@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "== generated code is current"
 npm run -s -w @ptw/proto check
 
+echo "== no import cycles"
+npm run -s check:cycles
+
 echo "== tests type-check"
 npm run -s typecheck:tests
 
