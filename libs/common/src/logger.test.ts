@@ -2,9 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { closeLogFiles, createLogger, flushLogs, lineWriter, memorySink, safeLine } from './logger';
-
-const sanitizeRecord = (rec: Record<string, unknown>) => JSON.parse(safeLine(rec)) as Record<string, unknown>;
+import { closeLogFiles, createLogger, flushLogs, lineWriter, memorySink, sanitizeRecord } from './logger';
 
 /** A stream sink (written asynchronously, like a file): `lines` fills as chunks arrive. */
 function capture() {
@@ -84,9 +82,9 @@ describe('safe-field logger', () => {
     ]);
   });
 
-  it('when a record has core, safe, unknown and odd-typed fields, then the line is valid JSON holding only what is allowed', () => {
+  it('when a record has core, safe, unknown and odd-typed fields, then its line holds only what is allowed', () => {
     const time = new Date('2026-11-28T10:00:00.123Z');
-    const line = safeLine(
+    const line = JSON.stringify(sanitizeRecord(
       {
         name: 'Jane Doe',
         hostname: 'h1',
@@ -105,7 +103,7 @@ describe('safe-field logger', () => {
         signature: 'data:image/png;base64,AAAA',
       },
       'svc',
-    );
+    ));
     expect(JSON.parse(line)).toEqual({
       name: 'svc',
       hostname: 'h1',
@@ -156,7 +154,6 @@ describe('safe-field logger', () => {
     expect(noId).toMatchObject({ req_id: 'process', event: 'no_id', attempt: 1 });
     expect(noId).not.toHaveProperty('signature');
     expect(noId).not.toHaveProperty('token');
-    expect(() => lineWriter(log.child({ req_id: 'x' }), 'm')).toThrow(/root logger/);
   });
 });
 

@@ -1,7 +1,6 @@
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import bunyan from 'bunyan';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 
@@ -43,105 +42,41 @@ const BUNYAN_CORE = new Set(['v', 'level', 'name', 'hostname', 'pid', 'time', 'm
 /** Identifier-like values only: an e-mail address, a sentence or a blob in an id field is redacted. */
 const SAFE_ID = /^[A-Za-z0-9_.:\-/ ]{0,160}$/;
 
-const REDACTED = '"[redacted]"';
+const REDACTED = '[redacted]';
 
-/**
- * The JSON of an allow-listed field's value, or undefined to leave the field out. A string that
- * passes SAFE_ID holds no character JSON would escape, so it is quoted as it is.
- */
-function safeJson(key: string, value: unknown): string | undefined {
-  switch (typeof value) {
-    case 'undefined':
-      return undefined;
-    case 'string':
-      return SAFE_ID.test(value) ? `"${value}"` : REDACTED;
-    case 'number':
-      return Number.isFinite(value) ? String(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    default:
-      if (value === null) return 'null';
-      if (key === 'project_id' && Array.isArray(value)) return `[${value.map((v) => safeJson(key, v) ?? 'null').join(',')}]`;
-      return REDACTED;
-  }
-}
-
-/** `"error_type":…,"stack":…,` of an error: its type and stack frames, never its message. */
-function errorFields(e: { name?: unknown; stack?: unknown }): string {
-  let out = `"error_type":${typeof e.name === 'string' && SAFE_ID.test(e.name) ? `"${e.name}"` : '"Error"'},`;
-  if (typeof e.stack === 'string') {
-    const frames = e.stack
-      .split('\n')
-      .filter((l) => l.trimStart().startsWith('at '))
-      .join('\n');
-    out += `"stack":${JSON.stringify(frames)},`;
-  }
-  return out;
-}
-
-/** How safeLine treats each key (bunyan's own fields, the allow-list, `err`), and its `"key":`. */
-const enum Kind {
-  Core,
-  Safe,
-  Err,
-}
-const KINDS = new Map<string, { kind: Kind; prefix: string }>([
-  ...[...BUNYAN_CORE].map((k) => [k, { kind: Kind.Core, prefix: `"${k}":` }] as const),
-  ...[...SAFE_FIELDS].map((k) => [k, { kind: Kind.Safe, prefix: `"${k}":` }] as const),
-  ['err', { kind: Kind.Err, prefix: '' }],
-]);
-
-/** bunyan stamps every record with a new Date: lines of the same millisecond share one string. */
-let isoMs = NaN;
-let isoJson = '';
-function timeJson(d: Date): string {
-  const ms = d.getTime();
-  if (ms !== isoMs) {
-    isoMs = ms;
-    isoJson = Number.isFinite(ms) ? `"${d.toISOString()}"` : 'null';
-  }
-  return isoJson;
-}
-
-/** JSON of the few strings bunyan's core fields repeat on every line (host, messages). */
-const coreStrings = new Map<string, string>();
-function coreJson(value: unknown): string | undefined {
-  if (typeof value !== 'string') return value instanceof Date ? timeJson(value) : JSON.stringify(value);
-  let json = coreStrings.get(value);
-  if (json === undefined) {
-    json = JSON.stringify(value);
-    if (coreStrings.size >= 1000) coreStrings.clear();
-    coreStrings.set(value, json);
-  }
-  return json;
+/** An allow-listed field's value as logged: identifiers as they are, anything else redacted. */
+function safeValue(key: string, value: unknown): unknown {
+  if (value === undefined || value === null || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'string') return SAFE_ID.test(value) ? value : REDACTED;
+  if (key === 'project_id' && Array.isArray(value)) return value.map((v) => safeValue(key, v));
+  return REDACTED;
 }
 
 /**
- * One log line (JSON, no newline) of a bunyan record: bunyan's core fields, the allow-listed ones
- * with values that do not look like identifiers redacted, and an `err` reduced to its type and stack
- * frames (an error message can quote input). Everything else is dropped. Built as text directly:
- * it runs for every line of every request.
+ * The record bunyan hands its streams, reduced to what SPEC §9 allows: bunyan's core fields, the
+ * allow-listed ones with values that do not look like identifiers redacted, and an `err` reduced to
+ * its type and stack frames (an error message can quote input). Everything else is dropped.
  */
-export function safeLine(rec: Record<string, unknown>, loggerName?: string): string {
-  let line = loggerName === undefined ? '{' : `{"name":${coreJson(loggerName)},`;
+export function sanitizeRecord(rec: Record<string, unknown>, loggerName?: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   for (const key in rec) {
-    const k = KINDS.get(key);
-    if (k === undefined) continue;
     const value = rec[key];
-    let json: string | undefined;
-    if (k.kind === Kind.Core) {
-      // A call site's own `name` field would replace the logger's name (and could be a person's name).
-      if (key === 'name' && loggerName !== undefined) continue;
-      json = coreJson(value);
-    } else if (k.kind === Kind.Safe) {
-      json = safeJson(key, value);
-    } else if (value && typeof value === 'object') {
-      line += errorFields(value as { name?: unknown; stack?: unknown });
+    if (BUNYAN_CORE.has(key)) out[key] = value;
+    else if (SAFE_FIELDS.has(key)) out[key] = safeValue(key, value);
+    else if (key === 'err' && value && typeof value === 'object') {
+      const e = value as { name?: unknown; stack?: unknown };
+      out.error_type = typeof e.name === 'string' && SAFE_ID.test(e.name) ? e.name : 'Error';
+      if (typeof e.stack === 'string') {
+        out.stack = e.stack
+          .split('\n')
+          .filter((l) => l.trimStart().startsWith('at '))
+          .join('\n');
+      }
     }
-    if (json !== undefined) line += k.prefix + json + ',';
   }
-  // Every field above ends with a comma (or the line is just '{').
-  return line.length > 1 ? line.slice(0, -1) + '}' : '{}';
+  // A call site's own `name` field would replace the logger's name (and could be a person's name).
+  if (loggerName !== undefined) out.name = loggerName;
+  return out;
 }
 
 /** Where a batch of lines goes: a log file, stdout, a test's stream. */
@@ -155,7 +90,8 @@ const BATCH_CHARS = 64 * 1024;
 const BATCH_MS = 20;
 
 /**
- * One bunyan raw stream: each record is filtered and serialised once, then written to every sink.
+ * One bunyan raw stream: each record is filtered (sanitizeRecord) and serialised once, then written
+ * to every sink.
  * Lines are written in batches, one write per sink every BATCH_MS or BATCH_CHARS, whichever comes
  * first: a file write per line cost the gateway more CPU than all the rest of its middleware.
  * `error` and `fatal` lines go out at once with what is pending; closeLogFiles(), flushLogs() and
@@ -171,19 +107,16 @@ class SafeStream {
 
   constructor(
     private readonly sinks: Sink[],
-    readonly name: string,
+    private readonly name: string,
   ) {
     streams.add(this);
   }
 
-  write(rec: Record<string, unknown>): void {
-    this.append(safeLine(rec, this.name), rec.level as number);
-  }
-
-  /** Queues one line already made safe (see lineWriter). */
-  append(line: string, level: number): void {
-    this.pending += line + '\n';
-    if (level >= bunyan.ERROR || this.pending.length >= BATCH_CHARS) this.flush();
+  /** bunyan's raw-stream call: `record` is the record it built (typed `object` by @types/bunyan). */
+  write(record: object): void {
+    const rec = record as Record<string, unknown>;
+    this.pending += JSON.stringify(sanitizeRecord(rec, this.name)) + '\n';
+    if ((rec.level as number) >= bunyan.ERROR || this.pending.length >= BATCH_CHARS) this.flush();
     // Unref'd: pending lines never keep a process alive ('beforeExit' below writes them).
     else if (!this.timer) this.timer = setTimeout(this.flushLater, BATCH_MS).unref();
   }
@@ -303,49 +236,21 @@ export function createLogger(name: string, opts: LoggerOptions = {}): Logger {
   if (opts.sink) sinks.push(opts.sink);
   // Lines not tied to a request (start, stop, jobs) say so with req_id "process"; request lines
   // set the real id (as a field, or through a child logger).
-  const stream = new SafeStream(sinks, name);
-  const log = bunyan.createLogger({ name, level, req_id: 'process', streams: [{ type: 'raw', level, stream: stream as unknown as NodeJS.WritableStream }] });
-  ownStreams.set(log, stream);
-  return log;
+  return bunyan.createLogger({ name, level, req_id: 'process', streams: [{ type: 'raw', level, stream: new SafeStream(sinks, name) }] });
 }
 
-const ownStreams = new WeakMap<Logger, SafeStream>();
-
 /**
- * A writer of one kind of `info` line, for a line written on every request (the gateway's access
- * line): `write(fields)` writes what `log.info(fields, msg)` would — the same bunyan fields, the
- * same allow-list and redaction, to the same sinks — without bunyan's record building (argument
- * and field copies, a generic walk over the record), which cost more than the rest of the line.
- * Only loggers made by createLogger (root loggers, not children) have one; `req_id` defaults to
- * "process" as on any other line.
+ * A writer of one kind of `info` line (the gateway's access line, a gRPC call's line):
+ * `write(fields)` is `log.info(fields, msg)` with the ids of the active span added, so the line
+ * carries them whether or not bunyan's OpenTelemetry instrumentation is installed.
  */
 export function lineWriter(log: Logger, msg: string): (fields: Partial<Record<SafeField, string | number | boolean>>) => void {
-  const stream = ownStreams.get(log);
-  if (!stream) throw new Error('lineWriter needs a root logger made by createLogger');
-  const head = `{"name":${JSON.stringify(stream.name)},"hostname":${JSON.stringify(os.hostname())},"pid":${process.pid},"level":${bunyan.INFO}`;
-  const tail = `,"msg":${JSON.stringify(msg)},"time":`;
   return (fields) => {
     if (log.level() > bunyan.INFO) return;
-    let line = fields.req_id === undefined ? `${head},"req_id":"process"` : head;
-    for (const key in fields) {
-      if (!SAFE_FIELDS.has(key)) continue;
-      const json = safeJson(key, fields[key as SafeField]);
-      if (json !== undefined) line += `,"${key}":${json}`;
-    }
-    line += traceFields();
-    stream.append(`${line}${tail}${timeJson(new Date())},"v":0}`, bunyan.INFO);
+    const span = trace.getSpan(context.active());
+    const sc = span?.spanContext();
+    log.info(sc && isSpanContextValid(sc) ? { ...fields, trace_id: sc.traceId, span_id: sc.spanId } : fields, msg);
   };
-}
-
-/**
- * `,"trace_id":…,"span_id":…` of the active span, as the bunyan instrumentation adds them to every
- * other line (ids are hex: no escaping); empty outside a trace or when tracing is not installed.
- */
-function traceFields(): string {
-  const span = trace.getSpan(context.active());
-  if (!span) return '';
-  const sc = span.spanContext();
-  return isSpanContextValid(sc) ? `,"trace_id":"${sc.traceId}","span_id":"${sc.spanId}"` : '';
 }
 
 /** A sink keeping every line as parsed JSON, for tests: `lines()` first hands over pending lines. */
