@@ -32,9 +32,6 @@ export const unimplemented = (what: string) => new AppError(Status.UNIMPLEMENTED
 /** gRPC trailer key that carries AppError details as UTF-8 JSON (binary key: values may be any text). */
 export const DETAILS_METADATA_KEY = 'ptw-error-details-bin';
 
-/** Largest metadata block (error details carry a permit's server state on conflicts). */
-export const MAX_METADATA_BYTES = 512 * 1024;
-
 /** HTTP status and error code the gateway answers for each gRPC status (ENGINEERING habit 3). */
 export const GRPC_TO_HTTP: Readonly<Record<number, { http: number; code: string }>> = {
   [Status.OK]: { http: 200, code: 'ok' },

@@ -1,4 +1,4 @@
-import { baseConfigSchema, booleanVariable, listenAddress, listenError, type BaseConfig } from './config';
+import { baseConfigSchema, listenAddress, listenError, type BaseConfig } from './config';
 import { createTokenVerifier, mintToken, type TokenVerifier } from './auth/tokens';
 import { closeLogFiles, createLogger, type Logger } from './logger';
 import { Metrics, startMetricsServer } from './metrics';
@@ -10,11 +10,6 @@ import { z } from 'zod';
 export const serviceConfigSchema = baseConfigSchema.extend({
   /** Where this process serves Prometheus metrics (host:port; port 0 = any). */
   PTW_METRICS_LISTEN: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port').optional(),
-  /**
-   * Serve the service's unary methods without grpc-js's per-call path (grpc/direct-unary.ts); `false`
-   * hands every call to grpc-js, as before. Ignored while spans are exported (grpc-js serves all then).
-   */
-  PTW_GRPC_DIRECT_UNARY: booleanVariable(true),
 });
 export type ServiceConfig = z.infer<typeof serviceConfigSchema>;
 
@@ -47,13 +42,12 @@ export interface StartedService {
  * graceful stop (NOT_SERVING → drain → `close` resources). `build` creates the service's handlers
  * and returns what to close on stop.
  */
-export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?: string; PTW_GRPC_DIRECT_UNARY?: boolean }>(opts: {
+export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?: string }>(opts: {
   name: string;
   config: C;
   /** The address this service is reached at; it listens there unless PTW_GRPC_LISTEN says otherwise. */
   address: string;
   defaultMetricsListen: string;
-  protoRoot: string;
   protoFiles: string[];
   build: (rt: ServiceRuntime<C>) => Promise<BuiltService>;
   /** Install SIGTERM/SIGINT handlers (the process entry point does; tests do not). */
@@ -82,8 +76,6 @@ export async function startService<C extends BaseConfig & { PTW_METRICS_LISTEN?:
     listen,
     services: built.services,
     protoFiles: opts.protoFiles,
-    protoRoot: opts.protoRoot,
-    directUnary: config.PTW_GRPC_DIRECT_UNARY !== false,
   }).catch((err: unknown) => {
     throw listenError(err, listen, `PTW_${opts.name.toUpperCase()}_ADDR/PTW_GRPC_LISTEN`);
   });

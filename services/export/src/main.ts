@@ -2,7 +2,7 @@
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection, warmTallies } from '@ptw/db';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, exportPb } from '@ptw/proto';
+import { PROTO_FILES, SERVICE_NAMES, exportPb } from '@ptw/proto';
 import { exportConfigSchema } from './config';
 import { exportHandlers } from './handlers';
 import { KpiSnapshots } from './kpis';
@@ -15,7 +15,6 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     config,
     address: config.PTW_EXPORT_ADDR,
     defaultMetricsListen: '127.0.0.1:9103',
-    protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.export],
     handleSignals: opts.handleSignals,
     build: async (rt) => {

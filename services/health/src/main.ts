@@ -1,7 +1,7 @@
 // First: the tracing instrumentations patch the modules the imports below load.
 import '@ptw/common/dist/tracing-register';
 import { canManage, implement, invalidArgument, loadConfig, permissionDenied, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
-import { healthPb, PROTO_FILES, PROTO_ROOT, SERVICE_NAMES } from '@ptw/proto';
+import { healthPb, PROTO_FILES, SERVICE_NAMES } from '@ptw/proto';
 import { z } from 'zod';
 import { createAggregator } from './aggregate';
 
@@ -21,7 +21,6 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     config,
     address: config.PTW_HEALTH_ADDR,
     defaultMetricsListen: '127.0.0.1:9104',
-    protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.health],
     handleSignals: opts.handleSignals,
     build: async (rt) => {

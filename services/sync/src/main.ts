@@ -2,7 +2,7 @@
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, serviceConfigSchema, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection, warmTallies } from '@ptw/db';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, syncPb } from '@ptw/proto';
+import { PROTO_FILES, SERVICE_NAMES, syncPb } from '@ptw/proto';
 import { syncHandlers } from './handlers';
 
 /** Starts the sync service. */
@@ -13,7 +13,6 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     config,
     address: config.PTW_SYNC_ADDR,
     defaultMetricsListen: '127.0.0.1:9101',
-    protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.sync],
     handleSignals: opts.handleSignals,
     build: async (rt) => {

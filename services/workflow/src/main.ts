@@ -3,7 +3,7 @@ import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
 import { backfillCreatedDay } from '@ptw/domain';
-import { PROTO_FILES, PROTO_ROOT, SERVICE_NAMES, workflowPb } from '@ptw/proto';
+import { PROTO_FILES, SERVICE_NAMES, workflowPb } from '@ptw/proto';
 import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
 import { startJobs } from './jobs';
@@ -17,7 +17,6 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     config,
     address: config.PTW_WORKFLOW_ADDR,
     defaultMetricsListen: '127.0.0.1:9102',
-    protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.workflow],
     handleSignals: opts.handleSignals,
     build: async (rt) => {

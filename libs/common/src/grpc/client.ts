@@ -7,7 +7,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { MAX_METADATA_BYTES } from '../errors';
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { traceMode } from '../tracing';
 import { Http2UnaryChannel, parseTarget, serviceError, type UnaryDefinition } from './http2-unary';
 import type { Metrics } from '../metrics';
@@ -29,7 +29,7 @@ export interface CallCredentials {
   signal?: AbortSignal;
   /** Cancels the call when it fires (see CancelHook); used instead of `signal` when both are given. */
   onCancel?: CancelHook;
-  /** The caller's trace, passed on as W3C metadata (`ids` trace mode; the gRPC instrumentation does it when exporting). */
+  /** The caller's trace, passed on as W3C metadata (`ids` trace mode; when exporting, the client span's context is passed on instead). */
   trace?: { traceparent: string; tracestate?: string };
 }
 
@@ -80,7 +80,8 @@ const CHANNEL_OPTIONS = {
   // Spread calls over every address the name resolves to (several replicas behind one DNS name).
   'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
   'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
-  'grpc.max_metadata_size': MAX_METADATA_BYTES,
+  // No 'grpc.max_metadata_size': grpc-js 1.14 does not read it. Node's HTTP/2 header list limit
+  // applies to both transports; the kit's error details stay far below it (capDetails, 16 KiB).
   // Channelz (call and message counters with timestamps, per channel, subchannel and socket) is
   // read by nobody here: the calls are counted by our own metrics.
   'grpc.enable_channelz': 0,
@@ -92,9 +93,9 @@ const CHANNEL_OPTIONS = {
  * signal aborts (or its cancel hook fires), and counts calls by method and code.
  *
  * The unary calls go over {@link Http2UnaryChannel} (Node's HTTP/2 client, a third of grpc-js's CPU
- * per call) unless spans are exported — then grpc-js, whose instrumentation makes the client spans —
- * or the address is one only grpc-js understands (`unix:`). `raw`, the grpc-js client, serves the
- * streaming calls; `close()` closes both.
+ * per call: docs/decisions/grpc-transport.md) whether spans are exported or not (then this makes the
+ * client span grpc-js's instrumentation would), unless the address is one only grpc-js understands
+ * (`unix:`). `raw`, the grpc-js client, serves the streaming calls; `close()` closes both.
  */
 export function createClient<C extends Client>(
   Ctor: ClientCtor<C>,
@@ -104,7 +105,7 @@ export function createClient<C extends Client>(
   const raw = new Ctor(address, credentials.createInsecure(), CHANNEL_OPTIONS);
   const methods = raw as unknown as Record<string, UnaryMethod<unknown, unknown>>;
   const count = (method: string, err: ServiceError | null | undefined) => opts.metrics?.grpcClientCalls.inc({ method, code: Status[err?.code ?? Status.OK] });
-  const target = traceMode() === 'export' ? undefined : parseTarget(address);
+  const target = parseTarget(address);
   const channel = target ? new Http2UnaryChannel(target, MAX_RESPONSE_BYTES) : undefined;
 
   const viaHttp2 = (method: string, def: UnaryDefinition) => (request: unknown, creds: CallCredentials) => {
@@ -122,13 +123,17 @@ export function createClient<C extends Client>(
             return () => signal.removeEventListener('abort', cancel);
           }
         : undefined);
-    return channel!.call(def, request, callHeaders(creds), creds.deadlineMs ?? opts.defaultDeadlineMs, onCancel).then(
+    const headers = callHeaders(creds);
+    const span = traceMode() === 'export' ? clientSpan(def.path, headers) : undefined;
+    return channel!.call(def, request, headers, creds.deadlineMs ?? opts.defaultDeadlineMs, onCancel).then(
       (res) => {
         count(method, null);
+        if (span) endSpan(span, null);
         return res;
       },
       (err: ServiceError) => {
         count(method, err);
+        if (span) endSpan(span, err);
         throw err;
       },
     );
@@ -167,6 +172,26 @@ export function createClient<C extends Client>(
       raw.close();
     },
   };
+}
+
+const tracer = trace.getTracer('@ptw/common/grpc');
+
+/**
+ * The client span of a unary call while spans are exported, as @opentelemetry/instrumentation-grpc
+ * makes them for grpc-js's client (name `grpc.<service>/<method>`, `rpc.*` attributes), its context
+ * put in `headers` (W3C traceparent) for the server's span to continue.
+ */
+function clientSpan(path: string, headers: Record<string, string>): Span {
+  const [service, method] = path.slice(1).split('/');
+  const span = tracer.startSpan(`grpc.${service}/${method}`, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } });
+  propagation.inject(trace.setSpan(context.active(), span), headers);
+  return span;
+}
+
+function endSpan(span: Span, err: ServiceError | null): void {
+  span.setAttribute('rpc.grpc.status_code', err ? err.code : Status.OK);
+  if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: err.details });
+  span.end();
 }
 
 /** True when `err` is a gRPC status error. */

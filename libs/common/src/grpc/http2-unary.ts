@@ -4,15 +4,20 @@
  * machinery (resolving, retrying, load-balancing and subchannel call layers, filters, interceptors),
  * which cost the gateway about a third of its CPU per proxied request (docs/benchmarks.md "The gRPC hop").
  *
+ * Kept by the rule of docs/decisions/grpc-transport.md (it measured ≥ 1.2× on the full sync through
+ * the gateway against grpc-js's client); that record says how to remove it.
+ *
  * What it keeps of the channel the services used before: one HTTP/2 connection per address the
  * target names or resolves to, calls spread over them in turn (round robin), a connection that
  * failed tried again after 250 ms doubling to 3 s (calls meanwhile fail fast with UNAVAILABLE, as
  * grpc-js does without wait-for-ready), a keepalive ping every 30 s, an 8 MiB cap on a response,
  * and the status codes grpc-js gives for each failure (connection lost → UNAVAILABLE, deadline →
- * DEADLINE_EXCEEDED, cancel → CANCELLED, a reset stream by its HTTP/2 code).
+ * DEADLINE_EXCEEDED, cancel → CANCELLED, a reset stream by its HTTP/2 code). A connection is ready
+ * once the peer's HTTP/2 SETTINGS arrive, as in grpc-js; one that has not got there within
+ * {@link CONNECT_TIMEOUT_MS} is dropped, so its calls fail UNAVAILABLE instead of waiting out their
+ * deadline on a peer that accepted TCP and never spoke HTTP/2.
  *
- * Streaming calls, health checks and calls while spans are exported (the gRPC instrumentation makes
- * their client spans) still go through grpc-js: see createClient.
+ * Streaming calls and health checks still go through grpc-js: see createClient.
  */
 import dns from 'node:dns';
 import http2 from 'node:http2';
@@ -59,6 +64,8 @@ const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 3000;
 const KEEPALIVE_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 20_000;
+/** From the TCP connect to the peer's first SETTINGS frame, at most. */
+export const CONNECT_TIMEOUT_MS = 3000;
 
 class Connection {
   session: http2.ClientHttp2Session;
@@ -82,7 +89,10 @@ class Connection {
       maxSessionMemory: 64,
     });
     this.session = session;
-    session.once('connect', () => {
+    const connectTimer = setTimeout(() => session.destroy(), CONNECT_TIMEOUT_MS).unref();
+    // Ready when the peer has spoken HTTP/2 (its SETTINGS), not when TCP connects: grpc-js's rule too.
+    session.once('remoteSettings', () => {
+      clearTimeout(connectTimer);
       connected = true;
       this.ready = true;
       settle(true);
@@ -98,6 +108,7 @@ class Connection {
     });
     session.once('close', () => {
       this.ready = false;
+      clearTimeout(connectTimer);
       clearInterval(this.keepalive);
       settle(false);
       onGone(this, !connected);
@@ -151,8 +162,8 @@ function fromHttpStatus(httpStatus: number): Status {
   return Status.UNKNOWN;
 }
 
-function decodeMessage(value: unknown): string {
-  const raw = Array.isArray(value) ? String(value[0]) : String(value ?? '');
+function decodeMessage(value: string | string[] | undefined): string {
+  const raw = Array.isArray(value) ? value[0] : (value ?? '');
   try {
     return decodeURIComponent(raw);
   } catch {
@@ -360,7 +371,7 @@ export class Http2UnaryChannel {
       const takeStatus = (h: http2.IncomingHttpHeaders) => {
         if (h['grpc-status'] === undefined) return;
         const n = Number(h['grpc-status']);
-        grpcStatus = Number.isInteger(n) && n >= 0 && n <= 16 ? (n as Status) : Status.UNKNOWN;
+        grpcStatus = Number.isInteger(n) && n >= 0 && n <= 16 ? n : Status.UNKNOWN;
         grpcMessage = decodeMessage(h['grpc-message']);
         trailers = h;
       };

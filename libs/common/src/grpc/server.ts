@@ -15,7 +15,7 @@ import type { MessageTypeDefinition, PackageDefinition } from '@grpc/proto-loade
 import { ReflectionService } from '@grpc/reflection';
 import { descriptorFiles, type DescriptorFile } from '@ptw/proto';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { AppError, DETAILS_METADATA_KEY, MAX_METADATA_BYTES, unauthenticated } from '../errors';
+import { AppError, DETAILS_METADATA_KEY, unauthenticated } from '../errors';
 import type { TokenVerifier } from '../auth/tokens';
 import { lineWriter, type Logger } from '../logger';
 import type { Principal } from '../auth/principal';
@@ -23,10 +23,12 @@ import type { Metrics } from '../metrics';
 import { AUTHORIZATION_KEY, callContext, normalizeRequestId, REQUEST_ID_KEY, TRACEPARENT_KEY, TRACESTATE_KEY, type CallContext } from './context';
 import { hopTrace, traceMode } from '../tracing';
 import { bearerToken } from '../auth/tokens';
-import { serveUnaryDirectly } from './direct-unary';
 
-/** The largest request message a service accepts (grpc-js's option and the direct unary path alike). */
+/** The largest request message a service accepts. */
 const MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+
+/** How long a connection may carry no call before the server closes it. */
+const MAX_CONNECTION_IDLE_MS = 5 * 60_000;
 
 type MethodDef = {
   path: string;
@@ -225,8 +227,6 @@ export interface RegisteredService {
 export interface GrpcServerHandle {
   port: number;
   server: Server;
-  /** True when the services' unary methods are served by the direct path (see direct-unary.ts), not grpc-js's. */
-  directUnary: boolean;
   health: HealthImplementation;
   setServing(serving: boolean): void;
   /** Graceful: NOT_SERVING, drain in-flight calls up to `graceMs`, then force. */
@@ -287,21 +287,17 @@ export async function startGrpcServer(opts: {
   services: RegisteredService[];
   /** The services' proto files (paths in protos/, e.g. PROTO_FILES.sync): what reflection describes. */
   protoFiles: string[];
-  /** @deprecated Not read: reflection serves the compiled descriptor set (descriptorFiles of @ptw/proto). */
-  protoRoot?: string;
-  /**
-   * Unary methods of `services` served without grpc-js's per-call path (default: yes). Never while
-   * spans are exported: grpc-js's instrumentation makes the server spans then.
-   */
-  directUnary?: boolean;
 }): Promise<GrpcServerHandle> {
   const server = new Server({
     'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
-    'grpc.max_metadata_size': MAX_METADATA_BYTES,
     // Per-call channelz counters and timestamps nobody reads (our metrics count the calls).
     'grpc.enable_channelz': 0,
-    // No 'grpc.max_connection_idle_ms': grpc-js counts a session's open streams for it in its own
-    // stream handler, which the direct unary path (direct-unary.ts) does not go through.
+    // A connection without a call for this long is closed (GOAWAY): a client that went away without
+    // closing (a crashed gateway replica) holds nothing here; a live one connects again on its next call.
+    'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
+    // A peer that stops answering pings is dropped (the clients ping every 30 s as well).
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
   });
   const names = opts.services.map((s) => s.name);
   const initial: Record<string, ServingStatus> = { '': 'NOT_SERVING' };
@@ -315,7 +311,6 @@ export async function startGrpcServer(opts: {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  const directUnary = (opts.directUnary ?? true) && traceMode() !== 'export' && serveUnaryDirectly(server, opts.services, MAX_RECEIVE_BYTES);
   const setServing = (serving: boolean) => {
     const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
     health.setStatus('', st);
@@ -325,7 +320,6 @@ export async function startGrpcServer(opts: {
   return {
     port,
     server,
-    directUnary,
     health,
     setServing,
     stop: (graceMs: number) =>

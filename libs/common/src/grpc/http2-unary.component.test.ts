@@ -7,8 +7,8 @@ import http2 from 'node:http2';
 import { status as Status } from '@grpc/grpc-js';
 import { syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
-import { Http2UnaryChannel, parseTarget, type UnaryDefinition } from './http2-unary';
-import { implement, startGrpcServer, type GrpcServerHandle } from './server';
+import { CONNECT_TIMEOUT_MS, Http2UnaryChannel, parseTarget, type UnaryDefinition } from './http2-unary';
+import { implement, MAX_DETAILS_BYTES, startGrpcServer, type GrpcServerHandle } from './server';
 import { createLogger } from '../logger';
 import { Metrics } from '../metrics';
 import { DEV_JWT_SECRET } from '../auth/dev';
@@ -82,6 +82,18 @@ describe('against the services\' gRPC server', () => {
     expect(err).toMatchObject({ code: Status.FAILED_PRECONDITION, details: 'Permit is closed: «no» edits' });
     const details = (err as { metadata: { get(k: string): unknown[] } }).metadata.get(DETAILS_METADATA_KEY)[0] as Buffer;
     expect(JSON.parse(details.toString('utf8'))).toEqual({ server_version: 3 });
+  });
+
+  it('when the details are as large as the kit lets them be (capDetails), then they arrive whole', async () => {
+    // One string field just under MAX_DETAILS_BYTES: sent as is, base64 in a trailer of ~22 KiB.
+    const note = 'é'.repeat(Math.floor((MAX_DETAILS_BYTES - 20) / 2));
+    behaviour = async () => {
+      throw new AppError(Status.ABORTED, 'conflict', { note });
+    };
+    const err = await client.call.getSyncStats(stats, { token }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: Status.ABORTED, details: 'conflict' });
+    const details = (err as { metadata: { get(k: string): unknown[] } }).metadata.get(DETAILS_METADATA_KEY)[0] as Buffer;
+    expect(JSON.parse(details.toString('utf8'))).toEqual({ note });
   });
 
   it('when the token is refused, then UNAUTHENTICATED', async () => {
@@ -200,6 +212,28 @@ describe('when the server goes away', () => {
       client.close();
     }
   });
+});
+
+describe('when the peer accepts TCP and never speaks HTTP/2', () => {
+  it('when a call is made, then it fails UNAVAILABLE at the connect timeout, long before its deadline', async () => {
+    const sockets = new Set<net.Socket>();
+    // Takes connections and says nothing: no SETTINGS, no answer (a hung process, a wrong port).
+    const silent = net.createServer((socket) => sockets.add(socket.on('error', () => undefined)));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { defaultDeadlineMs: 20_000 });
+    try {
+      const t0 = Date.now();
+      await expect(client.call.getSyncStats(stats, { token })).rejects.toMatchObject({ code: Status.UNAVAILABLE });
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
+      expect(took).toBeLessThan(CONNECT_TIMEOUT_MS + 3000);
+      expect(sockets.size).toBeGreaterThan(0);
+    } finally {
+      client.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  }, 15_000);
 });
 
 describe('against a server that breaks the protocol', () => {

@@ -1,4 +1,6 @@
-import { status } from '@grpc/grpc-js';
+import { connectivityState, status } from '@grpc/grpc-js';
+import { context, propagation, SpanKind, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { syncPb, PROTO_FILES } from '@ptw/proto';
 import { createClient } from './client';
 import { implement, startGrpcServer, type GrpcServerHandle } from './server';
@@ -6,6 +8,7 @@ import { createLogger } from '../logger';
 import { Metrics } from '../metrics';
 import { DEV_JWT_SECRET } from '../auth/dev';
 import { createTokenVerifier, mintToken } from '../auth/tokens';
+import { setTraceMode } from '../tracing';
 
 const auth = { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ALG: 'HS256' as const, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' };
 
@@ -73,4 +76,52 @@ describe('cancel hook', () => {
     }
     // A loaded machine starts the channel slowly.
   }, 20_000);
+});
+
+describe('when spans are exported', () => {
+  const exporter = new InMemorySpanExporter();
+  const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  let server: GrpcServerHandle;
+  let seen: string | undefined;
+  beforeAll(async () => {
+    provider.register();
+    setTraceMode('export');
+    const kit = { log: createLogger('t', { stdout: false }), metrics: new Metrics('texport'), verify: createTokenVerifier(auth) };
+    const implementation = implement(
+      syncPb.SyncServiceService,
+      {
+        getSyncStats: async (_req, ctx) => {
+          seen = String(ctx.metadata.get('traceparent')[0] ?? '');
+          return { applied: 1, conflicts: 0, rejected: 0 };
+        },
+      },
+      kit,
+    );
+    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
+  });
+  afterAll(async () => {
+    setTraceMode('off');
+    await server.stop(100);
+    await provider.shutdown();
+    trace.disable();
+    propagation.disable();
+    context.disable();
+  });
+
+  it('when a unary call is made, then it takes the same transport as without tracing (grpc-js\'s channel stays idle), and its client span is the parent the server is given', async () => {
+    const client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
+    const token = await mintToken(auth, { user: 'svc', role: 'service', projects: [], ttlSeconds: 60 });
+    try {
+      const parent = trace.getTracer('t').startSpan('request');
+      await context.with(trace.setSpan(context.active(), parent), () => client.call.getSyncStats({ since: '' }, { token }));
+      parent.end();
+      expect(client.raw.getChannel().getConnectivityState(false)).toBe(connectivityState.IDLE);
+      const span = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.CLIENT);
+      expect(span).toMatchObject({ name: 'grpc.ptw.sync.v1.SyncService/GetSyncStats', attributes: { 'rpc.system': 'grpc', 'rpc.method': 'GetSyncStats', 'rpc.grpc.status_code': status.OK } });
+      expect(span!.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+      expect(seen).toBe(`00-${span!.spanContext().traceId}-${span!.spanContext().spanId}-01`);
+    } finally {
+      client.close();
+    }
+  });
 });
