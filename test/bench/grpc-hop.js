@@ -34,11 +34,11 @@ const EMPTY = { applied: [], conflicts: [], rejected: [], summary: { total: 0, a
 
 async function backend(env) {
   const { createLogger, createTokenVerifier, implement, startGrpcServer, Metrics, DEV_JWT_SECRET } = common();
-  const { syncPb, PROTO_FILES, PROTO_ROOT } = require(path.join(root, 'libs/proto/dist'));
+  const { syncPb, PROTO_FILES } = require(path.join(root, 'libs/proto/dist'));
   const log = createLogger('sync', { dir: env.BENCH_LOG_DIR, level: 'warn', stdout: false });
   const kit = { log, metrics: new Metrics('sync'), verify: createTokenVerifier({ PTW_JWT_ALG: 'HS256', PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }) };
   const implementation = implement(syncPb.SyncServiceService, { syncOfflineData: async () => EMPTY }, kit);
-  const server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync], protoRoot: PROTO_ROOT });
+  const server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
   return server.port;
 }
 
