@@ -6,6 +6,7 @@ import { createLogger, createTokenVerifier, listenError, loadConfig, Metrics, on
 import { createApp } from './app';
 import { closeClients, createClients } from './clients';
 import { gatewayConfigSchema } from './config';
+import { throttleRedisOptions } from './throttle';
 
 /**
  * Largest request head (request line and every header) read; Node answers a longer one 431 itself,
@@ -25,7 +26,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
   const config = loadConfig(gatewayConfigSchema, env);
   const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, maxBytes: config.LOG_MAX_BYTES, maxFiles: config.LOG_MAX_FILES });
   const metrics = new Metrics('gateway');
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+  const redis = new Redis(config.REDIS_URL, { ...throttleRedisOptions(config), lazyConnect: false });
   redis.on('error', () => undefined); // reconnects by itself; readiness and throttling report the outage
   const clients = createClients(config, metrics);
   const app = createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis });

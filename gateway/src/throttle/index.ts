@@ -2,4 +2,5 @@ export { parseRate, scopeSettings, throttleConfigSchema, throttleConfigShape, TH
 export type { FailMode, Rate, ScopeSettings, ThrottleConfig, ThrottleScope } from './config';
 export { callerId, createThrottle, DEFAULT_KEY_PREFIX, retryAfterSeconds, throttledError } from './throttle';
 export type { Throttle, ThrottleDeps } from './throttle';
+export { throttleRedisOptions } from './redis';
 export type { ScopeUsage } from './status';

@@ -1,6 +1,5 @@
 import type Redis from 'ioredis';
 import type { ScopeSettings, ThrottleScope } from './config';
-import { withDeadline } from './redis';
 
 /** One scope's current usage for a caller, as `GET /throttle-status/` returns it. */
 export interface ScopeUsage {
@@ -23,7 +22,6 @@ export async function readUsage(
   redis: Redis,
   scopes: ScopeSettings[],
   keyOf: (scope: ThrottleScope) => string,
-  timeoutMs: number,
   now = Date.now(),
 ): Promise<ScopeUsage[]> {
   const tx = redis.multi();
@@ -32,7 +30,7 @@ export async function readUsage(
     tx.zcount(keyOf(s.scope), after, '+inf');
     tx.zrangebyscore(keyOf(s.scope), after, '+inf', 'WITHSCORES', 'LIMIT', 0, 1);
   }
-  const replies = await withDeadline(tx.exec(), timeoutMs);
+  const replies = await tx.exec();
   if (!replies) throw new Error('Redis discarded the status transaction');
   for (const [err] of replies) if (err) throw err;
   return scopes.map((s, i) => {

@@ -5,7 +5,7 @@ import type { Logger, Metrics } from '@ptw/common';
 import { HttpError } from '../errors';
 import type { GatewayState } from '../state';
 import { DEFAULT_KEY_PREFIX, scopeSettings, THROTTLE_SCOPES, type ScopeSettings, type ThrottleConfig, type ThrottleScope } from './config';
-import { limiterClient } from './redis';
+import { defineLimiterScript } from './redis';
 import { readUsage, type ScopeUsage } from './status';
 
 export { DEFAULT_KEY_PREFIX };
@@ -13,7 +13,10 @@ export { DEFAULT_KEY_PREFIX };
 const HEADERS = { total: 'X-RateLimit-Limit', remaining: 'X-RateLimit-Remaining', reset: 'X-RateLimit-Reset' } as const;
 
 export interface ThrottleDeps {
-  /** The gateway's client (`maxRetriesPerRequest: 1, enableOfflineQueue: false`: fails fast when down). */
+  /**
+   * The gateway's client, made with `throttleRedisOptions` (fails fast when Redis is down; its
+   * `commandTimeout` is the deadline of every throttle command: without it a hung Redis hangs requests).
+   */
   redis: Redis;
   config: ThrottleConfig;
   log: Logger;
@@ -63,14 +66,15 @@ interface RateLimitState {
  * request that trims, counts and adds atomically (the library's script with its timestamp-collision
  * fix, see script.ts), so replicas sharing one Redis admit exactly the limit in any sliding window,
  * and refused requests are not counted. Around it this adds the JSON 429 with a rounded-up
- * `Retry-After`, per-scope fail-open/fail-closed when Redis cannot answer, logs and metrics.
+ * `Retry-After`, per-scope fail-open/fail-closed when Redis cannot answer (refused, or past the
+ * client's `commandTimeout`), logs and metrics. The client is used as it is (ioredis's public API).
  * Nothing here caches Redis state: ioredis reconnects by itself and the next request counts again.
  */
 export function createThrottle(deps: ThrottleDeps): Throttle {
   const settings = scopeSettings(deps.config);
   const prefix = deps.keyPrefix ?? DEFAULT_KEY_PREFIX;
-  const timeoutMs = deps.config.PTW_THROTTLE_REDIS_TIMEOUT_MS;
-  const db = limiterClient(deps.redis, timeoutMs);
+  const db = deps.redis;
+  defineLimiterScript(db);
   const decisions = deps.metrics.counter('ptw_throttle_decisions_total', 'Throttle decisions by scope', ['scope', 'decision']);
   const fallbacks = deps.metrics.counter('ptw_throttle_fallback_total', 'Requests decided without Redis, by scope and failure mode', ['scope', 'mode']);
   const namespace = (scope: ThrottleScope) => `${prefix}:${scope}`;
@@ -154,10 +158,9 @@ export function createThrottle(deps: ThrottleDeps): Throttle {
     if (!userId) throw new HttpError(400, 'invalid_argument', 'A user id is required', { field: 'user' });
     try {
       return await readUsage(
-        deps.redis,
+        db,
         THROTTLE_SCOPES.map((scope) => settings[scope]),
         (scope) => `${namespace(scope)}:${userCaller(userId)}`,
-        timeoutMs,
       );
     } catch (err) {
       deps.log.warn({ event: 'throttle_status', outcome: 'unavailable', error_type: err instanceof Error ? err.name : 'Error' }, 'throttle status: Redis unavailable');

@@ -4,7 +4,6 @@ import type Redis from 'ioredis';
 import { loadConfig } from '@ptw/common';
 import { HttpError, toHttpError } from '../errors';
 import { throttleConfigSchema } from './config';
-import { Deadline, RedisDeadlineError, withDeadline } from './redis';
 import { errorOf, seriesValue, startThrottleApp, type ThrottleApp } from './testing';
 import { retryAfterSeconds, throttledError } from './throttle';
 
@@ -25,7 +24,7 @@ afterEach(async () => {
 
 async function harness(env: Record<string, string> = {}, route: Koa.Middleware = (ctx) => void (ctx.body = { ok: true })): Promise<Harness> {
   const redis: FakeRedis = { script: jest.fn(), zrange: jest.fn() };
-  const client = { defineCommand: jest.fn(), ptwThrottleWindow: redis.script, zrange: redis.zrange };
+  const client = { defineCommand: jest.fn(), ratelimiter: redis.script, zrange: redis.zrange };
   const config = loadConfig(throttleConfigSchema, { PTW_THROTTLE_SYNC: '2/min', PTW_THROTTLE_KPI_FAIL: 'closed', PTW_THROTTLE_REDIS_TIMEOUT_MS: '50', ...env });
   const app = await startThrottleApp({
     redis: client as unknown as Redis,
@@ -72,48 +71,6 @@ describe('throttledError', () => {
       error: { code: 'throttled', message: 'Request was throttled. Expected available in 42 seconds.', details: { scope: 'ptw_sync', retry_after: 42 } },
     });
     expect(m.headers).toEqual({ 'X-RateLimit-Limit': '60', 'Retry-After': '42' });
-  });
-});
-
-describe('withDeadline', () => {
-  it('when the call answers in time, then its value is returned', async () => {
-    await expect(withDeadline(Promise.resolve('PONG'), 50)).resolves.toBe('PONG');
-  });
-
-  it('when the call never answers, then it fails with RedisDeadlineError after the deadline', async () => {
-    const started = Date.now();
-    await expect(withDeadline(new Promise(() => undefined), 30)).rejects.toBeInstanceOf(RedisDeadlineError);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(25);
-  });
-});
-
-describe('Deadline (one shared timer)', () => {
-  it('when calls answer, fail or never answer, then each settles as it should and the timer stops after the last', async () => {
-    const d = new Deadline(40);
-    const started = performance.now();
-    const boom = new Error('connection reset');
-    const outcomes = await Promise.allSettled([
-      d.wrap(Promise.resolve('PONG')),
-      d.wrap(Promise.reject(boom)),
-      d.wrap(new Promise((resolve) => setTimeout(() => resolve('late but in time'), 10))),
-      d.wrap(new Promise(() => undefined)),
-      d.wrap(new Promise(() => undefined)),
-    ]);
-    const waited = performance.now() - started;
-    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : (o.reason as Error).name))).toEqual([
-      'PONG',
-      'Error',
-      'late but in time',
-      'RedisDeadlineError',
-      'RedisDeadlineError',
-    ]);
-    expect((outcomes[1] as PromiseRejectedResult).reason).toBe(boom);
-    // Between the deadline and a quarter of it later (plus timer slack on a loaded machine).
-    expect(waited).toBeGreaterThanOrEqual(40);
-    expect(waited).toBeLessThan(40 * 1.25 + 40);
-    expect(d.size).toBe(0);
-    // Nothing pending: the sweeper is gone, a later call starts it again.
-    await expect(d.wrap(new Promise(() => undefined))).rejects.toBeInstanceOf(RedisDeadlineError);
   });
 });
 
@@ -195,16 +152,6 @@ describe('throttle middleware (fake Redis)', () => {
     expect(await errorOf(res)).toEqual({ code: 'throttle_unavailable', message: 'Rate limiting is temporarily unavailable, try again shortly', details: { scope: 'ptw_kpi' } });
     expect(await seriesValue(h.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_kpi', mode: 'closed' })).toBe(1);
     expect(h.logs().find((l) => l.event === 'throttle_fallback')).toMatchObject({ outcome: 'closed' });
-  });
-
-  it('when the script never answers, then the request falls back after the deadline instead of hanging', async () => {
-    const h = await harness();
-    h.redis.script.mockReturnValue(new Promise(() => undefined));
-    const started = Date.now();
-    const res = await fetch(`${h.url}/sync`, { headers: { 'x-test-user': 'u1' } });
-    expect(res.status).toBe(200);
-    expect(Date.now() - started).toBeLessThan(1000);
-    expect(h.logs().find((l) => l.event === 'throttle_fallback')).toMatchObject({ error_type: 'RedisDeadlineError' });
   });
 
   it("when the admitted route fails, then the route's error is answered and no fallback is counted", async () => {
