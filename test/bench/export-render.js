@@ -9,29 +9,40 @@
  * the case (steadier than wall time on a shared machine). Prints a table; asserts nothing.
  * Run after `npx tsc -b`:  node test/bench/export-render.js [kinds…, default all] [counts…, default 100 1000 5000]
  * e.g. `node test/bench/export-render.js pdf pdf-mixed pdf-helvetica 100 1000`
+ *
+ * A/B:  node test/bench/export-render.js ab [rounds, default 6] [A-kind/B-kind or kind…] [counts…]
+ * runs each pair once per round, A then B or B then A (flipped every round), each in a fresh process,
+ * and prints per round and as medians the time and CPU per permit and the ratios B/A (the two figures
+ * of one round share the machine's speed of that moment). `pdf/pdf-stock` compares the PDF export with
+ * the fonts shared between documents against pdfkit's stock `registerFont` (docs/decisions/pdfkit-parsed-fonts.md);
+ * with BENCH_B_ROOT=<another built checkout>, B runs that checkout's code (e.g. the commit before a
+ * change, built in a second worktree) and a bare kind compares the two checkouts.
  */
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { Writable } = require('node:stream');
 
 const root = path.resolve(__dirname, '..', '..');
-const dist = path.join(root, 'services/export/dist/render');
+/** The renderers of a checkout (its `npx tsc -b` output). */
+const distOf = (codeRoot) => path.join(codeRoot, 'services/export/dist/render');
+let dist = distOf(root);
 /**
  * `*-buffered` are the baselines: the naive approach (whole export in memory, then written).
  * `pdf` sets Latin-only permits in the Noto fonts, `pdf-mixed` permits in five scripts (Devanagari,
  * Tamil, Arabic, Chinese beside Latin), `pdf-helvetica` the Latin-only ones in the standard Helvetica
  * (no font embedded: the export before issue 15), the baseline of the two.
  */
-const KINDS = ['pdf', 'pdf-mixed', 'pdf-helvetica', 'pdf-buffered', 'excel', 'excel-buffered', 'excel-detailed'];
+const KINDS = ['pdf', 'pdf-mixed', 'pdf-stock', 'pdf-mixed-stock', 'pdf-helvetica', 'pdf-buffered', 'excel', 'excel-buffered', 'excel-detailed'];
 const SAMPLE_MS = 50;
 /** Permits per cursor batch: the source waits on "I/O" between batches, as a mongoose cursor does. */
 const BATCH = 100;
 const LIVE_EVERY = 250;
 
 async function runCase(kind, count) {
-  const { streamPdfZip, streamExcel, standardFonts } = require(dist);
+  const { streamPdfZip, streamExcel, standardFonts, FontBook } = require(dist);
+  const { NOTO_DIRS } = require(path.join(dist, 'fonts.js'));
   const { samplePermit, mixedScriptPermit } = require(path.join(dist, 'samples.js'));
-  const sample = kind === 'pdf-mixed' ? mixedScriptPermit : samplePermit;
+  const sample = kind.startsWith('pdf-mixed') ? mixedScriptPermit : samplePermit;
   let peakLive = 0;
   const live = () => {
     global.gc();
@@ -67,6 +78,8 @@ async function runCase(kind, count) {
   const result =
     kind === 'pdf' || kind === 'pdf-mixed'
       ? await streamPdfZip(permits(), sink)
+      : kind === 'pdf-stock' || kind === 'pdf-mixed-stock'
+        ? await streamPdfZip(permits(), sink, { fonts: new FontBook(NOTO_DIRS, undefined, false) })
       : kind === 'pdf-helvetica'
         ? await streamPdfZip(permits(), sink, { fonts: standardFonts() })
       : kind === 'pdf-buffered'
@@ -134,6 +147,7 @@ const mb = (b) => (b / 1048576).toFixed(1);
 
 function main() {
   if (process.argv[2] === '--case') {
+    if (process.argv[5]) dist = distOf(process.argv[5]);
     runCase(process.argv[3], Number(process.argv[4])).then(
       (r) => process.stdout.write(JSON.stringify(r)),
       (err) => {
@@ -149,6 +163,7 @@ function main() {
     console.error(`${dist} is missing: run \`npx tsc -b\` first`);
     process.exit(1);
   }
+  if (process.argv[2] === 'ab') return ab(process.argv.slice(3));
   const args = process.argv.slice(2);
   const kinds = args.filter((a) => KINDS.includes(a));
   const counts = args.filter((a) => !KINDS.includes(a)).map(Number);
@@ -187,6 +202,50 @@ function main() {
         `bytes per PDF ${(r.bytes / base.bytes).toFixed(2)}x ` +
         `(+${((r.bytes - base.bytes) / r.count / 1024).toFixed(1)} KB)`,
     );
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Alternating A/B rounds of this checkout against BENCH_B_ROOT's (see the header). */
+function ab(args) {
+  const roots = { A: root, B: path.resolve(process.env.BENCH_B_ROOT || root) };
+  for (const r of Object.values(roots)) require.resolve(distOf(r));
+  const rounds = /^\d+$/.test(args[0] ?? '') ? Number(args.shift()) : 6;
+  const isPair = (a) => a.split('/').every((k) => KINDS.includes(k));
+  const pairs = args.filter(isPair).map((a) => (a.includes('/') ? a.split('/') : [a, a]));
+  const counts = args.filter((a) => !isPair(a)).map(Number);
+  if (pairs.length === 0) pairs.push(['pdf', 'pdf-stock'], ['pdf-mixed', 'pdf-mixed-stock']);
+  if (counts.length === 0) counts.push(100);
+  if (roots.A === roots.B && pairs.some(([a, b]) => a === b)) throw new Error('ab: a bare kind compares two checkouts: set BENCH_B_ROOT, or give A-kind/B-kind');
+  console.log(`node ${process.version}; A: ${roots.A}, B: ${roots.B}; ${rounds} rounds, the order flipped every round; one process per case\n`);
+  console.log('A-kind/B-kind           permits  round  A ms/permit  B ms/permit  B/A time  A CPU ms/permit  B CPU ms/permit  B/A CPU  A KB/permit  B KB/permit');
+  for (const [kindA, kindB] of pairs) {
+    const kind = `${kindA}/${kindB}`;
+    const kinds = { A: kindA, B: kindB };
+    for (const count of counts) {
+      const runs = { A: [], B: [] };
+      for (let i = 0; i < rounds; i++) {
+        for (const k of i % 2 ? ['B', 'A'] : ['A', 'B']) {
+          runs[k].push(JSON.parse(execFileSync(process.execPath, ['--expose-gc', __filename, '--case', kinds[k], String(count), roots[k]], { encoding: 'utf8' })));
+        }
+        const [a, b] = [runs.A[i], runs.B[i]];
+        console.log(
+          `${kind.padEnd(22)} ${String(count).padStart(8)} ${String(i + 1).padStart(6)} ${((a.seconds * 1000) / count).toFixed(1).padStart(12)} ${((b.seconds * 1000) / count).toFixed(1).padStart(12)}` +
+            ` ${(b.seconds / a.seconds).toFixed(2).padStart(9)} ${((a.cpuSeconds * 1000) / count).toFixed(1).padStart(16)} ${((b.cpuSeconds * 1000) / count).toFixed(1).padStart(16)}` +
+            ` ${(b.cpuSeconds / a.cpuSeconds).toFixed(2).padStart(8)} ${(a.bytes / count / 1024).toFixed(1).padStart(12)} ${(b.bytes / count / 1024).toFixed(1).padStart(12)}`,
+        );
+      }
+      const time = median(runs.A.map((a, i) => runs.B[i].seconds / a.seconds));
+      const cpu = median(runs.A.map((a, i) => runs.B[i].cpuSeconds / a.cpuSeconds));
+      console.log(
+        `${kind}, ${count} permits, medians: A ${median(runs.A.map((r) => (r.seconds * 1000) / count)).toFixed(1)} ms/permit, B ${median(runs.B.map((r) => (r.seconds * 1000) / count)).toFixed(1)} ms/permit;` +
+          ` B/A time ${time.toFixed(2)}x, B/A CPU ${cpu.toFixed(2)}x (per-round ratios ${runs.A.map((a, i) => (runs.B[i].seconds / a.seconds).toFixed(2)).join(' ')})\n`,
+      );
+    }
   }
 }
 

@@ -8,11 +8,14 @@ import PDFDocument from 'pdfkit';
  * at run time. Each file is read and parsed once per process, when a text first needs it; every
  * document then embeds a subset of the faces it used (pdfkit subsets embedded fonts).
  *
- * pdfkit (0.17) parses a font again for every document it is given to, and parsing the shaping
- * tables of one Noto face costs 0.1–0.5 s: far more than a whole permit's PDF. So each document is
- * handed the process's parsed font through pdfkit's own EmbeddedFont class, which holds everything
- * per document (subset, widths, ToUnicode map). That class is not exported: it is taken from a
- * probe document once, and registered under the face's key in the document's font table.
+ * Stock pdfkit (0.17: `registerFont`, `font()`) parses a font again for every document, and shapes
+ * every word again per document: with the Noto faces' shaping tables a PDF then takes 2.5–3× the
+ * time and CPU (docs/decisions/pdfkit-parsed-fonts.md, measured A/B). So, when the installed pdfkit
+ * passes `sharedFontsSupport` (checked once per process), each document is handed the process's
+ * parsed font through pdfkit's own EmbeddedFont class (not exported: taken from a probe document),
+ * placed in the document's private font table `_fontFamilies` under the face's key, with a shared
+ * `layoutCache`. When it does not, the faces go through `registerFont` (stock, slower) and a warning
+ * says so once; the export itself is the same either way.
  */
 
 export type Weight = 'regular' | 'bold';
@@ -81,25 +84,67 @@ const LAYOUT_CACHE_WORDS = 5000;
 /** Scripts whose glyphs are not drawn in the order of their characters (vowel signs, reph). */
 const REORDERING: ReadonlySet<Script> = new Set(['devanagari', 'bengali', 'gurmukhi', 'gujarati', 'tamil', 'telugu', 'kannada', 'malayalam']);
 
-/** One parsed font file, shared by every document of the process. */
+/** One font file, read and parsed once per process. */
 export interface Face {
-  /** Its name in every document's font table, and its PDF resource name. */
+  /** Its name in every document's font table (and, shared, its PDF resource name). */
   readonly key: string;
   readonly script: Script;
+  /** The file's bytes: what `registerFont` is given when the parsed font cannot be shared. */
+  readonly data: Buffer;
+  /** Its PostScript name inside a collection (.ttc). */
+  readonly postscriptName?: string;
   readonly font: fontkit.Font;
   /** Text readers need the characters spelled out (ActualText) to read its glyphs back in order. */
   readonly reorders: boolean;
 }
 
 type EmbeddedFontClass = new (doc: PDFKit.PDFDocument, font: fontkit.Font, id: string) => object;
-let embeddedFontClass: EmbeddedFontClass | undefined;
+/** What is read and written of a pdfkit document and font besides their public API. */
+interface DocInternals {
+  _font?: { constructor?: unknown } | null;
+  _fontFamilies?: Record<string, object>;
+}
+interface FontInternals {
+  font?: unknown;
+  id?: unknown;
+  layoutCache?: object;
+}
 
-/** Takes pdfkit's EmbeddedFont class from a probe document given one font file (once per process). */
-function probeEmbeddedFontClass(data: Buffer): void {
-  if (embeddedFontClass) return;
-  const probe = new PDFDocument({ autoFirstPage: false });
-  probe.font(data);
-  embeddedFontClass = (probe as unknown as { _font: { constructor: EmbeddedFontClass } })._font.constructor;
+let support: { embeddedFont: EmbeddedFontClass | null; reason: string } | undefined;
+
+/**
+ * Whether the installed pdfkit lets a document use a font parsed elsewhere (once per process): a
+ * probe document given `data` must hold its font in `_font`, an instance of a class that takes
+ * `(document, fontkit font, id)` and has a `layoutCache`, and `font(key)` must select what its
+ * `_fontFamilies` holds under `key`. Any difference (a pdfkit upgrade) means the stock path.
+ */
+export function sharedFontsSupport(data: Buffer, font: fontkit.Font): { embeddedFont: EmbeddedFontClass | null; reason: string } {
+  if (support) return support;
+  const check = (): EmbeddedFontClass | string => {
+    const probe = new PDFDocument({ autoFirstPage: false });
+    probe.font(data);
+    const internals = probe as unknown as DocInternals;
+    const EmbeddedFont = internals._font?.constructor;
+    const table = internals._fontFamilies;
+    if (typeof EmbeddedFont !== 'function' || EmbeddedFont.length !== 3) return 'no EmbeddedFont class of (document, font, id) on _font';
+    if (!table || typeof table !== 'object') return 'no _fontFamilies table';
+    const shared = new (EmbeddedFont as EmbeddedFontClass)(probe, font, 'N0') as FontInternals;
+    if (shared.font !== font || shared.id !== 'N0') return 'EmbeddedFont does not keep its font and id';
+    if (!shared.layoutCache || typeof shared.layoutCache !== 'object') return 'EmbeddedFont has no layoutCache';
+    table['ptw-probe'] = shared;
+    probe.font('ptw-probe');
+    if (internals._font !== shared) return "font(key) does not select _fontFamilies' entry";
+    if (!(probe.widthOfString('A') > 0)) return 'the shared font does not measure text';
+    return EmbeddedFont as EmbeddedFontClass;
+  };
+  let result: EmbeddedFontClass | string;
+  try {
+    result = check();
+  } catch (err) {
+    result = `probe failed: ${(err as Error).message}`;
+  }
+  support = typeof result === 'string' ? { embeddedFont: null, reason: result } : { embeddedFont: result, reason: 'ok' };
+  return support;
 }
 
 /**
@@ -112,11 +157,20 @@ export class FontBook {
   /** `script-weight` → the face it resolved to (a weight may fall back to regular). */
   private readonly chosen = new Map<string, Face | null>();
   private readonly caches = new Map<Face, { words: object; uses: number }>();
+  /** pdfkit's EmbeddedFont class when faces are shared; null on the stock path; undefined until a face loads. */
+  private embeddedFont: EmbeddedFontClass | null | undefined;
 
   constructor(
     private readonly dirs: readonly string[],
     private readonly warn: (message: string) => void = (message) => process.emitWarning(message, { code: 'PTW_PDF_FONT' }),
+    /** `false`: always pdfkit's stock `registerFont` (the fallback; tests and the benchmark). */
+    private readonly share = true,
   ) {}
+
+  /** Whether documents get the process's parsed faces (false: stock `registerFont`, or nothing loaded yet). */
+  get shared(): boolean {
+    return Boolean(this.embeddedFont);
+  }
 
   /** The face for a script and weight, or null when none could be loaded. */
   face(script: Script, weight: Weight): Face | null {
@@ -133,13 +187,24 @@ export class FontBook {
 
   /** Makes `face` usable in `doc` (once per document) and selects it. */
   use(doc: PDFKit.PDFDocument, face: Face): void {
-    const table = (doc as unknown as { _fontFamilies: Record<string, object> })._fontFamilies;
+    const EmbeddedFont = this.embeddedFont;
+    if (!EmbeddedFont) {
+      doc.registerFont(face.key, face.data, face.postscriptName);
+      doc.font(face.key);
+      return;
+    }
+    const table = (doc as unknown as DocInternals)._fontFamilies!;
     if (!table[face.key]) {
-      const font = new (embeddedFontClass as EmbeddedFontClass)(doc, face.font, face.key) as { layoutCache?: object };
+      const font = new EmbeddedFont(doc, face.font, face.key) as FontInternals;
       font.layoutCache = this.layoutCache(face);
       table[face.key] = font;
     }
     doc.font(face.key);
+  }
+
+  /** The face's PDF resource name in every document, known only when faces are shared. */
+  resourceName(face: Face): string | undefined {
+    return this.embeddedFont ? face.key : undefined;
   }
 
   /**
@@ -169,15 +234,21 @@ export class FontBook {
         const data = fs.readFileSync(file);
         const font = fontkit.create(data, spec.name);
         if (!font) throw new Error(`no face ${spec.name}`);
-        probeEmbeddedFontClass(data);
+        this.embeddedFont ??= this.share ? this.sharing(data, font) : null;
         // pdfkit derives the subset's tag from the id's digits: `N<n>` as its own ids are `F<n>`.
-        face = { key: `N${SPECS.indexOf(spec)}`, script: spec.script, font, reorders: REORDERING.has(spec.script) };
+        face = { key: `N${SPECS.indexOf(spec)}`, script: spec.script, data, postscriptName: spec.name, font, reorders: REORDERING.has(spec.script) };
       } catch (err) {
         this.warn(`PDF export: font file ${file} cannot be used (${(err as Error).message}); its text falls back to another font`);
       }
     }
     this.loaded.set(spec, face);
     return face;
+  }
+
+  private sharing(data: Buffer, font: fontkit.Font): EmbeddedFontClass | null {
+    const { embeddedFont, reason } = sharedFontsSupport(data, font);
+    if (!embeddedFont) this.warn(`PDF export: this pdfkit cannot share parsed fonts between documents (${reason}); each PDF parses its fonts again (slower)`);
+    return embeddedFont;
   }
 }
 

@@ -331,8 +331,6 @@ function auditLog(l: Layout, p: ExportPermit): void {
  */
 export function renderPermitPdf(p: ExportPermit, fonts: FontBook = notoFonts()): Readable {
   const doc = new PDFDocument({
-    // No default font: pdfkit would parse Helvetica's metrics for every document, used or not.
-    font: null as unknown as string,
     size: 'A4',
     margins: { top: MARGIN + 10, bottom: MARGIN, left: MARGIN, right: MARGIN },
     info: { Title: cleanText(`${p.permit_number} - ${p.title}`), Subject: 'Permit To Work', Creator: 'PTW platform' },

@@ -379,9 +379,12 @@ export class TextSetter {
     // The glyphs of these scripts are not in character order: ActualText gives readers the text.
     // Poppler places that text with the graphics state in force at EMC, so the span is closed in
     // the same coordinates and font as the glyphs (pdfkit draws text in a flipped `q … Q` of its own).
+    // The font's resource name is known only when faces are shared (fonts.ts); without it the text
+    // is still read back, placed on a line of its own by `pdftotext -layout`.
     const h = doc.page.height;
+    const resource = this.fonts.resourceName(face);
     doc.save().transform(1, 0, 0, -1, 0, h);
-    doc.addContent(`/${face.key} ${style.size} Tf`);
+    if (resource) doc.addContent(`/${resource} ${style.size} Tf`);
     doc.markContent('Span', { actual: text });
     doc.save().transform(1, 0, 0, -1, 0, h);
     draw();

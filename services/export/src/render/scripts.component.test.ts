@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import PDFDocument from 'pdfkit';
-import { FontBook, NOTO_DIRS, notoFonts } from './fonts';
+import { FontBook, NOTO_DIRS, notoFonts, sharedFontsSupport } from './fonts';
 import { renderPermitPdf } from './pdf';
 import { TextSetter, type Line } from './text';
 import { mixedScriptPermit, samplePermit, SCRIPT_SAMPLES } from './samples';
@@ -126,6 +126,33 @@ describe('PDF export in every script', () => {
   });
 });
 
+describe("pdfkit's private font table (docs/decisions/pdfkit-parsed-fonts.md)", () => {
+  it('when pdfkit is the installed version, then documents get the process-wide parsed faces (fails on an incompatible pdfkit upgrade)', async () => {
+    const fonts = notoFonts();
+    await render(samplePermit(11), fonts);
+    const latin = fonts.face('latin', 'regular')!;
+    expect(sharedFontsSupport(latin.data, latin.font).reason).toBe('ok');
+    expect(fonts.shared).toBe(true);
+  });
+
+  it('when a Devanagari or Tamil value sits beside its label, then pdftotext -layout reads it on the label\'s line', async () => {
+    const layout = pdfToText(await render(mixedScriptPermit(4)), '-layout');
+    expect(layout).toMatch(new RegExp(`Location +${SCRIPT_SAMPLES.tamil}`));
+    expect(layout).toMatch(/Approver +मुख्य अभियंता \(u-manager\)/);
+  });
+
+  it('when faces are not shared (the stock registerFont fallback), then every script is read back, the same subsets are embedded, and nothing is reported', async () => {
+    const warnings: string[] = [];
+    const stock = new FontBook(NOTO_DIRS, (m) => warnings.push(m), false);
+    const pdf = await render(mixedScriptPermit(4), stock);
+    expect(stock.shared).toBe(false);
+    const text = pdfToText(pdf);
+    for (const sample of [`${SCRIPT_SAMPLES.devanagari} 4`, SCRIPT_SAMPLES.tamil, SCRIPT_SAMPLES.arabic, SCRIPT_SAMPLES.chinese, 'मुख्य अभियंता', 'PTW-2025-000004']) expect(text).toContain(sample);
+    expect(embeddedFonts(pdf)).toEqual(embeddedFonts(await render(mixedScriptPermit(4))));
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe('font files missing or broken', () => {
   it('when a script has no font file, then the export still succeeds, that script prints "?", the rest in Noto, and it is reported once', async () => {
     const dir = fontDir(['NotoSans-Regular.ttf', 'NotoSans-Bold.ttf', 'NotoSansDevanagari-Regular.ttf']);
@@ -182,7 +209,7 @@ describe('font files missing or broken', () => {
 
 describe('line composition', () => {
   const style = { size: 10, weight: 'regular' as const, color: '#000' };
-  const setter = () => new TextSetter(new PDFDocument({ font: null as unknown as string }), notoFonts());
+  const setter = () => new TextSetter(new PDFDocument(), notoFonts());
   const texts = (lines: Line[]) => lines.map((l) => l.atoms.map((a) => a.text).join(''));
 
   it('when Chinese has no spaces, then lines break between characters, never before a closing mark', () => {
