@@ -1,7 +1,7 @@
 /**
  * The documentation of every route of the HTTP API (SPEC §4), one entry per route. Adding a route:
  * register its body/response schemas (requests.ts is validated by the route itself; responses.ts
- * with `named`), then add one entry here; document.test.ts fails while a router route has no entry.
+ * with `named`), then add one entry here; document.component.test.ts fails while a router route has no entry.
  */
 import { z } from 'zod';
 import { permitFieldsSchema, updatePermitSchema } from '@ptw/domain/dist/input';
