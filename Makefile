@@ -3,16 +3,17 @@ SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 STORE_BIN := libs/devstore/bin/ferretdb-local
 INSTALLED := node_modules/.ptw-installed
+GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
 
-.PHONY: up test unit e2e build deps store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
+.PHONY: up test unit component e2e browser build deps grpc-mock store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 up: build store sysdeps
 	node libs/devstore/dist/up.js
 
-## Every test: stale generated code check, unit, component and end-to-end suites.
-test: build store testdeps
+## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
+test: build store testdeps grpc-mock
 	bash test/run-all.sh
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
@@ -22,15 +23,37 @@ sysdeps:
 testdeps:
 	@bash libs/devstore/sysdeps.sh test
 
-unit: build
-	npx jest --selectProjects unit
+## Jest projects (jest.config.js, docs/testing.md). Workers: JEST_WORKERS (default 2, this machine's cores).
+JEST_WORKERS ?= 2
+## unit: nothing outside the process (no store, Redis, socket, child process); needs no build.
+unit: deps
+	npx jest --selectProjects unit --maxWorkers=$(JEST_WORKERS)
 
-e2e: build store
-	npx jest --selectProjects e2e --runInBand
+## component: real parts in-process (a store each, Redis on 127.0.0.1:6379 or REDIS_URL, loopback, Debian tools).
+component: build store testdeps grpc-mock
+	npx jest --selectProjects component --maxWorkers=$(JEST_WORKERS)
 
+## e2e: the built system as processes, each suite its own stack on free ports; the make-up-* suites take
+## make up's fixed ports, so they run one at a time after the others.
+e2e: build store testdeps
+	npx jest --selectProjects e2e --testPathIgnorePatterns /make-up- --maxWorkers=$(JEST_WORKERS)
+	npx jest test/e2e/make-up- --selectProjects e2e --runInBand
+
+browser: build store testdeps
+	npx jest --selectProjects browser --runInBand
+
+## node_modules without the test-only native build: every package's install script runs except the deprecated
+## `grpc` addon's (grpc-mock's, used by the gateway's component tests only; ~4 min from source), which
+## the grpc-mock target builds for `make test`/`make component`. A new npm ci (lock changed) wipes both markers.
 deps: $(INSTALLED)
 $(INSTALLED): package-lock.json package.json
-	npm ci
+	npm ci --ignore-scripts
+	npm rebuild $(shell node -p '[...new Set(Object.entries(require("./package-lock.json").packages).filter(([k, v]) => v.hasInstallScript && k && !k.endsWith("node_modules/grpc")).map(([k]) => k.replace(/.*node_modules\//, "")))].join(" ")')
+	@touch $@
+
+grpc-mock: $(GRPC_MOCK_BUILT)
+$(GRPC_MOCK_BUILT): $(INSTALLED)
+	npm rebuild grpc
 	@touch $@
 
 build: deps

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test in one run (called by `make test`, after build and store): the generated-code check,
-# then unit, component and end-to-end suites in one jest run, and a closing summary line.
+# then the unit, component, end-to-end and browser suites, and a closing summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +14,30 @@ echo "== tests type-check"
 npm run -s typecheck:tests
 
 mkdir -p logs
-echo "== jest (unit, component, end-to-end)"
+# Jest in phases by what the suites need (jest.config.js, docs/testing.md): unit and component in parallel
+# workers; e2e in parallel too (each suite its own stack on free ports and its own database), except the
+# make-up-* suites, which take make up's fixed ports and run one at a time; browser suites last.
+# Each phase writes logs/jest-<phase>.json; logs/jest-results.json merges them (per-suite times).
+workers=${JEST_WORKERS:-2}
 status=0
-npx jest --runInBand --json --outputFile=logs/jest-results.json "$@" || status=$?
+phase() {
+  local name=$1; shift
+  echo "== jest: $name"
+  rm -f "logs/jest-$name.json"
+  npx jest "$@" --passWithNoTests --json --outputFile="logs/jest-$name.json" || status=1
+}
+phase unit-component --selectProjects unit component --maxWorkers="$workers" "$@"
+phase e2e --selectProjects e2e --testPathIgnorePatterns /make-up- --maxWorkers="$workers" "$@"
+phase make-up test/e2e/make-up- --selectProjects e2e --runInBand "$@"
+phase browser --selectProjects browser --runInBand "$@"
 node -e '
-const r = require("./logs/jest-results.json");
+const fs = require("fs");
+const runs = ["unit-component", "e2e", "make-up", "browser"].map((p) => `logs/jest-${p}.json`).filter((f) => fs.existsSync(f)).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const sum = (k) => runs.reduce((n, r) => n + r[k], 0);
+const r = { success: runs.every((x) => x.success), startTime: Math.min(...runs.map((x) => x.startTime)) };
+for (const k of ["numTotalTestSuites", "numPassedTestSuites", "numFailedTestSuites", "numTotalTests", "numPassedTests", "numFailedTests", "numPendingTests", "numTodoTests"]) r[k] = sum(k);
+r.testResults = runs.flatMap((x) => x.testResults);
+fs.writeFileSync("logs/jest-results.json", JSON.stringify(r));
 console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
 if (r.numTotalTests === 0) { console.error("no test ran"); process.exit(1); }
 '
