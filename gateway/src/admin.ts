@@ -43,7 +43,7 @@ export const ADMIN_HEADERS: Readonly<Record<string, string>> = {
  */
 export function adminConsole(dir = ADMIN_DIR): Middleware {
   const files = Object.fromEntries(Object.entries(FILES).map(([url, f]) => [url, { body: fs.readFileSync(path.join(dir, f.file)), type: f.type }]));
-  return async (ctx: Context, next: Next) => {
+  return async (ctx: Context, next: () => Promise<void>) => {
     if (ctx.path !== '/admin' && !ctx.path.startsWith('/admin/')) return next();
     ctx.set(ADMIN_HEADERS);
     const file = files[ctx.path];

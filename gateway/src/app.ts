@@ -37,7 +37,7 @@ export function createApp(deps: GatewayDeps): Koa {
   // Preflights are answered here: before auth, throttling and any body.
   app.use(corsMiddleware(deps.config.PTW_CORS_ORIGINS, API_PREFIX));
   app.use(readOnlyPaths());
-  app.use(async (ctx, next) => {
+  app.use(async (ctx, next: () => Promise<void>) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
       ctx.body = { status: 'ok' };

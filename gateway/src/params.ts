@@ -13,7 +13,7 @@ export function creds(ctx: Context): CallCredentials {
 
 /** The parsed JSON body (an object; see middleware/body.ts). */
 export function body(ctx: Context): Record<string, unknown> {
-  return ((ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {}) as Record<string, unknown>;
+  return ((ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {});
 }
 
 /** A single query parameter as a string ('' when absent); repeated parameters are refused. */

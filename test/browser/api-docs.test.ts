@@ -22,6 +22,7 @@ beforeAll(async () => {
   const app = new Koa();
   app.use(requestMiddleware(createLogger('gateway', { stdout: false, sink: memorySink().sink }), new Metrics('gateway-docs-test')));
   app.use(docsMiddleware());
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   server = http.createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

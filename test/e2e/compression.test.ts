@@ -146,7 +146,7 @@ it('when a sync body is chunked past the limit, then the client reads a 413 and 
       else c.close();
     },
   });
-  const res = await fetch(`${stack.gatewayUrl}${SYNC}`, { method: 'POST', headers: { authorization: `Bearer ${worker}`, ...JSON_BODY }, body, duplex: 'half' } as RequestInit);
+  const res = await fetch(`${stack.gatewayUrl}${SYNC}`, { method: 'POST', headers: { authorization: `Bearer ${worker}`, ...JSON_BODY }, body, duplex: 'half' });
   expect(res.status).toBe(413);
   expect(((await res.json()) as { error: { code: string; message: string } }).error.code).toBe('payload_too_large');
   expect(await m.Permit.countDocuments()).toBe(before);

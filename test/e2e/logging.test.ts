@@ -36,7 +36,7 @@ it('when personal data, signatures, attachments and the token go through every r
   };
   const created = await send('POST', '/permits/', worker, { permit_type_id: 'hot-work', ...pii });
   expect(created.status).toBe(201);
-  const id = (await (await send('GET', `/permits/?q=${encodeURIComponent(EMAIL)}`, worker)).status) && (await fetch(`${stack.gatewayUrl}/api/v1/ptw/permits/?page_size=1`, { headers: { authorization: `Bearer ${worker}` } }).then((r) => r.json() as Promise<{ results: { id: string }[] }>)).results[0].id;
+  const id = ((await send('GET', `/permits/?q=${encodeURIComponent(EMAIL)}`, worker)).status) && (await fetch(`${stack.gatewayUrl}/api/v1/ptw/permits/?page_size=1`, { headers: { authorization: `Bearer ${worker}` } }).then((r) => r.json() as Promise<{ results: { id: string }[] }>)).results[0].id;
   const calls: [string, string, string, unknown?][] = [
     ['PATCH', `/permits/${id}/`, worker, { version: 1, description: `${SIGNATURE} ${NAME}` }],
     ['PATCH', `/permits/${id}/`, worker, { version: 1, signature: SIGNATURE, attachment: ATTACHMENT, email: EMAIL }],

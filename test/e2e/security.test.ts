@@ -87,7 +87,7 @@ describe('direct gRPC', () => {
     const md = new Metadata();
     if (auth) md.set('authorization', auth);
     return new Promise<ServiceError | null>((resolve) =>
-      ((client as Record<string, Unary>)[method] as Unary).call(client, req, md, { deadline: new Date(Date.now() + 5000) }, (e) => {
+      ((client as Record<string, Unary>)[method]).call(client, req, md, { deadline: new Date(Date.now() + 5000) }, (e) => {
         (client as { close(): void }).close();
         resolve(e);
       }),

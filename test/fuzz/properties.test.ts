@@ -394,7 +394,7 @@ async function newPermit(extra: Record<string, unknown> = {}, status?: string): 
   }
   return p.id as string;
 }
-const versionOf = async (id: string) => (await m.Permit.findById(id, { version: 1 }).lean())!.version as number;
+const versionOf = async (id: string) => (await m.Permit.findById(id, { version: 1 }).lean())!.version;
 const statusOf = async (id: string) => (await m.Permit.findById(id, { status: 1 }).lean())!.status as string;
 
 /** An isolation point of `permit` that can still move (assigned, isolated or verified), added when none is left. */
@@ -404,7 +404,7 @@ async function livePoint(permit: string): Promise<{ id: string; status: string; 
     await setup('POST', `/permits/${permit}/assign_isolation/`, { name: `Breaker ${++seq}`, energy_type: 'electrical', lock_ids: [] });
     p = await m.IsolationPoint.findOne({ permit_id: permit, status: { $ne: 'deisolated' } }).lean();
   }
-  return { id: String(p!._id), status: p!.status as string, version: p!.version as number };
+  return { id: String(p!._id), status: p!.status, version: p!.version };
 }
 const NEXT_ACTION: Record<string, string> = { assigned: 'isolate', isolated: 'verify', verified: 'deisolate' };
 const NEXT_STATUS: Record<string, string> = { assigned: 'isolated', isolated: 'verified', verified: 'deisolated' };
@@ -551,7 +551,7 @@ const bodyRoutes: BodyRoute[] = [
       const v = a.value;
       const valid = typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1;
       // The current version is small: a valid literal is stale (409), anything else names `version` (400).
-      if (valid && (v as number) > 1000) expect({ lit: v, status: ans.status }).toEqual({ lit: v, status: 409 });
+      if (valid && (v) > 1000) expect({ lit: v, status: ans.status }).toEqual({ lit: v, status: 409 });
       if (!valid) expect({ lit: v, status: ans.status, field: fieldOf(ans) }).toEqual({ lit: v, status: 400, field: 'version' });
     },
   },
@@ -746,7 +746,7 @@ async function syncTemplates(): Promise<Record<string, () => Promise<Change>>> {
         w.sync.point = live.id;
         p = await m.IsolationPoint.findById(w.sync.point).lean();
       }
-      return { entity: 'isolation_point', op: 'update', offline_id: '', server_id: w.sync.point, client_version: p!.version as number, data: { status: NEXT_STATUS[p!.status as string], lock_ids: ['L-5'], notes: 'Offline' } };
+      return { entity: 'isolation_point', op: 'update', offline_id: '', server_id: w.sync.point, client_version: p!.version, data: { status: NEXT_STATUS[p!.status as string], lock_ids: ['L-5'], notes: 'Offline' } };
     },
     'closeout/update': async () => {
       let c = await m.Closeout.findOne({ permit_id: w.sync.closeout }).lean();
@@ -755,7 +755,7 @@ async function syncTemplates(): Promise<Record<string, () => Promise<Change>>> {
         await setup('GET', `/permits/${w.sync.closeout}/closeout/`);
         c = await m.Closeout.findOne({ permit_id: w.sync.closeout }).lean();
       }
-      return { entity: 'closeout', op: 'update', offline_id: '', server_id: w.sync.closeout, client_version: c!.version as number, data: { checklist: { area_cleaned: { done: true, comments: `Swept ${++seq}` } }, remarks: 'r' } };
+      return { entity: 'closeout', op: 'update', offline_id: '', server_id: w.sync.closeout, client_version: c!.version, data: { checklist: { area_cleaned: { done: true, comments: `Swept ${++seq}` } }, remarks: 'r' } };
     },
   };
 }

@@ -39,7 +39,7 @@ const doc = JSON.parse(JSON.stringify(openApiDocument()).replaceAll('"#/componen
 };
 /** Follows a `#/components/{responses,headers}/…` reference. */
 function deref<T>(o: T | { $ref: string }): T {
-  if (!o || typeof o !== 'object' || !('$ref' in o)) return o as T;
+  if (!o || typeof o !== 'object' || !('$ref' in o)) return o;
   const [, kind, name] = /^#\/components\/(responses|headers)\/(.+)$/.exec(o.$ref) ?? [];
   const target = kind === 'responses' ? doc.components.responses[name] : kind === 'headers' ? doc.components.headers[name] : undefined;
   if (!target) throw new Error(`unresolved reference ${o.$ref}`);

@@ -24,7 +24,7 @@ export async function startTestStack(name: string, env: Record<string, string> =
     // use up the windows of `make up`'s demo users on the same Redis (its exports: 5 an hour).
     env: { PTW_JWT_SECRET: DEV_JWT_SECRET, NODE_ENV: 'test', PTW_THROTTLE_KEY_PREFIX: keyPrefix, ...env },
   });
-  const stop = stack.stop;
+  const stop = stack.stop.bind(stack);
   // Its windows go with it (the hourly export ones would otherwise stay in Redis for an hour).
   stack.stop = async () => {
     await stop();

@@ -21,6 +21,7 @@ import { PanelBuilder as StatPanelBuilder } from '@grafana/grafana-foundation-sd
 import { PanelBuilder as TimeseriesPanelBuilder } from '@grafana/grafana-foundation-sdk/timeseries';
 
 /** The Prometheus every panel reads: the dashboard's `datasource` variable. */
+// eslint-disable-next-line no-template-curly-in-string -- Grafana's variable syntax, not a JavaScript template
 export const DATASOURCE: common.DataSourceRef = { type: 'prometheus', uid: '${datasource}' };
 
 /** A PromQL expression and its legend (Grafana's `{{label}}` templates). */

@@ -1,4 +1,4 @@
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import { bearerToken, type TokenVerifier } from '@ptw/common';
 import { HttpError } from '../errors';
 import type { GatewayState } from '../state';
@@ -14,7 +14,7 @@ export const MAX_AUTHORIZATION_BYTES = 8 * 1024;
 
 /** Requires a valid bearer JWT on every route but the public paths (SPEC §3). */
 export function authMiddleware(verify: TokenVerifier) {
-  return async (ctx: Context, next: Next) => {
+  return async (ctx: Context, next: () => Promise<void>) => {
     if (PUBLIC_PATHS.has(ctx.path)) return next();
     const state = ctx.state as GatewayState;
     const header = ctx.headers.authorization;

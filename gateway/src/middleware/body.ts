@@ -1,4 +1,4 @@
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type { IncomingMessage } from 'node:http';
 import zlib from 'node:zlib';
 import { HttpError } from '../errors';
@@ -40,7 +40,7 @@ const INFLATERS: Record<string, Inflate> = { gzip: zlib.gunzip, 'x-gzip': zlib.g
  * `ctx.request.body`, its (decoded) size on `ctx.state.bodyBytes`.
  */
 export function jsonBody(limit: number) {
-  return async (ctx: Context, next: Next) => {
+  return async (ctx: Context, next: () => Promise<void>) => {
     if (!METHODS_WITH_BODY.has(ctx.method)) return next();
     // Node lower-cases header names: read them directly (ctx.get lower-cases the name each time).
     const encoding = ctx.headers['content-encoding']?.trim().toLowerCase();

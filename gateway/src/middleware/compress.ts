@@ -51,6 +51,7 @@ export function compressMiddleware(minBytes: number) {
       ctx.vary('Accept-Encoding');
       return next();
     }
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- koa-compress is a koa-compose Middleware (returns any); Koa only awaits it
     return compressing(ctx, async () => {
       await next();
       // Serialised once here: koa-compress would serialise it to measure it, then again to compress.

@@ -67,5 +67,6 @@ export function corsMiddleware(origins: readonly string[], prefix: string): Midd
     // an error: the library need not copy them onto the error object.
     keepHeadersOnError: false,
   });
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- @koa/cors is a koa-compose Middleware (returns any); Koa only awaits it
   return (ctx: Context, next: Next) => (ctx.path.startsWith(`${prefix}/`) ? apply(ctx, next) : next());
 }

@@ -29,7 +29,7 @@ export const SYNC_MAX_CHANGES = 500;
 
 export const syncEnvelope = z
   .object({
-    device_id: z.string().regex(/^[A-Za-z0-9_.:\-]{1,128}$/, 'expected 1-128 letters, digits or _.:-'),
+    device_id: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'expected 1-128 letters, digits or _.:-'),
     client_time: z.string().max(40).optional(),
     changes: z.array(z.unknown()).max(SYNC_MAX_CHANGES, `at most ${SYNC_MAX_CHANGES} changes per request`),
   })

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import { HttpError } from '../errors';
 import { API_PREFIX } from '../routes';
 import type { GatewayState } from '../state';
@@ -60,7 +60,7 @@ export function docsMiddleware() {
   ]);
   let documentJson: string | undefined;
 
-  return async (ctx: Context, next: Next) => {
+  return async (ctx: Context, next: () => Promise<void>) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === OPENAPI_PATH) {
       (ctx.state as GatewayState).endpoint = OPENAPI_PATH;

@@ -35,12 +35,13 @@ export async function startThrottleApp(opts: { redis: Redis; config: ThrottleCon
     await next();
   });
   app.use(opts.routes(throttle));
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   const server = http.createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     metrics,
-    logs: captured.lines,
+    logs: () => captured.lines(),
     throttle,
     close: () => {
       server.closeAllConnections();

@@ -16,7 +16,8 @@ function entryServiceName(): string {
   for (let dir = path.dirname(entry); dir !== path.dirname(dir); dir = path.dirname(dir)) {
     const file = path.join(dir, 'package.json');
     if (!fs.existsSync(file)) continue;
-    const name = String((JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown }).name ?? 'ptw').replace(/^@[^/]+\//, '');
+    const declared = (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown }).name;
+    const name = (typeof declared === 'string' ? declared : 'ptw').replace(/^@[^/]+\//, '');
     return base === 'main' ? name : `${name}-${base}`;
   }
   return base;

@@ -8,7 +8,7 @@ import type { Model } from 'mongoose';
 
 /** Runs `fn` over `items` with at most `concurrency` calls in flight; results in input order. */
 export async function mapLimit<T, R>(items: readonly T[], concurrency: number, fn: (item: T, i: number) => PromiseLike<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+  const out: R[] = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i], i);
@@ -37,7 +37,7 @@ export async function findEach<T = Record<string, unknown>>(
   const distinct = [...new Map(values.map((v) => [String(v), v])).values()];
   const parts = await mapLimit<unknown, T[]>(distinct, opts.concurrency ?? EACH_CONCURRENCY, (v) => {
     const q = model.find({ ...opts.filter, [field]: v }, opts.projection ?? null);
-    return (opts.sort ? q.sort(opts.sort) : q).lean() as unknown as Promise<T[]>;
+    return (opts.sort ? q.sort(opts.sort) : q).lean();
   });
   return parts.flat();
 }

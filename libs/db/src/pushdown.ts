@@ -55,7 +55,7 @@ export function queriesOf(commandName: string, body: Record<string, unknown>): S
 export function forwardQueries(conn: Connection, appName: string): void {
   conn.getClient().on('commandStarted', (e) => {
     if (sinks.size === 0) return;
-    for (const q of queriesOf(e.commandName, e.command as Record<string, unknown>)) for (const s of sinks) s(q, appName);
+    for (const q of queriesOf(e.commandName, e.command)) for (const s of sinks) s(q, appName);
   });
 }
 
@@ -117,7 +117,7 @@ export function equalityFields(filter: Record<string, unknown>): string[] {
     if (k.startsWith('$')) continue;
     const scalar = (x: unknown) => x === null || ['string', 'number', 'boolean'].includes(typeof x) || x instanceof Date || (typeof x === 'object' && x !== null && (x as { _bsontype?: string })._bsontype === 'ObjectId');
     if (scalar(v)) out.push(k);
-    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar((v as { $eq: unknown }).$eq)) out.push(k);
+    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar((v).$eq)) out.push(k);
   }
   return out;
 }

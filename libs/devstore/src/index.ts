@@ -193,7 +193,7 @@ export async function testStore(name: string): Promise<{ url: string; stop(): Pr
   if (process.env.MONGO_URL) {
     const u = new URL(process.env.MONGO_URL);
     u.pathname = `/${db}`;
-    return { url: u.toString(), stop: async () => undefined };
+    return { url: u.toString(), stop: () => Promise.resolve() };
   }
   const store = await startStore({ database: db });
   return { url: store.url, stop: () => store.stop() };

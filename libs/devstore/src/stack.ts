@@ -195,7 +195,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     mongoUrl,
     redisUrl,
     env,
-    metricsPorts: metricsPorts as Stack['metricsPorts'],
+    metricsPorts: metricsPorts,
     procs,
     get store() {
       return store;

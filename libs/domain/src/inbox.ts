@@ -25,7 +25,8 @@ export async function myTasks(models: Models, who: Principal) {
   }));
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument -- a lean notification document of any shape, mapped field by field to the proto Notification its callers return */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a lean notification document, mapped field by field
 function toNotification(n: Record<string, any>) {
   return {
     id: String(n._id),
@@ -39,6 +40,7 @@ function toNotification(n: Record<string, any>) {
     created_at: iso(n.created_at) ?? '',
   };
 }
+/* eslint-enable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument */
 
 /** One page of the caller's notifications, newest first. */
 export async function listNotifications(models: Models, who: Principal, page: number, pageSize: number, unreadOnly: boolean) {

@@ -5,7 +5,7 @@ import { isValidObjectId } from 'mongoose';
 import { isolationPointInputSchema, isolationUpdateSchema, parseInput } from './input';
 import { getScopedPermit } from './permits/query';
 import type { PermitDoc } from './permits/types';
-import { isolationStep, setMerge, TERMINAL, type IsolationStatus } from './rules';
+import { isolationStep, setMerge, TERMINAL } from './rules';
 import { toIsolationMessage } from './serialize';
 import { z } from 'zod';
 
@@ -79,7 +79,7 @@ export async function updateIsolation(models: Models, who: Principal, permitId: 
   if (expectedVersion !== undefined && expectedVersion !== point.version) {
     throw conflict(`Stale version ${expectedVersion}: the isolation point is at version ${point.version}`, { server_version: point.version, server_state: toIsolationMessage(point) });
   }
-  const step = isolationStep(point.status as IsolationStatus, input.action);
+  const step = isolationStep(point.status, input.action);
   if ('refusal' in step) throw failedPrecondition(step.refusal, { server_status: point.status });
   const set: Record<string, unknown> = { status: step.to, version: point.version + 1 };
   const actor = { isolated: 'isolated', verified: 'verified', deisolated: 'deisolated' }[step.to as 'isolated' | 'verified' | 'deisolated'];

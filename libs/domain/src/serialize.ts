@@ -10,8 +10,9 @@ export function opt<T>(v: T | null | undefined): T | undefined {
   return v === null || v === undefined ? undefined : v;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- lean documents of several collections, mapped field by field
 type AnyDoc = Record<string, any>;
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access -- the mappers below read lean documents of any shape (AnyDoc): the proto message types they return are the check */
 
 /** A permit document as the proto `Permit` (and so the HTTP JSON). */
 export function toPermitMessage(d: AnyDoc): workflowPb.Permit {

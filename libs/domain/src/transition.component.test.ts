@@ -16,7 +16,7 @@ jest.setTimeout(120_000);
 let store: { url: string; stop(): Promise<void> };
 let conn: Connection;
 let m: Models;
-const worker: Principal = { user_id: 'u-worker', role: 'worker', project_ids: ['p1'] } as Principal;
+const worker: Principal = { user_id: 'u-worker', role: 'worker', project_ids: ['p1'] };
 
 beforeAll(async () => {
   store = await testStore('transition_effects');

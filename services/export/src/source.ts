@@ -4,7 +4,7 @@
  */
 import { hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { findEach, type Models } from '@ptw/db';
-import { permitQueryParts, type PermitFilterInput } from '@ptw/domain';
+import { permitQueryParts } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 import type { ExportPermit } from './render';
 
@@ -24,12 +24,12 @@ interface Selected {
  */
 export async function selectPermits(models: Models, who: Principal, req: exportPb.BulkExportRequest, limit: number): Promise<{ ids: string[]; count: number }> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may export permits');
-  const parts = permitQueryParts(who, (req.filter ?? {}) as PermitFilterInput);
+  const parts = permitQueryParts(who, (req.filter ?? {}));
   const fields = { _id: 1, permit_number: 1, project_id: 1 };
   const picked: Selected[] = [];
   if (req.permit_ids.length && !req.use_filters) {
     // Only the scope part of the filters applies to an explicit id list; ids of other projects drop out.
-    const project = (req.filter?.project as string | undefined) || undefined;
+    const project = (req.filter?.project) || undefined;
     const ids = [...new Set(req.permit_ids)].filter((id) => /^[0-9a-f]{24}$/i.test(id));
     for (let i = 0; i < ids.length && picked.length <= limit; i += limit + 1) {
       const found = await findEach<Selected>(models.Permit, '_id', ids.slice(i, i + limit + 1), { projection: fields });
@@ -48,8 +48,9 @@ export async function selectPermits(models: Models, who: Principal, req: exportP
   return { ids: picked.map((p) => String(p._id)), count };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- lean documents of several collections, grouped and mapped field by field
 type Lean = Record<string, any>;
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return -- the related documents are read lean (Lean) and grouped by field: ExportPermit, the type these functions return, is the check */
 
 function groupBy<T extends Lean>(docs: T[], key: string): Map<string, T[]> {
   const m = new Map<string, T[]>();
@@ -125,6 +126,8 @@ async function enrich(models: Models, permits: Lean[], typeCache: Map<string, Le
     };
   });
 }
+
+/* eslint-enable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return */
 
 /** The selected permits as export records, in the order of `ids`, one batch in memory at a time. */
 export async function* exportRecords(models: Models, ids: string[], signal?: AbortSignal): AsyncGenerator<ExportPermit> {

@@ -67,7 +67,7 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
     const creds = { token, reqId, deadlineMs: opts.deadlineMs };
     const now = Date.now();
     let degraded = false;
-    const cumulative: Figures[] = new Array(hours);
+    const cumulative: Figures[] = new Array<Figures>(hours);
     let next = 0;
     const worker = async () => {
       for (let k = next++; k < hours; k = next++) {

@@ -51,12 +51,12 @@ beforeAll(async () => {
         const count = (o: string) => within.filter((e) => e.outcome === o).length;
         cb(null, { applied: count('applied'), conflicts: count('conflict'), rejected: count('rejected') });
       },
-    } as never),
+    }),
   );
   exportPeer = await peer((s) =>
     s.addService(exportPb.ExportServiceService, {
       getExportStats: (call: Since, cb: sendUnaryData<exportPb.GetExportStatsResponse>) => cb(null, { bulk_exports: exportEvents.filter((at) => at >= since(call)).length }),
-    } as never),
+    }),
   );
   svc = await start({
     ...process.env,

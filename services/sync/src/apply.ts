@@ -29,7 +29,7 @@ function conflicted(c: syncPb.Change, reason: ConflictReason, serverVersion: num
       client_version: c.client_version,
       server_version: serverVersion,
       fields,
-      server_state: JSON.parse(JSON.stringify(serverState)),
+      server_state: JSON.parse(JSON.stringify(serverState)) as Record<string, unknown>,
       truncated: false,
     },
   };

@@ -28,7 +28,7 @@ const STALE_CLAIM_MS = 20_000;
 /** Permits whose changes are applied at the same time within one request. */
 const CONCURRENT_PERMITS = 8;
 
-const OFFLINE_ID = /^[A-Za-z0-9_.:\-]{1,128}$/;
+const OFFLINE_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 async function sleep(ms: number) {
   await new Promise((r) => setTimeout(r, ms));
@@ -110,7 +110,7 @@ function settle(ctx: Ctx, c: syncPb.Change, r: StoredReceipt, permitExists: bool
  * takes the others over once their claims are stale, so nothing is created twice.
  */
 async function applyCreates(ctx: Ctx, items: { c: syncPb.Change; receipt: Receipt }[]): Promise<Outcome[]> {
-  const outcomes: Outcome[] = new Array(items.length);
+  const outcomes: Outcome[] = new Array<Outcome>(items.length);
   const bulk: { k: number; projectId?: string; item: d.BulkCreateItem }[] = [];
   items.forEach(({ c, receipt }, k) => {
     const prepared = prepareCreate(ctx.who, c);
@@ -314,7 +314,7 @@ export interface BatchResult {
  */
 export async function syncBatch(models: Models, who: Principal, req: syncPb.SyncOfflineDataRequest, log?: () => Logger): Promise<BatchResult> {
   const ctx: Ctx = { models, who, deviceId: req.device_id };
-  const outcomes: Outcome[] = new Array(req.changes.length);
+  const outcomes: Outcome[] = new Array<Outcome>(req.changes.length);
   const firsts: { i: number; c: syncPb.Change }[] = [];
   const repeats: { i: number; c: syncPb.Change }[] = [];
   const seen = new Set<string>();
@@ -382,7 +382,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
         ...(o.projectId ? { project_id: o.projectId } : {}),
         entity: o.value.entity,
         outcome: o.kind === 'applied' ? 'applied' : o.kind === 'conflict' ? 'conflict' : 'rejected',
-        reason: o.kind === 'applied' ? (o.value as syncPb.Applied).status : (o.value as { reason: string }).reason,
+        reason: o.kind === 'applied' ? (o.value).status : (o.value as { reason: string }).reason,
         at,
       })),
       { lean: true },
@@ -392,7 +392,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
     // The window counts of health (see @ptw/db tallies.ts): one small document per batch.
     const tally: Record<string, number> = {};
     for (const o of outcomes) {
-      const k = o.kind === 'applied' ? ((o.value as syncPb.Applied).status === 'already_applied' ? 'already_applied' : 'applied') : o.kind === 'conflict' ? 'conflicts' : 'rejected';
+      const k = o.kind === 'applied' ? ((o.value).status === 'already_applied' ? 'already_applied' : 'applied') : o.kind === 'conflict' ? 'conflicts' : 'rejected';
       tally[k] = (tally[k] ?? 0) + 1;
     }
     await recordTally(models, 'sync', tally, at).catch((err: unknown) => log?.().warn({ event: 'sync_tally_lost', err, applied_count: outcomes.length }, 'sync tally not recorded'));

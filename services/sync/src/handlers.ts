@@ -3,7 +3,7 @@ import { countSince, type Models } from '@ptw/db';
 import { syncPb } from '@ptw/proto';
 import { syncBatch } from './batch';
 
-const DEVICE_ID = /^[A-Za-z0-9_.:\-]{1,128}$/;
+const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 export const MAX_CHANGES = 500;
 
 /** gRPC handlers of the sync service. */

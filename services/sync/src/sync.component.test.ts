@@ -140,7 +140,7 @@ describe('outcomes', () => {
     [{ entity: 'permit', op: 'delete', data: {} }, 'unsupported_entity'],
     [{ entity: 'permit', op: 'create', data: permitData(), invalid_reason: 'client_version: expected an integer' }, 'validation_error'],
   ])('when the change is %j, then it is rejected with %s', async (change, reason) => {
-    const r = await run([change as Partial<syncPb.Change>], await worker());
+    const r = await run([change], await worker());
     expect(r.rejected[0]).toMatchObject({ reason });
     expect(r.summary).toEqual({ total: 1, applied: 0, conflicts: 0, rejected: 1 });
   });
@@ -268,7 +268,7 @@ describe('property: random batches', () => {
       fc.asyncProperty(fc.array(change, { maxLength: 12 }), async (changes) => {
         run++;
         const device = `prop-${run % 3}`;
-        const r = await sync.syncOfflineData({ device_id: device, changes: changes.map((c) => ({ invalid_reason: '', ...c })) as syncPb.Change[] }, who);
+        const r = await sync.syncOfflineData({ device_id: device, changes: changes.map((c) => ({ invalid_reason: '', ...c })) }, who);
         expect(r.summary!.total).toBe(changes.length);
         expect(r.summary!.applied + r.summary!.conflicts + r.summary!.rejected).toBe(changes.length);
         expect(r.applied.length + r.conflicts.length + r.rejected.length).toBe(changes.length);

@@ -6,7 +6,7 @@
  * on every replica. A store that does not answer within READ_BOUND_MS leaves them out of that
  * scrape (never a stale or zero figure) rather than making the whole scrape time out.
  */
-import type { Connection } from 'mongoose';
+import { ConnectionStates, type Connection } from 'mongoose';
 import type { Metrics } from '@ptw/common';
 import type { Models } from '@ptw/db';
 import { overdueApprovalQuery, overdueVerificationQuery } from '@ptw/domain';
@@ -46,7 +46,7 @@ export function registerWorkflowGauges(metrics: Metrics, deps: { conn: Connectio
   const load = async () => {
     let timer: NodeJS.Timeout | undefined;
     try {
-      if (deps.conn.readyState !== 1) throw new Error('store not connected');
+      if (deps.conn.readyState !== ConnectionStates.connected) throw new Error('store not connected');
       await Promise.race([read(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('store too slow')), READ_BOUND_MS)))]);
     } catch {
       for (const g of stored) g.reset();

@@ -42,7 +42,7 @@ type UnaryMethod<Req, Res> = (
 
 /** A ts-proto client's unary methods as `(request, credentials) => Promise<response>`. */
 export type PromiseClient<C> = {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- matches any unary method's request and callback (unknown would not: parameters are contravariant)
   [K in keyof C as C[K] extends (req: any, md: Metadata, o: Partial<CallOptions>, cb: (...a: any[]) => void) => ClientUnaryCall ? K : never]: C[K] extends UnaryMethod<infer Req, infer Res>
     ? (request: Req, creds: CallCredentials) => Promise<Res>
     : never;

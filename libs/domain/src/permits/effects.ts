@@ -40,8 +40,8 @@ async function moveSteps(models: Models, permit: PermitDoc, from: PermitStatus, 
     const type = await models.PermitType.findById(permit.permit_type_id, { escalation_hours: 1 }).lean();
     const limit = type?.escalation_hours ?? 4;
     await models.WorkflowStep.insertMany([
-      { permit_id: id, project_id: permit.project_id, step: 'verification', assignee_id: permit.verifier_id, status: 'pending', started_at: now, limit_hours: limit },
-      { permit_id: id, project_id: permit.project_id, step: 'approval', assignee_id: permit.approver_id, status: 'pending', limit_hours: limit },
+      { permit_id: id, project_id: permit.project_id, step: 'verification', assignee_id: permit.verifier_id as string | undefined, status: 'pending', started_at: now, limit_hours: limit },
+      { permit_id: id, project_id: permit.project_id, step: 'approval', assignee_id: permit.approver_id as string | undefined, status: 'pending', limit_hours: limit },
     ]);
   } else if (to === 'under_review') {
     await models.WorkflowStep.updateMany({ ...pending, step: 'verification' }, { $set: { status: 'completed', completed_at: now } });

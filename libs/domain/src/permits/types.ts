@@ -1,7 +1,7 @@
 /** The permit shapes the domain passes around (kept apart so any module can import them without a cycle). */
 import type { PermitStatus } from '@ptw/db';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- lean permit documents: the fields the domain relies on are typed, the rest is read per use
 export type PermitDoc = Record<string, any> & { _id: unknown; version: number; status: PermitStatus; project_id: string };
 
 /**

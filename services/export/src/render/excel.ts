@@ -93,7 +93,7 @@ const ROWS_PER_YIELD = 50;
 /** Text a worksheet can hold: no XML-illegal control characters, no more than Excel's cell limit. */
 function text(value: string | null | undefined): string {
   if (!value) return '';
-  // eslint-disable-next-line no-control-regex
+  // eslint-disable-next-line no-control-regex -- removing control characters is the point
   const clean = value.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '');
   return clean.length > MAX_CELL ? `${clean.slice(0, MAX_CELL - 1)}…` : clean;
 }

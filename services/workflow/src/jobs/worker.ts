@@ -54,7 +54,7 @@ export async function startWorker(env: Record<string, string | undefined> = proc
 if (require.main === module) {
   runMain('workflow-jobs', async () => {
     const worker = await startWorker();
-    onShutdownSignal(worker.log, worker.stop);
+    onShutdownSignal(worker.log, () => worker.stop());
   });
 }
 
