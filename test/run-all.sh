@@ -13,6 +13,12 @@ npm run -s check:cycles
 echo "== tests type-check"
 npm run -s typecheck:tests
 
+echo "== lint (eslint, type-aware)"
+npm run -s lint
+
+echo "== format (prettier --check)"
+npm run -s format:check
+
 mkdir -p logs
 # Jest in phases by what the suites need (jest.config.js, docs/testing.md): unit and component in parallel
 # workers; e2e in parallel too (each suite its own stack on free ports and its own database), except the
