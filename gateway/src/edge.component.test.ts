@@ -55,6 +55,7 @@ async function serve(extra: Record<string, string> = {}): Promise<Served> {
     listPermitTypes: jest.fn(async () => ({ results: [] })),
   });
   const app = createApp({ config, log: createLogger('gateway-edge-test', { stdout: false, sink: memorySink().sink }), metrics, verify: createTokenVerifier(config), clients, redis });
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const s = {

@@ -30,6 +30,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
   redis.on('error', () => undefined); // reconnects by itself; readiness and throttling report the outage
   const clients = createClients(config, metrics);
   const app = createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis });
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, app.callback());
   server.requestTimeout = 5 * 60_000;
   await new Promise<void>((resolve, reject) => {

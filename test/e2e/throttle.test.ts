@@ -27,7 +27,7 @@ const clientOptions = (timeoutMs: number) => throttleRedisOptions({ PTW_THROTTLE
 
 type TestGateway = ThrottleApp;
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
+const cleanups: (() => unknown)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
@@ -247,14 +247,14 @@ function startReplica(env: Record<string, string>): Promise<{ url: string; proc:
   cleanups.push(async () => {
     if (proc.exitCode === null) {
       const exited = new Promise((resolve) => proc.once('exit', resolve));
-      proc.stdin!.end();
+      proc.stdin.end();
       await exited;
     }
-    proc.stdout!.destroy();
+    proc.stdout.destroy();
   });
   return new Promise((resolve, reject) => {
     proc.once('exit', (code) => reject(new Error(`replica exited with ${code}`)));
-    proc.stdout!.once('data', (chunk) => resolve({ url: `http://127.0.0.1:${String(chunk).trim()}`, proc }));
+    proc.stdout.once('data', (chunk) => resolve({ url: `http://127.0.0.1:${String(chunk).trim()}`, proc }));
   });
 }
 

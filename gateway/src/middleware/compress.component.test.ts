@@ -45,6 +45,7 @@ beforeAll(async () => {
       ctx.body = Readable.from([archive]);
     }
   });
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   server = http.createServer(app.callback());
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -65,6 +65,7 @@ beforeAll(async () => {
   redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
   clients = createClients(config, metrics);
   const log = createLogger('gateway', { stdout: false, sink: memorySink().sink });
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   server = http.createServer(createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis }).callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   origin = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;

@@ -54,6 +54,7 @@ beforeAll(async () => {
   clients = createClients(config, metrics);
   const log = createLogger('gateway', { stdout: false, sink: memorySink().sink });
   app = createApp({ config, log, metrics, verify: createTokenVerifier(config), clients, redis });
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Koa's callback handles its own errors (ctx.onerror): its promise never rejects
   server = http.createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

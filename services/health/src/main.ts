@@ -23,6 +23,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     defaultMetricsListen: '127.0.0.1:9104',
     protoFiles: [PROTO_FILES.health],
     handleSignals: opts.handleSignals,
+    // eslint-disable-next-line @typescript-eslint/require-await -- build returns a promise by contract (startService); this one has nothing to wait for
     build: async (rt) => {
       const aggregator = createAggregator(
         { sync: config.PTW_SYNC_ADDR, workflow: config.PTW_WORKFLOW_ADDR, export: config.PTW_EXPORT_ADDR },
@@ -53,7 +54,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
             ),
           },
         ],
-        close: async () => aggregator.close(),
+        close: () => Promise.resolve(aggregator.close()),
       };
     },
   });

@@ -111,7 +111,7 @@ describe('when tracing runs without an endpoint (ids mode)', () => {
     expect(call).toMatchObject({ req_id: 'req-kit-3', trace_id: TRACE, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
     expect(call?.span_id).not.toBe('00f067aa0ba902b7');
     expect(lines.find((l) => l.event === 'handler_line')).toMatchObject({ req_id: 'req-kit-3', trace_id: TRACE, span_id: call?.span_id });
-    expect(passedOn).toBe(`00-${TRACE}-${call?.span_id}-00`);
+    expect(passedOn).toBe(`00-${TRACE}-${String(call?.span_id)}-00`);
   });
 
   it('when a call carries no trace, then its lines have no trace fields', async () => {

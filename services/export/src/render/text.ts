@@ -321,7 +321,7 @@ export class TextSetter {
       const face = u.kind === 'latin' || u.kind === 'other' ? null : this.fonts.face(u.kind, weight);
       u.face = covers(face, u.cp) ? face : anyFace(u.cp);
     }
-    const next: (Face | null)[] = new Array(units.length);
+    const next: (Face | null)[] = new Array<Face | null>(units.length);
     let following: Face | null = null;
     for (let i = units.length - 1; i >= 0; i--) {
       next[i] = following;
