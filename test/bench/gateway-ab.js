@@ -89,9 +89,14 @@ async function main() {
       body: JSON.stringify({ device_id: 'bench-device', changes: [] }),
       connections: CONNECTIONS,
     });
-    const gateways = { A: { url: stack.gatewayUrl, pid: stack.procs.gateway.pid, syncPid: stack.procs.sync.pid }, B: { url: urlB, pid: b.pid, syncPid: syncB ? syncB.pid : stack.procs.sync.pid } };
+    const gateways = {
+      A: { url: stack.gatewayUrl, pid: stack.procs.gateway.pid, syncPid: stack.procs.sync.pid },
+      B: { url: urlB, pid: b.pid, syncPid: syncB ? syncB.pid : stack.procs.sync.pid },
+    };
     console.log(`## Gateway A/B, full sync with 0 changes\n`);
-    console.log(`A: the stack's gateway. B: ${[nodeArgs.length ? `node ${nodeArgs.join(' ')}` : '', Object.keys(extraEnv).length ? `env ${JSON.stringify(extraEnv)}` : '', process.env.AB_MAIN ? `main ${process.env.AB_MAIN}` : '', ownSync ? 'its own sync service' : '', stockClient ? "grpc-js's client for unary calls" : ''].filter(Boolean).join(', ') || 'the same (an A/A run)'}.`);
+    console.log(
+      `A: the stack's gateway. B: ${[nodeArgs.length ? `node ${nodeArgs.join(' ')}` : '', Object.keys(extraEnv).length ? `env ${JSON.stringify(extraEnv)}` : '', process.env.AB_MAIN ? `main ${process.env.AB_MAIN}` : '', ownSync ? 'its own sync service' : '', stockClient ? "grpc-js's client for unary calls" : ''].filter(Boolean).join(', ') || 'the same (an A/A run)'}.`,
+    );
     console.log(`${pairs} slice pairs of ${seconds} s, ${CONNECTIONS} connections, the order flipped every pair; ${os.cpus().length} cores, node ${process.version}.\n`);
     for (const g of Object.values(gateways)) await autocannon({ ...request(g.url), duration: 2 });
     const runs = { A: [], B: [] };
@@ -101,7 +106,11 @@ async function main() {
         const before = { gw: cpuSeconds(g.pid), sync: cpuSeconds(g.syncPid) };
         const r = await autocannon({ ...request(g.url), duration: seconds });
         if (r.non2xx || r.errors || r.timeouts) throw new Error(`${k}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts: the figures would not measure the sync`);
-        runs[k].push({ rps: r.requests.total / r.duration, gwUs: ((cpuSeconds(g.pid) - before.gw) * 1e6) / r.requests.total, syncUs: ((cpuSeconds(g.syncPid) - before.sync) * 1e6) / r.requests.total });
+        runs[k].push({
+          rps: r.requests.total / r.duration,
+          gwUs: ((cpuSeconds(g.pid) - before.gw) * 1e6) / r.requests.total,
+          syncUs: ((cpuSeconds(g.syncPid) - before.sync) * 1e6) / r.requests.total,
+        });
       }
     }
     const fmt = (x, d = 0) => x.toFixed(d);

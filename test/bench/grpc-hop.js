@@ -38,7 +38,11 @@ async function backend(env) {
   const log = createLogger('sync', { dir: env.BENCH_LOG_DIR, level: 'warn', stdout: false });
   const kit = { log, metrics: new Metrics('sync'), verify: createTokenVerifier({ PTW_JWT_ALG: 'HS256', PTW_JWT_SECRET: DEV_JWT_SECRET, ...AUTH }) };
   const implementation = implement(syncPb.SyncServiceService, { syncOfflineData: async () => EMPTY }, kit);
-  const server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
+  const server = await startGrpcServer({
+    listen: '127.0.0.1:0',
+    services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }],
+    protoFiles: [PROTO_FILES.sync],
+  });
   return server.port;
 }
 
@@ -197,7 +201,12 @@ async function main() {
       }
     }
     console.log(`## The gRPC hop (gateway → sync, full sync with 0 changes)\n`);
-    console.log(`${os.cpus().length} cores, node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; autocannon ${CONNECTIONS} connections, ${slices} slices of ${seconds} s per case, alternating.\n`);
+    console.log(
+      `${os.cpus().length} cores, node ${process.version}, load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}; autocannon ${CONNECTIONS} connections, ${slices} slices of ${seconds} s per case, alternating.\n`,
+    );
     console.log('| case | responses | req/s (median slice) | gateway CPU µs/response | gateway context switches/response | backend CPU µs/response | non-2xx/errors |');
     console.log('|---|---:|---:|---:|---:|---:|---:|');
     for (const c of cases) {

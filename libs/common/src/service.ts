@@ -9,7 +9,10 @@ import { z } from 'zod';
 /** Settings of one microservice process on top of the shared ones. */
 export const serviceConfigSchema = baseConfigSchema.extend({
   /** Where this process serves Prometheus metrics (host:port; port 0 = any). */
-  PTW_METRICS_LISTEN: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port').optional(),
+  PTW_METRICS_LISTEN: z
+    .string()
+    .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+    .optional(),
 });
 export type ServiceConfig = z.infer<typeof serviceConfigSchema>;
 

@@ -49,7 +49,11 @@ describe('cancel hook', () => {
       },
       kit,
     );
-    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
+    server = await startGrpcServer({
+      listen: '127.0.0.1:0',
+      services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }],
+      protoFiles: [PROTO_FILES.sync],
+    });
   });
   afterAll(() => server.stop(100));
 
@@ -97,7 +101,11 @@ describe('when spans are exported', () => {
       },
       kit,
     );
-    server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
+    server = await startGrpcServer({
+      listen: '127.0.0.1:0',
+      services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }],
+      protoFiles: [PROTO_FILES.sync],
+    });
   });
   afterAll(async () => {
     setTraceMode('off');
@@ -108,7 +116,7 @@ describe('when spans are exported', () => {
     context.disable();
   });
 
-  it('when a unary call is made, then it takes the same transport as without tracing (grpc-js\'s channel stays idle), and its client span is the parent the server is given', async () => {
+  it("when a unary call is made, then it takes the same transport as without tracing (grpc-js's channel stays idle), and its client span is the parent the server is given", async () => {
     const client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
     const token = await mintToken(auth, { user: 'svc', role: 'service', projects: [], ttlSeconds: 60 });
     try {
@@ -117,7 +125,10 @@ describe('when spans are exported', () => {
       parent.end();
       expect(client.raw.getChannel().getConnectivityState(false)).toBe(connectivityState.IDLE);
       const span = exporter.getFinishedSpans().find((s) => s.kind === SpanKind.CLIENT);
-      expect(span).toMatchObject({ name: 'grpc.ptw.sync.v1.SyncService/GetSyncStats', attributes: { 'rpc.system': 'grpc', 'rpc.method': 'GetSyncStats', 'rpc.grpc.status_code': status.OK } });
+      expect(span).toMatchObject({
+        name: 'grpc.ptw.sync.v1.SyncService/GetSyncStats',
+        attributes: { 'rpc.system': 'grpc', 'rpc.method': 'GetSyncStats', 'rpc.grpc.status_code': status.OK },
+      });
       expect(span!.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
       expect(seen).toBe(`00-${span!.spanContext().traceId}-${span!.spanContext().spanId}-01`);
     } finally {

@@ -1,12 +1,4 @@
-import {
-  credentials,
-  Metadata,
-  status as Status,
-  type CallOptions,
-  type Client,
-  type ClientUnaryCall,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { credentials, Metadata, status as Status, type CallOptions, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { traceMode } from '../tracing';
 import { Http2UnaryChannel, parseTarget, serviceError, type UnaryDefinition } from './http2-unary';
@@ -33,12 +25,7 @@ export interface CallCredentials {
   trace?: { traceparent: string; tracestate?: string };
 }
 
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: Partial<CallOptions>,
-  callback: (error: ServiceError | null, response: Res) => void,
-) => ClientUnaryCall;
+type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => ClientUnaryCall;
 
 /** A ts-proto client's unary methods as `(request, credentials) => Promise<response>`. */
 export type PromiseClient<C> = {

@@ -50,12 +50,18 @@ describe('parseTarget', () => {
     expect(parseTarget('dns:///sync:15051')).toEqual({ names: [{ host: 'sync', port: 15051 }], resolve: true });
     expect(parseTarget('127.0.0.1:15051')).toEqual({ names: [{ host: '127.0.0.1', port: 15051 }], resolve: false });
     expect(parseTarget('[::1]:15051')).toEqual({ names: [{ host: '::1', port: 15051 }], resolve: false });
-    expect(parseTarget('ipv4:10.0.0.1:1,10.0.0.2:2')).toEqual({ names: [{ host: '10.0.0.1', port: 1 }, { host: '10.0.0.2', port: 2 }], resolve: false });
+    expect(parseTarget('ipv4:10.0.0.1:1,10.0.0.2:2')).toEqual({
+      names: [
+        { host: '10.0.0.1', port: 1 },
+        { host: '10.0.0.2', port: 2 },
+      ],
+      resolve: false,
+    });
     for (const t of ['unix:/tmp/s.sock', 'sync', 'sync:0', 'sync:99999', 'ipv4:sync:1', 'ipv6:[::1]:1']) expect([t, parseTarget(t)]).toEqual([t, undefined]);
   });
 });
 
-describe('against the services\' gRPC server', () => {
+describe("against the services' gRPC server", () => {
   let server: GrpcServerHandle;
   let client: ReturnType<typeof createClient<syncPb.SyncServiceClient>>;
   beforeAll(async () => {
@@ -113,7 +119,7 @@ describe('against the services\' gRPC server', () => {
     await handlerAborted;
   });
 
-  it('when the caller\'s signal aborts, then CANCELLED; an already aborted signal makes no call', async () => {
+  it("when the caller's signal aborts, then CANCELLED; an already aborted signal makes no call", async () => {
     behaviour = () => new Promise(() => undefined);
     const caller = new AbortController();
     const pending = client.call.getSyncStats(stats, { token, signal: caller.signal });
@@ -126,7 +132,10 @@ describe('against the services\' gRPC server', () => {
     const channel = new Http2UnaryChannel(parseTarget(`127.0.0.1:${server.port}`)!, 1024 * 1024);
     const def = { path: '/ptw.sync.v1.SyncService/GetSyncStats', requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b: Buffer) => b.length };
     try {
-      await expect(channel.call(def, {}, { authorization: `Bearer ${token}`, connection: 'keep-alive' }, 5000)).rejects.toMatchObject({ code: Status.INTERNAL, details: expect.stringMatching(/^Call not sent/) });
+      await expect(channel.call(def, {}, { authorization: `Bearer ${token}`, connection: 'keep-alive' }, 5000)).rejects.toMatchObject({
+        code: Status.INTERNAL,
+        details: expect.stringMatching(/^Call not sent/),
+      });
       await expect(channel.call(def, {}, { authorization: `Bearer ${token}` }, 5000)).resolves.toBeGreaterThan(0);
     } finally {
       channel.close();
@@ -172,7 +181,7 @@ describe('when the server goes away', () => {
     }
   });
 
-  it('when one of the target\'s addresses refuses connections, then every call goes to the others, the first one included', async () => {
+  it("when one of the target's addresses refuses connections, then every call goes to the others, the first one included", async () => {
     const live = await kitServer();
     const dead = await freePortForTest();
     const client = createClient(syncPb.SyncServiceClient, `ipv4:127.0.0.1:${dead},127.0.0.1:${live.port}`, { defaultDeadlineMs: 5000 });

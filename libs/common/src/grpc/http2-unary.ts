@@ -267,12 +267,22 @@ export class Http2UnaryChannel {
     if (this.closed) return Promise.reject(serviceError(Status.UNAVAILABLE, 'Channel has been shut down'));
     if (this.endpoints) return this.send(def, request, headers, deadlineMs, this.endpoints, onCancel);
     return this.addresses().then(
-      (endpoints) => (endpoints.length ? this.send(def, request, headers, deadlineMs, endpoints, onCancel) : Promise.reject(serviceError(Status.UNAVAILABLE, `No address for ${this.target.names[0].host}`))),
+      (endpoints) =>
+        endpoints.length
+          ? this.send(def, request, headers, deadlineMs, endpoints, onCancel)
+          : Promise.reject(serviceError(Status.UNAVAILABLE, `No address for ${this.target.names[0].host}`)),
       () => Promise.reject(serviceError(Status.UNAVAILABLE, `Name resolution failed for ${this.target.names[0].host}`)),
     );
   }
 
-  private send(def: UnaryDefinition, request: unknown, headers: Record<string, string>, deadlineMs: number, endpoints: Endpoint[], onCancel?: (cancel: () => void) => () => void): Promise<unknown> {
+  private send(
+    def: UnaryDefinition,
+    request: unknown,
+    headers: Record<string, string>,
+    deadlineMs: number,
+    endpoints: Endpoint[],
+    onCancel?: (cancel: () => void) => () => void,
+  ): Promise<unknown> {
     const noConnection = () => serviceError(Status.UNAVAILABLE, `No connection established to ${endpoints[0].authority}`);
     const picked = this.pick(endpoints);
     if (!picked) return Promise.reject(noConnection());
@@ -314,7 +324,14 @@ export class Http2UnaryChannel {
   }
 
   /** The call itself, on a connection. */
-  private exchange(conn: Connection, def: UnaryDefinition, request: unknown, headers: Record<string, string>, deadlineMs: number, onCancel?: (cancel: () => void) => () => void): Promise<unknown> {
+  private exchange(
+    conn: Connection,
+    def: UnaryDefinition,
+    request: unknown,
+    headers: Record<string, string>,
+    deadlineMs: number,
+    onCancel?: (cancel: () => void) => () => void,
+  ): Promise<unknown> {
     return new Promise((resolve, reject) => {
       let body: Buffer;
       try {
@@ -395,10 +412,18 @@ export class Http2UnaryChannel {
           const rst = stream.rstCode ?? 0;
           // The peer reset this stream (its connection is still up): grpc-js's codes for RST_STREAM.
           if (streamError?.code === 'ERR_HTTP2_STREAM_ERROR' || (!streamError && rst !== 0 && conn.usable())) {
-            const code = rst === NGHTTP2_REFUSED_STREAM ? Status.UNAVAILABLE : rst === NGHTTP2_CANCEL ? Status.CANCELLED : rst === NGHTTP2_ENHANCE_YOUR_CALM ? Status.RESOURCE_EXHAUSTED : Status.INTERNAL;
+            const code =
+              rst === NGHTTP2_REFUSED_STREAM
+                ? Status.UNAVAILABLE
+                : rst === NGHTTP2_CANCEL
+                  ? Status.CANCELLED
+                  : rst === NGHTTP2_ENHANCE_YOUR_CALM
+                    ? Status.RESOURCE_EXHAUSTED
+                    : Status.INTERNAL;
             return finish({ error: serviceError(code, `Received RST_STREAM with code ${rst}`) });
           }
-          if (streamError || !conn.usable()) return finish({ error: serviceError(Status.UNAVAILABLE, `Connection dropped${streamError ? ` (${streamError.code ?? streamError.name})` : ''}`) });
+          if (streamError || !conn.usable())
+            return finish({ error: serviceError(Status.UNAVAILABLE, `Connection dropped${streamError ? ` (${streamError.code ?? streamError.name})` : ''}`) });
           return finish({ error: serviceError(Status.INTERNAL, 'Server ended the call without a status') });
         }
         if (grpcStatus !== Status.OK) {
@@ -408,7 +433,8 @@ export class Http2UnaryChannel {
           return finish({ error: serviceError(grpcStatus, grpcMessage, metadata) });
         }
         const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        if (all.length < 5 || all.readUInt32BE(1) !== all.length - 5) return finish({ error: serviceError(Status.INTERNAL, all.length === 0 ? 'No message received' : 'Malformed response framing') });
+        if (all.length < 5 || all.readUInt32BE(1) !== all.length - 5)
+          return finish({ error: serviceError(Status.INTERNAL, all.length === 0 ? 'No message received' : 'Malformed response framing') });
         if (all[0] !== 0) return finish({ error: serviceError(Status.INTERNAL, 'Compressed response, none was asked for') });
         try {
           finish({ value: def.responseDeserialize(all.subarray(5)) });

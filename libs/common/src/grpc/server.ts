@@ -48,9 +48,7 @@ export type StreamFn<Req, Res> = (req: Req, ctx: CallContext, out: ServerWritabl
 
 /** The async handlers of a ts-proto service definition, typed from the generated code. */
 export type Handlers<D> = {
-  [K in keyof D]: D[K] extends { responseStream: true }
-    ? StreamFn<ReqOf<D[K]>, ResOf<D[K]>>
-    : UnaryFn<ReqOf<D[K]>, ResOf<D[K]>>;
+  [K in keyof D]: D[K] extends { responseStream: true } ? StreamFn<ReqOf<D[K]>, ResOf<D[K]>> : UnaryFn<ReqOf<D[K]>, ResOf<D[K]>>;
 };
 
 export interface ServiceKit {
@@ -119,7 +117,11 @@ export function capDetails(details: unknown): unknown {
     const reduced = { ...d, server_state: { id: st.id, version: st.version, status: st.status }, truncated: true };
     if (size(reduced) <= MAX_DETAILS_BYTES) return reduced;
   }
-  const scalars = Object.fromEntries(Object.entries(d).filter(([, v]) => v === null || ['string', 'number', 'boolean'].includes(typeof v)).map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, 1000) : v]));
+  const scalars = Object.fromEntries(
+    Object.entries(d)
+      .filter(([, v]) => v === null || ['string', 'number', 'boolean'].includes(typeof v))
+      .map(([k, v]) => [k, typeof v === 'string' ? v.slice(0, 1000) : v]),
+  );
   return { ...scalars, truncated: true };
 }
 
@@ -144,18 +146,12 @@ export function toServiceError(err: unknown, log: Logger): ServerErrorResponse {
  * handler's logger, maps errors once, records metrics and one log line per call. Methods without a
  * handler answer UNIMPLEMENTED.
  */
-export function implement<D extends Record<string, MethodDef>>(
-  definition: D,
-  handlers: Partial<Handlers<D>>,
-  kit: ServiceKit,
-): UntypedServiceImplementation {
+export function implement<D extends Record<string, MethodDef>>(definition: D, handlers: Partial<Handlers<D>>, kit: ServiceKit): UntypedServiceImplementation {
   const impl: UntypedServiceImplementation = {};
   // Written on every call: built without bunyan's record building (see lineWriter).
   const callLine = lineWriter(kit.log, 'grpc call');
   for (const [name, def] of Object.entries(definition)) {
-    const handler = handlers[name as keyof D] as
-      | ((req: unknown, ctx: CallContext, out?: unknown) => Promise<unknown>)
-      | undefined;
+    const handler = handlers[name as keyof D] as ((req: unknown, ctx: CallContext, out?: unknown) => Promise<unknown>) | undefined;
     const method = def.path;
 
     const run = async (
@@ -308,9 +304,7 @@ export async function startGrpcServer(opts: {
   new ReflectionService(reflectionDefinition(opts.protoFiles), { services: [...names, ...STANDARD_SERVICES] }).addToServer(server);
 
   await probeListen(opts.listen);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const setServing = (serving: boolean) => {
     const st: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
     health.setStatus('', st);
