@@ -17,7 +17,7 @@ import { closeClients, createClients } from './clients';
 import { gatewayConfigSchema } from './config';
 import { throttledError } from './throttle';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- grpc-mock ships no types
 const { createMockServer } = require('grpc-mock');
 
 jest.setTimeout(60_000);

@@ -15,7 +15,7 @@ import { createApp } from '../app';
 import { closeClients, createClients, type Clients } from '../clients';
 import { gatewayConfigSchema } from '../config';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- grpc-mock ships no types
 const { createMockServer } = require('grpc-mock');
 
 jest.setTimeout(60_000);

@@ -10,7 +10,7 @@ import { MongoNetworkError, MongoServerError, MongoServerClosedError } from 'mon
 import { createLogger, isStoreUnavailable, memorySink, toServiceError } from '@ptw/common';
 
 // Not exported by the driver's entry point; thrown when a pool is cleared under waiting operations.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the driver's internal error classes are not exported: the test builds the errors the pool throws
 const { PoolClearedOnNetworkError, WaitQueueTimeoutError } = require('mongodb/lib/cmap/errors') as {
   PoolClearedOnNetworkError: new (pool: { address: string }) => Error;
   WaitQueueTimeoutError: new (message: string, address: string) => Error;
