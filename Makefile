@@ -13,7 +13,8 @@ up: build store sysdeps
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
-test: build store testdeps grpc-mock
+## (grpc-mock's native build runs in the background while the first suites run: test/run-all.sh.)
+test: build store testdeps
 	bash test/run-all.sh
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);

@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mkdir -p logs
+# grpc-mock's native addon (only the gateway's component suites use it) takes minutes to build from
+# source: it builds in the background while the checks and the e2e suites run (Makefile: grpc-mock).
+make -s grpc-mock > logs/grpc-mock-build.log 2>&1 &
+grpc_mock_build=$!
+
 echo "== generated code is current"
 npm run -s -w @ptw/proto check
 
@@ -19,10 +25,10 @@ npm run -s lint
 echo "== format (prettier --check)"
 npm run -s format:check
 
-mkdir -p logs
-# Jest in phases by what the suites need (jest.config.js, docs/testing.md): unit and component in parallel
-# workers; e2e in parallel too (each suite its own stack on free ports and its own database), except the
-# make-up-* suites, which take make up's fixed ports and run one at a time; browser suites last.
+# Jest in phases by what the suites need (jest.config.js, docs/testing.md): e2e in parallel workers (each
+# suite its own stack on free ports and its own database), except the make-up-* suites, which take make
+# up's fixed ports and run one at a time; then unit and component in parallel workers (the gateway's
+# component suites need grpc-mock's build, done by then); browser suites last.
 # Each phase writes logs/jest-<phase>.json; logs/jest-results.json merges them (per-suite times).
 workers=${JEST_WORKERS:-2}
 status=0
@@ -32,9 +38,15 @@ phase() {
   rm -f "logs/jest-$name.json"
   npx jest "$@" --passWithNoTests --json --outputFile="logs/jest-$name.json" || status=1
 }
-phase unit-component --selectProjects unit component --maxWorkers="$workers" "$@"
 phase e2e --selectProjects e2e --testPathIgnorePatterns /make-up- --maxWorkers="$workers" "$@"
 phase make-up test/e2e/make-up- --selectProjects e2e --runInBand "$@"
+echo "== grpc-mock's native build"
+if ! wait "$grpc_mock_build"; then
+  tail -n 30 logs/grpc-mock-build.log
+  echo "grpc-mock's native build failed (logs/grpc-mock-build.log): the gateway's component suites cannot run" >&2
+  status=1
+fi
+phase unit-component --selectProjects unit component --maxWorkers="$workers" "$@"
 phase browser --selectProjects browser --runInBand "$@"
 node -e '
 const fs = require("fs");
