@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 mkdir -p logs
 # grpc-mock's native addon (only the gateway's component suites use it) takes minutes to build from
 # source: it builds in the background while the checks and the e2e suites run (Makefile: grpc-mock).
+# Only with node_modules current: a stale marker would have make run npm ci under the running checks.
+make -s -q node_modules/.ptw-installed || { echo "node_modules is not current: run make test (or make deps) first" >&2; exit 1; }
 make -s grpc-mock > logs/grpc-mock-build.log 2>&1 &
 grpc_mock_build=$!
 
