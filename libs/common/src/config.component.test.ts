@@ -39,7 +39,15 @@ describe('loadConfig', () => {
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '200000' }).LOG_MAX_BYTES).toBe(200000);
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '1G' }).LOG_MAX_BYTES).toBe(1024 ** 3);
     expect(loadConfig(baseConfigSchema, { ...secret, LOG_MAX_BYTES: '0' }).LOG_MAX_BYTES).toBe(0);
-    for (const [key, value] of [['LOG_MAX_BYTES', '5MB'], ['LOG_MAX_BYTES', '-1'], ['LOG_MAX_BYTES', '100'], ['LOG_MAX_BYTES', '1.5M'], ['LOG_MAX_FILES', '0'], ['LOG_MAX_FILES', '2.5'], ['LOG_MAX_FILES', 'many']]) {
+    for (const [key, value] of [
+      ['LOG_MAX_BYTES', '5MB'],
+      ['LOG_MAX_BYTES', '-1'],
+      ['LOG_MAX_BYTES', '100'],
+      ['LOG_MAX_BYTES', '1.5M'],
+      ['LOG_MAX_FILES', '0'],
+      ['LOG_MAX_FILES', '2.5'],
+      ['LOG_MAX_FILES', 'many'],
+    ]) {
       expect(() => loadConfig(baseConfigSchema, { ...secret, [key]: value })).toThrow(new RegExp(`${key}: `));
     }
   });
@@ -64,7 +72,7 @@ describe('the published development secret', () => {
     expect(() => loadConfig(baseConfigSchema, { NODE_ENV: 'production', PTW_JWT_ALG: 'RS256', PTW_JWT_PUBLIC_KEY: 'pem', PTW_JWT_SECRET: DEV_JWT_SECRET })).toThrow(/PTW_JWT_SECRET/);
   });
 
-  it('when a process\'s schema does not read the secret at all (the job worker), then the development secret in its environment is refused in production too', () => {
+  it("when a process's schema does not read the secret at all (the job worker), then the development secret in its environment is refused in production too", () => {
     const workerLike = baseConfigSchema.pick({ NODE_ENV: true, MONGO_URL: true });
     expect(() => loadConfig(workerLike, { NODE_ENV: 'production', PTW_JWT_SECRET: DEV_JWT_SECRET })).toThrow(/PTW_JWT_SECRET: is the published development secret/);
   });
@@ -77,7 +85,7 @@ describe('the published development secret', () => {
 });
 
 describe('default ports', () => {
-  it('when nothing is set, then every listening port lies below Linux\'s ephemeral range (32768–60999)', () => {
+  it("when nothing is set, then every listening port lies below Linux's ephemeral range (32768–60999)", () => {
     const c = loadConfig(baseConfigSchema, secret);
     for (const addr of [c.PTW_SYNC_ADDR, c.PTW_WORKFLOW_ADDR, c.PTW_EXPORT_ADDR, c.PTW_HEALTH_ADDR]) {
       expect(Number(addr.split(':')[1])).toBeLessThan(32768);

@@ -10,9 +10,7 @@ export class ConfigError extends Error {
   }
 }
 
-const hostPort = z
-  .string()
-  .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 
 /** An on/off variable: `true`/`1` or `false`/`0` (anything else stops start-up), `fallback` when unset. */
 export const booleanVariable = (fallback: boolean) =>
@@ -35,8 +33,14 @@ const byteSize = (fallback: string, min: number) =>
 /** Settings every process shares: store, Redis, auth, logs and the service addresses. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
-  MONGO_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// URL').default('mongodb://127.0.0.1:27017/ptw'),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected a redis:// URL').default('redis://127.0.0.1:6379'),
+  MONGO_URL: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// URL')
+    .default('mongodb://127.0.0.1:27017/ptw'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'expected a redis:// URL')
+    .default('redis://127.0.0.1:6379'),
   PTW_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   PTW_JWT_PUBLIC_KEY: z.string().optional(),
   PTW_JWT_ALG: z.enum(['HS256', 'RS256', 'ES256']).default('HS256'),
@@ -70,10 +74,7 @@ export type BaseConfig = z.infer<typeof baseConfigSchema>;
  * Validates `env` against `schema` once at start-up. Every problem is reported at once, by
  * variable name, so a misconfigured deployment fails fast with one clear message.
  */
-export function loadConfig<S extends z.ZodType>(
-  schema: S,
-  env: Record<string, string | undefined> = process.env,
-): z.infer<S> {
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined> = process.env): z.infer<S> {
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
   const result = schema.safeParse(cleaned);

@@ -17,16 +17,12 @@ export class AppError extends Error {
   }
 }
 
-export const invalidArgument = (message: string, details?: unknown) =>
-  new AppError(Status.INVALID_ARGUMENT, message, details);
+export const invalidArgument = (message: string, details?: unknown) => new AppError(Status.INVALID_ARGUMENT, message, details);
 export const notFound = (message = 'Not found') => new AppError(Status.NOT_FOUND, message);
-export const permissionDenied = (message = 'You do not have permission to perform this action') =>
-  new AppError(Status.PERMISSION_DENIED, message);
-export const unauthenticated = (message = 'Authentication credentials were not provided or are invalid') =>
-  new AppError(Status.UNAUTHENTICATED, message);
+export const permissionDenied = (message = 'You do not have permission to perform this action') => new AppError(Status.PERMISSION_DENIED, message);
+export const unauthenticated = (message = 'Authentication credentials were not provided or are invalid') => new AppError(Status.UNAUTHENTICATED, message);
 export const conflict = (message: string, details?: unknown) => new AppError(Status.ABORTED, message, details);
-export const failedPrecondition = (message: string, details?: unknown) =>
-  new AppError(Status.FAILED_PRECONDITION, message, details);
+export const failedPrecondition = (message: string, details?: unknown) => new AppError(Status.FAILED_PRECONDITION, message, details);
 export const unimplemented = (what: string) => new AppError(Status.UNIMPLEMENTED, `${what} is not implemented yet`);
 
 /** gRPC trailer key that carries AppError details as UTF-8 JSON (binary key: values may be any text). */

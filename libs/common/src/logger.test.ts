@@ -26,10 +26,7 @@ describe('safe-field logger', () => {
   it('when a call site passes unsafe fields, then only allow-listed fields reach the sink', async () => {
     const { sink, lines } = capture();
     const log = createLogger('t', { stdout: false, sink });
-    log.info(
-      { user_id: 'u1', permit_id: 'p-1', email: 'a@b.c', token: 'eyJ.x.y', data: { signature: 'base64' }, name: 'Jane Doe', duration_ms: 12 },
-      'hello',
-    );
+    log.info({ user_id: 'u1', permit_id: 'p-1', email: 'a@b.c', token: 'eyJ.x.y', data: { signature: 'base64' }, name: 'Jane Doe', duration_ms: 12 }, 'hello');
     flushLogs();
     await tick();
     expect(lines).toHaveLength(1);
@@ -84,26 +81,28 @@ describe('safe-field logger', () => {
 
   it('when a record has core, safe, unknown and odd-typed fields, then its line holds only what is allowed', () => {
     const time = new Date('2026-11-28T10:00:00.123Z');
-    const line = JSON.stringify(sanitizeRecord(
-      {
-        name: 'Jane Doe',
-        hostname: 'h1',
-        pid: 7,
-        level: 30,
-        msg: 'quote " and \\ backslash\nnew line',
-        time,
-        v: 0,
-        duration_ms: Number.NaN,
-        detailed: true,
-        applied_count: 3,
-        project_id: ['p1', 'a@b.c', 5],
-        permit_id: null,
-        device_id: { nested: 'x' },
-        outcome: undefined,
-        signature: 'data:image/png;base64,AAAA',
-      },
-      'svc',
-    ));
+    const line = JSON.stringify(
+      sanitizeRecord(
+        {
+          name: 'Jane Doe',
+          hostname: 'h1',
+          pid: 7,
+          level: 30,
+          msg: 'quote " and \\ backslash\nnew line',
+          time,
+          v: 0,
+          duration_ms: Number.NaN,
+          detailed: true,
+          applied_count: 3,
+          project_id: ['p1', 'a@b.c', 5],
+          permit_id: null,
+          device_id: { nested: 'x' },
+          outcome: undefined,
+          signature: 'data:image/png;base64,AAAA',
+        },
+        'svc',
+      ),
+    );
     expect(JSON.parse(line)).toEqual({
       name: 'svc',
       hostname: 'h1',

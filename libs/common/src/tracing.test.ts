@@ -35,7 +35,17 @@ describe('safeAttribute', () => {
   });
 
   it('when an attribute is not on the allow-list, then it is dropped', () => {
-    for (const key of ['user_agent.original', 'http.user_agent', 'url.query', 'url.full', 'http.url', 'client.address', 'net.peer.ip', 'db.connection_string', 'http.request.header.authorization'])
+    for (const key of [
+      'user_agent.original',
+      'http.user_agent',
+      'url.query',
+      'url.full',
+      'http.url',
+      'client.address',
+      'net.peer.ip',
+      'db.connection_string',
+      'http.request.header.authorization',
+    ])
       expect(safeAttribute(key, 'anything')).toBeUndefined();
   });
 
@@ -176,7 +186,7 @@ describe('incomingTraceContext', () => {
     afterThis = undefined;
   });
 
-  it('when a request carries a traceparent and no span is active, then (spans exported) the rest of the chain runs in the caller\'s trace', async () => {
+  it("when a request carries a traceparent and no span is active, then (spans exported) the rest of the chain runs in the caller's trace", async () => {
     setTraceMode('export');
     afterThis = () => setTraceMode('off');
     let inside: unknown;
@@ -205,7 +215,7 @@ describe('incomingTraceContext', () => {
     beforeAll(() => setTraceMode('export'));
     afterAll(() => setTraceMode('off'));
 
-    it('when a request comes in with a traceparent, then a server span continues the caller\'s trace, is active below and ends with the route and status', async () => {
+    it("when a request comes in with a traceparent, then a server span continues the caller's trace, is active below and ends with the route and status", async () => {
       const r = request('/api/v1/ptw/permits/p-42/', { traceparent: `00-${TRACE}-${CALLER_SPAN}-01` });
       let inside: ReturnType<typeof seen>;
       await incomingTraceContext(endpoint)(r.ctx, async () => {
@@ -315,7 +325,7 @@ describe('incomingTraceContext', () => {
 });
 
 describe('otlpProtocol', () => {
-  it('when no protocol is set, then protobuf (the specification\'s default); the traces variable wins over the general one', () => {
+  it("when no protocol is set, then protobuf (the specification's default); the traces variable wins over the general one", () => {
     expect(otlpProtocol({})).toBe('http/protobuf');
     expect(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })).toBe('http/json');
     expect(otlpProtocol({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' })).toBe('http/protobuf');

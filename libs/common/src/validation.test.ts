@@ -59,7 +59,9 @@ describe('answers stay small', () => {
     const big = { server_version: 3, server_state: { id: 'x', version: 3, status: 'draft', description: '漢'.repeat(20_000) } };
     const capped = capDetails(big) as Record<string, unknown>;
     expect(capped).toEqual({ server_version: 3, server_state: { id: 'x', version: 3, status: 'draft' }, truncated: true });
-    expect(Buffer.byteLength(JSON.stringify(capDetails({ field: 'x', errors: Array.from({ length: 5000 }, (_, i) => ({ field: `f${i}`, message: 'unknown field' })) })))).toBeLessThanOrEqual(MAX_DETAILS_BYTES);
+    expect(Buffer.byteLength(JSON.stringify(capDetails({ field: 'x', errors: Array.from({ length: 5000 }, (_, i) => ({ field: `f${i}`, message: 'unknown field' })) })))).toBeLessThanOrEqual(
+      MAX_DETAILS_BYTES,
+    );
     const small = { field: 'title' };
     expect(capDetails(small)).toBe(small);
   });

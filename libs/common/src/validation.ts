@@ -56,4 +56,3 @@ export function storableIssue(value: unknown): { field: string; message: string 
   }
   return undefined;
 }
-

@@ -64,12 +64,7 @@ export async function releaseOrphan(models: Models, entity: VersionedEntity, ent
  * Bulk form of {@link claimVersion} for jobs: one unordered insert for all items; returns the ids
  * whose next version was claimed (the others were written concurrently and must be skipped).
  */
-export async function claimVersions(
-  models: Models,
-  entity: VersionedEntity,
-  items: { id: string; fromVersion: number }[],
-  userId: string,
-): Promise<Set<string>> {
+export async function claimVersions(models: Models, entity: VersionedEntity, items: { id: string; fromVersion: number }[], userId: string): Promise<Set<string>> {
   if (items.length === 0) return new Set();
   const at = new Date();
   const docs = items.map((i) => ({ entity, entity_id: i.id, version: i.fromVersion + 1, user_id: userId, at }));

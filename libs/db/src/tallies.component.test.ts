@@ -74,7 +74,10 @@ it('when a 24-hour window is counted, then every query is an equality on a bucke
   const { queries } = await capture.measure(() => countSince(m, 'sync', new Date(now.getTime() - 24 * HOUR), now));
   expect(queries.length).toBeGreaterThan(0);
   const verdicts = await checkBounded(conn, queries, {
-    tallies: [['series', 'minute'], ['series', 'hour']],
+    tallies: [
+      ['series', 'minute'],
+      ['series', 'hour'],
+    ],
     tally_rollups: [['_id'], ['series', 'level', 'parent']],
   });
   expect(describeUnbounded(verdicts)).toEqual([]);

@@ -109,7 +109,12 @@ export async function countSince(models: Models, series: string, since: Date, no
   for (const c of hourSums) add(total, c);
   // The ragged edges: before the first whole hour, and after the last one.
   const endMinute = floorTo(tNow, MINUTE) + MINUTE;
-  const edges: [number, number][] = wholeHours.length ? [[t0, firstWholeHour], [wholeHours[wholeHours.length - 1] + HOUR, endMinute]] : [[t0, endMinute]];
+  const edges: [number, number][] = wholeHours.length
+    ? [
+        [t0, firstWholeHour],
+        [wholeHours[wholeHours.length - 1] + HOUR, endMinute],
+      ]
+    : [[t0, endMinute]];
   for (const [from, to] of edges) {
     for (let h = floorTo(from, HOUR); h < to; h += HOUR) {
       const a = Math.max(from, h);

@@ -142,7 +142,7 @@ function serverUser(): { uid: number; gid: number } | undefined {
   const uid = id('-u');
   const gid = id('-g');
   if (uid.status !== 0 || gid.status !== 0) {
-    throw new Error('running as root, PostgreSQL needs the `postgres` user (Debian\'s postgresql package creates it), or set PTW_STORE_BACKEND=sqlite');
+    throw new Error("running as root, PostgreSQL needs the `postgres` user (Debian's postgresql package creates it), or set PTW_STORE_BACKEND=sqlite");
   }
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }

@@ -122,7 +122,8 @@ describe('the PostgreSQL backend without a URL', () => {
       const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
       return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
     };
-    const ginOf = (table: string) => psql(`SELECT indexdef FROM pg_indexes WHERE schemaname = 'mirror' AND tablename LIKE '${table}%' AND indexdef LIKE '%USING gin%'`).trim().split('\n').filter(Boolean);
+    const ginOf = (table: string) =>
+      psql(`SELECT indexdef FROM pg_indexes WHERE schemaname = 'mirror' AND tablename LIKE '${table}%' AND indexdef LIKE '%USING gin%'`).trim().split('\n').filter(Boolean);
     try {
       const first = await startStore({ backend: 'postgresql', dataDir: dir, database: 'mirror' });
       const client = await MongoClient.connect(first.url, { serverSelectionTimeoutMS: 10_000 });
@@ -142,7 +143,9 @@ describe('the PostgreSQL backend without a URL', () => {
         const table = psql(`SELECT tablename FROM pg_tables WHERE schemaname = 'mirror' AND tablename LIKE 'things_%'`).trim();
         psql(`ANALYZE mirror.${table}`);
         const one = await things.findOne({ project_id: 'p3' });
-        const plan = psql(`PREPARE q(text, jsonb, text, jsonb) AS SELECT _jsonb FROM mirror.${table} WHERE _jsonb->$1 @> $2 AND _jsonb->$3 @> $4; EXPLAIN EXECUTE q('project_id', '"p3"', 'status', '"b"')`);
+        const plan = psql(
+          `PREPARE q(text, jsonb, text, jsonb) AS SELECT _jsonb FROM mirror.${table} WHERE _jsonb->$1 @> $2 AND _jsonb->$3 @> $4; EXPLAIN EXECUTE q('project_id', '"p3"', 'status', '"b"')`,
+        );
         expect(plan).toMatch(/Bitmap Index Scan on ptw_gin_/);
         expect(plan).not.toMatch(/Seq Scan/);
         expect(await things.countDocuments({ project_id: 'p3', status: 'b' })).toBe(100);

@@ -42,7 +42,14 @@ async function main(): Promise<void> {
     process.stdout.write('\nstopping…\n');
     seeding?.kill('SIGTERM');
     // Prometheus too, even while it is still starting.
-    if (stack) void Promise.all([stack.stop(), prometheus?.then((p) => p.stop(), () => undefined)]).then(() => process.exit(0));
+    if (stack)
+      void Promise.all([
+        stack.stop(),
+        prometheus?.then(
+          (p) => p.stop(),
+          () => undefined,
+        ),
+      ]).then(() => process.exit(0));
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
@@ -86,7 +93,9 @@ async function main(): Promise<void> {
     ['manager', 'u-manager', ['p1', 'p2']],
     ['service', 'svc-ops', []],
   ] as const;
-  process.stdout.write(`\nPTW platform is up: gateway ${stack.gatewayUrl}  store ${stack.mongoUrl}${stack.store ? ` (FerretDB on ${stack.store.backend}, data in ${stack.store.dataDir})` : ''}  redis ${stack.redisUrl}\nlogs in ${logDir}\n\nDemo tokens (valid 12 h):\n`);
+  process.stdout.write(
+    `\nPTW platform is up: gateway ${stack.gatewayUrl}  store ${stack.mongoUrl}${stack.store ? ` (FerretDB on ${stack.store.backend}, data in ${stack.store.dataDir})` : ''}  redis ${stack.redisUrl}\nlogs in ${logDir}\n\nDemo tokens (valid 12 h):\n`,
+  );
   for (const [role, user, projects] of demo) {
     const token = await mintToken(cfg, { user, role, projects: [...projects], ttlSeconds: 12 * 3600 });
     process.stdout.write(`  ${role.padEnd(10)} ${token}\n`);

@@ -9,7 +9,12 @@ export async function myTasks(models: Models, who: Principal) {
   const q: Record<string, unknown> = { assignee_id: who.user_id, status: 'pending', started_at: { $ne: null } };
   if (who.role !== 'service') q.project_id = { $in: who.project_ids };
   const steps = await models.WorkflowStep.find(q).sort({ started_at: 1 }).limit(200).lean();
-  const permits = await findEach<{ _id: unknown; permit_number: string; title: string }>(models.Permit, '_id', steps.map((s) => s.permit_id), { projection: { permit_number: 1, title: 1 } });
+  const permits = await findEach<{ _id: unknown; permit_number: string; title: string }>(
+    models.Permit,
+    '_id',
+    steps.map((s) => s.permit_id),
+    { projection: { permit_number: 1, title: 1 } },
+  );
   const byId = new Map(permits.map((p) => [String(p._id), p]));
   return steps.map((s) => ({
     id: String(s._id),
@@ -49,7 +54,11 @@ export async function listNotifications(models: Models, who: Principal, page: nu
   const q: Record<string, unknown> = { user_id: who.user_id, ...(unreadOnly ? { read: false } : {}) };
   const [count, docs] = await Promise.all([
     models.Notification.countDocuments(q),
-    models.Notification.find(q).sort({ created_at: -1, _id: -1 }).skip((page - 1) * pageSize).limit(pageSize).lean(),
+    models.Notification.find(q)
+      .sort({ created_at: -1, _id: -1 })
+      .skip((page - 1) * pageSize)
+      .limit(pageSize)
+      .lean(),
   ]);
   return { count, results: docs.map(toNotification) };
 }
@@ -72,5 +81,3 @@ export async function markAllRead(models: Models, who: Principal, now = new Date
   const r = await models.Notification.updateMany({ user_id: who.user_id, read: false }, { $set: { read: true, read_at: now } });
   return { updated: r.modifiedCount };
 }
-
-

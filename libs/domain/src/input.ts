@@ -10,7 +10,11 @@ const isoDate = z
   .transform((s) => new Date(s));
 
 const text = (max: number) => z.string().max(max, `at most ${max} characters`);
-const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9_.:@-]+$/, 'expected an identifier');
+const id = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9_.:@-]+$/, 'expected an identifier');
 
 /** The client-settable permit fields of SPEC §2 (all optional here; create requires some). */
 export const permitFieldsSchema = z
@@ -36,10 +40,12 @@ export const permitFieldsSchema = z
 
 export type PermitFields = z.infer<typeof permitFieldsSchema>;
 
-export const createPermitSchema = permitFieldsSchema.refine((d) => d.title !== undefined, { message: 'required', path: ['title'] }).refine((d) => d.permit_type_id !== undefined, {
-  message: 'required',
-  path: ['permit_type_id'],
-});
+export const createPermitSchema = permitFieldsSchema
+  .refine((d) => d.title !== undefined, { message: 'required', path: ['title'] })
+  .refine((d) => d.permit_type_id !== undefined, {
+    message: 'required',
+    path: ['permit_type_id'],
+  });
 
 /** Fields that may be changed after creation (project and type are fixed). */
 export const updatePermitSchema = permitFieldsSchema.omit({ project_id: true, permit_type_id: true }).strict();
@@ -64,9 +70,7 @@ export const isolationUpdateSchema = z
 
 export const closeoutUpdateSchema = z
   .object({
-    checklist: z
-      .record(text(100), z.object({ done: z.boolean().optional(), comments: text(2000).optional() }).strict())
-      .optional(),
+    checklist: z.record(text(100), z.object({ done: z.boolean().optional(), comments: text(2000).optional() }).strict()).optional(),
     remarks: text(5000).optional(),
   })
   .strict();

@@ -16,7 +16,9 @@ export async function getIsolation(models: Models, who: Principal, permitId: str
 }
 
 async function isolationView(models: Models, permit: PermitDoc) {
-  const points = await models.IsolationPoint.find({ permit_id: String(permit._id) }).sort({ _id: 1 }).lean();
+  const points = await models.IsolationPoint.find({ permit_id: String(permit._id) })
+    .sort({ _id: 1 })
+    .lean();
   return { points: points.map(toIsolationMessage), summary: isolationSummary(points) };
 }
 
@@ -52,9 +54,7 @@ export async function assignIsolation(models: Models, who: Principal, permitId: 
   const input = parseInput(assignSchema, points);
   requireIsolationRights(who, permit, true);
   if (TERMINAL.has(permit.status)) throw failedPrecondition(`Permit is ${permit.status}; isolation can no longer change`);
-  await models.IsolationPoint.insertMany(
-    input.map((p) => ({ ...p, permit_id: String(permit._id), project_id: permit.project_id, status: 'assigned', version: 1 })),
-  );
+  await models.IsolationPoint.insertMany(input.map((p) => ({ ...p, permit_id: String(permit._id), project_id: permit.project_id, status: 'assigned', version: 1 })));
   return isolationView(models, permit);
 }
 

@@ -11,9 +11,22 @@ describe('status machine', () => {
     const allowed = PERMIT_STATUSES.flatMap((f) => PERMIT_STATUSES.filter((t) => isAllowedTransition(f, t)).map((t) => `${f}>${t}`));
     expect(allowed.sort()).toEqual(
       [
-        'draft>submitted', 'draft>cancelled', 'submitted>under_review', 'submitted>rejected', 'submitted>draft',
-        'under_review>approved', 'under_review>rejected', 'under_review>submitted', 'approved>active', 'approved>cancelled',
-        'active>completed', 'active>suspended', 'active>expired', 'suspended>active', 'suspended>cancelled', 'rejected>draft',
+        'draft>submitted',
+        'draft>cancelled',
+        'submitted>under_review',
+        'submitted>rejected',
+        'submitted>draft',
+        'under_review>approved',
+        'under_review>rejected',
+        'under_review>submitted',
+        'approved>active',
+        'approved>cancelled',
+        'active>completed',
+        'active>suspended',
+        'active>expired',
+        'suspended>active',
+        'suspended>cancelled',
+        'rejected>draft',
       ].sort(),
     );
   });

@@ -2,9 +2,21 @@ import { z } from 'zod';
 
 /** SLA settings shared by the KPIs (export) and health's overdue counts (workflow): one definition. */
 export const slaConfigSchema = z.object({
-  PTW_VERIFICATION_SLA_HOURS: z.coerce.number().positive().max(24 * 365).default(4),
-  PTW_APPROVAL_SLA_HOURS: z.coerce.number().positive().max(24 * 365).default(4),
-  PTW_EXPIRING_SOON_HOURS: z.coerce.number().positive().max(24 * 365).default(4),
+  PTW_VERIFICATION_SLA_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 365)
+    .default(4),
+  PTW_APPROVAL_SLA_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 365)
+    .default(4),
+  PTW_EXPIRING_SOON_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 365)
+    .default(4),
 });
 export type SlaConfig = z.infer<typeof slaConfigSchema>;
 

@@ -36,7 +36,17 @@ let n = 0;
 async function draft(): Promise<string> {
   n++;
   const now = new Date();
-  const p = await m.Permit.create({ permit_number: `PTW-2034-${String(n).padStart(6, '0')}`, project_id: 'p1', permit_type_id: 'hot-work', title: `Effects ${n}`, status: 'draft', created_by: 'u-worker', version: 1, created_at: now, updated_at: now });
+  const p = await m.Permit.create({
+    permit_number: `PTW-2034-${String(n).padStart(6, '0')}`,
+    project_id: 'p1',
+    permit_type_id: 'hot-work',
+    title: `Effects ${n}`,
+    status: 'draft',
+    created_by: 'u-worker',
+    version: 1,
+    created_at: now,
+    updated_at: now,
+  });
   await m.Revision.create({ entity: 'permit', entity_id: String(p._id), version: 1, user_id: 'u-worker', at: now });
   return String(p._id);
 }
@@ -73,7 +83,12 @@ it('when the audit write fails after the status change, then the permit keeps a 
   expect(doc.status).toBe('submitted');
   expect(await effects(id)).toEqual({ audit: 1, steps: 2, pending: false });
   const event = await m.AuditEvent.findOne({ permit_id: id, action: 'status_change' }).lean();
-  expect({ from: event?.from, user: event?.user_id, comments: event?.comments, at: event?.at?.getTime() }).toEqual({ from: 'draft', user: 'u-worker', comments: 'ready', at: new Date(at!).getTime() });
+  expect({ from: event?.from, user: event?.user_id, comments: event?.comments, at: event?.at?.getTime() }).toEqual({
+    from: 'draft',
+    user: 'u-worker',
+    comments: 'ready',
+    at: new Date(at!).getTime(),
+  });
 });
 
 it('when the steps write fails after the audit event, then a recovery adds the steps without a second event; reading again changes nothing', async () => {

@@ -7,7 +7,6 @@ import { exportFilename, streamExcel, streamPdfZip } from './render';
 import { exportRecords, selectPermits } from './source';
 import { grpcChunkWriter } from './stream';
 
-
 /** gRPC handlers of the export service; the ones a later issue brings answer UNIMPLEMENTED. */
 export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>, kpiSnapshots: KpiSnapshots) {
   const exportsTotal = rt.metrics.counter('ptw_exports_total', 'Bulk exports by type and outcome', ['export_type', 'outcome']);

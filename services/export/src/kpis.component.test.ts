@@ -83,7 +83,15 @@ beforeAll(async () => {
   ]);
   // Before the service connects: its connection reports its commands only while a counter listens.
   counter = countStoreCommands('ptw-export');
-  const env = (serviceEnv = { ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_EXPORT_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')) });
+  const env = (serviceEnv = {
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    MONGO_URL: store.url,
+    PTW_EXPORT_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-kpi-')),
+  });
   // Exact on every request here; the snapshot tests at the end use a second instance.
   svc = await start({ ...env, PTW_KPI_MAX_AGE_SECONDS: '0' });
   ex = createClient(exportPb.ExportServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 30_000 }).call;
@@ -145,7 +153,11 @@ it('when a worker or supervisor asks, then PERMISSION_DENIED; a foreign project 
 
 it('when KPIs are read, then the service sends 11 store commands per project of the scope, whatever the number of open permits', async () => {
   await m.Permit.insertMany(Array.from({ length: 150 }, (_, i) => permit('active', { planned_end_time: new Date(now + (i + 1) * H) }, 'p4')));
-  for (const [project, projects, perProject] of [['', ['p4'], 1], ['p4', ['p1', 'p4'], 1], ['', ['p1', 'p2', 'p3', 'p4'], 4]] as const) {
+  for (const [project, projects, perProject] of [
+    ['', ['p4'], 1],
+    ['p4', ['p1', 'p4'], 1],
+    ['', ['p1', 'p2', 'p3', 'p4'], 4],
+  ] as const) {
     const who = await tok('manager', [...projects]);
     const r = await counter.measure(() => ex.getKpis({ project }, who));
     // One equality scope per project: each query reads one project's permits of one status.

@@ -82,7 +82,16 @@ export async function computeKpis(models: Models, who: Principal, project: strin
   const fields = { permit_number: 1, title: 1, status: 1, project_id: 1, planned_end_time: 1, submitted_at: 1, verified_at: 1 };
   // One reply each (the driver's first batch is 101 documents; a reply is capped at 16 MiB, some
   // 100,000 of these projections), so the command count does not grow with the open permits.
-  const open = async (status: string) => (await Promise.all(parts.map((s) => models.Permit.find({ ...s, status }, fields).batchSize(100_000).lean()))).flat() as unknown as OpenPermit[];
+  const open = async (status: string) =>
+    (
+      await Promise.all(
+        parts.map((s) =>
+          models.Permit.find({ ...s, status }, fields)
+            .batchSize(100_000)
+            .lean(),
+        ),
+      )
+    ).flat() as unknown as OpenPermit[];
   const count = async (status: string, extra: Record<string, unknown> = {}) => sumAll(await Promise.all(parts.map((s) => models.Permit.countDocuments({ ...s, status, ...extra }))));
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
@@ -184,7 +193,10 @@ export class KpiSnapshots {
 function snapshotKey(who: Principal, project: string, cfg: SlaConfig): string {
   const projects = project ? [project] : who.role === 'service' ? ['*'] : [...new Set(who.project_ids)].sort();
   const sla = [cfg.PTW_VERIFICATION_SLA_HOURS, cfg.PTW_APPROVAL_SLA_HOURS, cfg.PTW_EXPIRING_SOON_HOURS];
-  return `kpis:${createHash('sha256').update(JSON.stringify([projects, sla])).digest('hex').slice(0, 40)}`;
+  return `kpis:${createHash('sha256')
+    .update(JSON.stringify([projects, sla]))
+    .digest('hex')
+    .slice(0, 40)}`;
 }
 
 async function computeAndSave(models: Models, who: Principal, project: string, cfg: SlaConfig, key: string): Promise<exportPb.Kpis> {

@@ -24,12 +24,12 @@ interface Selected {
  */
 export async function selectPermits(models: Models, who: Principal, req: exportPb.BulkExportRequest, limit: number): Promise<{ ids: string[]; count: number }> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may export permits');
-  const parts = permitQueryParts(who, (req.filter ?? {}));
+  const parts = permitQueryParts(who, req.filter ?? {});
   const fields = { _id: 1, permit_number: 1, project_id: 1 };
   const picked: Selected[] = [];
   if (req.permit_ids.length && !req.use_filters) {
     // Only the scope part of the filters applies to an explicit id list; ids of other projects drop out.
-    const project = (req.filter?.project) || undefined;
+    const project = req.filter?.project || undefined;
     const ids = [...new Set(req.permit_ids)].filter((id) => /^[0-9a-f]{24}$/i.test(id));
     for (let i = 0; i < ids.length && picked.length <= limit; i += limit + 1) {
       const found = await findEach<Selected>(models.Permit, '_id', ids.slice(i, i + limit + 1), { projection: fields });
@@ -38,7 +38,11 @@ export async function selectPermits(models: Models, who: Principal, req: exportP
   } else {
     for (const q of parts) {
       if (picked.length > limit) break;
-      picked.push(...((await models.Permit.find(q, fields).limit(limit + 1 - picked.length).lean()) as unknown as Selected[]));
+      picked.push(
+        ...((await models.Permit.find(q, fields)
+          .limit(limit + 1 - picked.length)
+          .lean()) as unknown as Selected[]),
+      );
     }
   }
   const count = picked.length;

@@ -20,7 +20,13 @@ describe('hourBuckets', () => {
   });
 
   it('when an event lands between two counts and a wider window reads less, then that hour reads 0, not a negative count', () => {
-    const hours = hourBuckets([{ ...zero, conflicts: 3 }, { ...zero, conflicts: 2 }], now);
+    const hours = hourBuckets(
+      [
+        { ...zero, conflicts: 3 },
+        { ...zero, conflicts: 2 },
+      ],
+      now,
+    );
     expect(hours.map((h) => h.conflicts)).toEqual([0, 3]);
   });
 });

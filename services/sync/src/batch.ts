@@ -82,12 +82,24 @@ const origin = (ctx: Ctx, c: syncPb.Change) => `${ctx.deviceId}/${c.offline_id}`
 /** A claim for `c`: a create reserves its permit's id (`serverId` when taking over an earlier claim). */
 function claimFor(ctx: Ctx, c: syncPb.Change, serverId?: Types.ObjectId): Receipt {
   const base = { _id: new Types.ObjectId(), device_id: ctx.deviceId, offline_id: c.offline_id, entity: c.entity, user_id: ctx.who.user_id, at: new Date() };
-  return isCreate(c) ? { ...base, status: 'reserved', server_id: String(serverId ?? new Types.ObjectId()), new_version: 1, ...(ctx.batch ? { batch: ctx.batch } : {}) } : { ...base, status: 'pending' };
+  return isCreate(c)
+    ? { ...base, status: 'reserved', server_id: String(serverId ?? new Types.ObjectId()), new_version: 1, ...(ctx.batch ? { batch: ctx.batch } : {}) }
+    : { ...base, status: 'pending' };
 }
 
 const busy = (c: syncPb.Change, why: string): Outcome => ({
   kind: 'conflict',
-  value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id ?? '', reason: 'stale_version', client_version: c.client_version, server_version: 0, fields: { _retry: { client: null, server: why, merge_hint: 'manual' } }, server_state: {}, truncated: false },
+  value: {
+    entity: c.entity,
+    offline_id: c.offline_id,
+    server_id: c.server_id ?? '',
+    reason: 'stale_version',
+    client_version: c.client_version,
+    server_version: 0,
+    fields: { _retry: { client: null, server: why, merge_hint: 'manual' } },
+    server_state: {},
+    truncated: false,
+  },
 });
 
 /**
@@ -96,7 +108,10 @@ const busy = (c: syncPb.Change, why: string): Outcome => ({
  */
 function settle(ctx: Ctx, c: syncPb.Change, r: StoredReceipt, permitExists: boolean): Outcome | 'busy' | 'stale' {
   if (r.user_id !== ctx.who.user_id) {
-    return { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: already used by another user on this device' } };
+    return {
+      kind: 'rejected',
+      value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: already used by another user on this device' },
+    };
   }
   if (r.status === 'applied' || (r.status === 'reserved' && permitExists)) {
     return { kind: 'applied', value: { entity: c.entity, offline_id: c.offline_id, server_id: r.server_id ?? '', new_version: r.new_version ?? 0, status: 'already_applied' } };
@@ -119,15 +134,25 @@ async function applyCreates(ctx: Ctx, items: { c: syncPb.Change; receipt: Receip
   });
   let results: d.BulkCreateResult[];
   try {
-    results = await d.createPermits(ctx.models, ctx.who, bulk.map((b) => b.item));
+    results = await d.createPermits(
+      ctx.models,
+      ctx.who,
+      bulk.map((b) => b.item),
+    );
   } catch {
     for (const b of bulk) outcomes[b.k] = busy(items[b.k].c, 'temporary server error; retry');
-    await free(ctx, items.filter((_, k) => outcomes[k].kind !== 'conflict').map((i) => i.receipt._id));
+    await free(
+      ctx,
+      items.filter((_, k) => outcomes[k].kind !== 'conflict').map((i) => i.receipt._id),
+    );
     return outcomes;
   }
   bulk.forEach((b, n) => (outcomes[b.k] = createOutcome(items[b.k].c, results[n], b.projectId)));
   // Nothing was written for a refused create: free its offline id so the corrected change can be sent again.
-  await free(ctx, items.filter((_, k) => outcomes[k].kind !== 'applied').map((i) => i.receipt._id));
+  await free(
+    ctx,
+    items.filter((_, k) => outcomes[k].kind !== 'applied').map((i) => i.receipt._id),
+  );
   return outcomes;
 }
 
@@ -251,7 +276,11 @@ async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[],
         if (earlier?._id) serverIds.set(e.i, new Types.ObjectId(String(earlier._id)));
       }
     }
-    await deleteEach(ctx.models.SyncReceipt, stale.map((r) => r._id), { status: { $ne: 'applied' } });
+    await deleteEach(
+      ctx.models.SyncReceipt,
+      stale.map((r) => r._id),
+      { status: { $ne: 'applied' } },
+    );
     toCheck = waiting;
     if (toClaim.length === 0 && toCheck.length) {
       if (Date.now() - started >= WAIT_MS) break;
@@ -320,7 +349,10 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
   const seen = new Set<string>();
   req.changes.forEach((c, i) => {
     if (!OFFLINE_ID.test(c.offline_id ?? '')) {
-      outcomes[i] = { kind: 'rejected', value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: expected 1-128 letters, digits or _.:-' } };
+      outcomes[i] = {
+        kind: 'rejected',
+        value: { entity: c.entity, offline_id: c.offline_id, server_id: c.server_id, reason: 'validation_error', detail: 'offline_id: expected 1-128 letters, digits or _.:-' },
+      };
       return;
     }
     const refused = unsupported(c);
@@ -382,7 +414,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
         ...(o.projectId ? { project_id: o.projectId } : {}),
         entity: o.value.entity,
         outcome: o.kind === 'applied' ? 'applied' : o.kind === 'conflict' ? 'conflict' : 'rejected',
-        reason: o.kind === 'applied' ? (o.value).status : (o.value as { reason: string }).reason,
+        reason: o.kind === 'applied' ? o.value.status : (o.value as { reason: string }).reason,
         at,
       })),
       { lean: true },
@@ -392,7 +424,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
     // The window counts of health (see @ptw/db tallies.ts): one small document per batch.
     const tally: Record<string, number> = {};
     for (const o of outcomes) {
-      const k = o.kind === 'applied' ? ((o.value).status === 'already_applied' ? 'already_applied' : 'applied') : o.kind === 'conflict' ? 'conflicts' : 'rejected';
+      const k = o.kind === 'applied' ? (o.value.status === 'already_applied' ? 'already_applied' : 'applied') : o.kind === 'conflict' ? 'conflicts' : 'rejected';
       tally[k] = (tally[k] ?? 0) + 1;
     }
     await recordTally(models, 'sync', tally, at).catch((err: unknown) => log?.().warn({ event: 'sync_tally_lost', err, applied_count: outcomes.length }, 'sync tally not recorded'));

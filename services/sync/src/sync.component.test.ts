@@ -57,10 +57,27 @@ beforeAll(async () => {
   m = registerModels(conn);
   await ensureIndexes(conn);
   await m.PermitType.create([
-    { _id: 'hot-work', name: 'Hot Work', category: 'hot_work', risk_level: 'high', closeout_items: [{ key: 'area_cleaned', label: 'Area cleaned', required: true }, { key: 'photos', label: 'Photos', required: false }] },
+    {
+      _id: 'hot-work',
+      name: 'Hot Work',
+      category: 'hot_work',
+      risk_level: 'high',
+      closeout_items: [
+        { key: 'area_cleaned', label: 'Area cleaned', required: true },
+        { key: 'photos', label: 'Photos', required: false },
+      ],
+    },
     { _id: 'electrical', name: 'Electrical', category: 'electrical', risk_level: 'high', requires_isolation: true, closeout_items: [] },
   ]);
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-')) });
+  svc = await start({
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    MONGO_URL: store.url,
+    PTW_SYNC_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-')),
+  });
   sync = createClient(syncPb.SyncServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
 });
 
@@ -88,7 +105,15 @@ describe('outcomes', () => {
     const id = await createOne();
     await run([{ entity: 'permit', op: 'update', server_id: id, client_version: 1, data: { title: 'Server title', ppe_requirements: ['gloves', 'visor'] } }], await worker());
     const r = await run(
-      [{ entity: 'permit', op: 'update', server_id: id, client_version: 1, data: { title: 'Tablet title', ppe_requirements: ['boots'], safety_checklist: { gas_test: true }, location: 'Bay 1', priority: 'high' } }],
+      [
+        {
+          entity: 'permit',
+          op: 'update',
+          server_id: id,
+          client_version: 1,
+          data: { title: 'Tablet title', ppe_requirements: ['boots'], safety_checklist: { gas_test: true }, location: 'Bay 1', priority: 'high' },
+        },
+      ],
       await worker(),
     );
     expect(r.conflicts[0]).toMatchObject({ reason: 'stale_version', client_version: 1, server_version: 2, server_state: { id, title: 'Server title', version: 2 } });
@@ -175,7 +200,11 @@ describe('outcomes', () => {
     expect((await m.IsolationPoint.findById(p._id).lean())?.lock_ids).toEqual(['L1', 'L2']);
     await run([{ entity: 'isolation_point', op: 'update', server_id: String(p._id), client_version: 2, data: { status: 'verified' } }], sup);
     const back = await run([{ entity: 'isolation_point', op: 'update', server_id: String(p._id), client_version: 1, data: { status: 'isolated' } }], sup);
-    expect(back.conflicts[0]).toMatchObject({ reason: 'stale_version', server_version: 3, fields: { status: { client: 'isolated', server: 'verified', detail: 'server already at verified' } } });
+    expect(back.conflicts[0]).toMatchObject({
+      reason: 'stale_version',
+      server_version: 3,
+      fields: { status: { client: 'isolated', server: 'verified', detail: 'server already at verified' } },
+    });
     expect((await m.IsolationPoint.findById(p._id).lean())?.status).toBe('verified');
   });
 
@@ -256,10 +285,29 @@ describe('property: random batches', () => {
     const own = await createOne({ title: 'base of the property test' });
     const titles = fc.string({ minLength: 1, maxLength: 30 });
     const change = fc.oneof(
-      fc.record({ entity: fc.constant('permit'), op: fc.constant('create'), offline_id: fc.constantFrom('a', 'b', 'c', 'd', 'e'), data: titles.map((t) => permitData({ title: `prop ${t}` })) }),
+      fc.record({
+        entity: fc.constant('permit'),
+        op: fc.constant('create'),
+        offline_id: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
+        data: titles.map((t) => permitData({ title: `prop ${t}` })),
+      }),
       fc.record({ entity: fc.constant('permit'), op: fc.constant('create'), offline_id: fc.constantFrom('x1', 'x2'), data: fc.constant({ title: 5 }) }),
-      fc.record({ entity: fc.constant('permit'), op: fc.constant('update'), offline_id: fc.constantFrom('u1', 'u2'), server_id: fc.constant(foreign), client_version: fc.constant(1), data: fc.constant({ title: 'hijack' }) }),
-      fc.record({ entity: fc.constant('permit'), op: fc.constant('update'), offline_id: fc.constantFrom('u3', 'u4'), server_id: fc.constant(own), client_version: fc.integer({ min: 0, max: 5 }), data: titles.map((t) => ({ location: t })) }),
+      fc.record({
+        entity: fc.constant('permit'),
+        op: fc.constant('update'),
+        offline_id: fc.constantFrom('u1', 'u2'),
+        server_id: fc.constant(foreign),
+        client_version: fc.constant(1),
+        data: fc.constant({ title: 'hijack' }),
+      }),
+      fc.record({
+        entity: fc.constant('permit'),
+        op: fc.constant('update'),
+        offline_id: fc.constantFrom('u3', 'u4'),
+        server_id: fc.constant(own),
+        client_version: fc.integer({ min: 0, max: 5 }),
+        data: titles.map((t) => ({ location: t })),
+      }),
       fc.record({ entity: fc.string({ maxLength: 10 }), op: fc.string({ maxLength: 10 }), offline_id: fc.string({ maxLength: 10 }), data: fc.constant({}) }),
     );
     let run = 0;

@@ -71,7 +71,10 @@ export async function seed(m: Models, now = new Date()): Promise<{ permits: numb
     model.bulkWrite(docs.map((d) => ({ updateOne: { filter: { _id: d._id }, update: { $set: d }, upsert: true } })));
   await upsert(m.Project, DEMO_PROJECTS);
   await upsert(m.User, DEMO_USERS);
-  await upsert(m.PermitType, DEMO_PERMIT_TYPES.map((t) => ({ ...t, active: true })));
+  await upsert(
+    m.PermitType,
+    DEMO_PERMIT_TYPES.map((t) => ({ ...t, active: true })),
+  );
   if ((await m.Permit.estimatedDocumentCount()) > 0) return { permits: 0 };
   const worker = { user_id: 'u-worker', role: 'worker' as const, project_ids: ['p1'] };
   const hour = 3600_000;

@@ -9,8 +9,7 @@ const cfg = {
   PTW_JWT_AUDIENCE: 'ptw-api',
 };
 const verify = createTokenVerifier(cfg);
-const mint = (o: Partial<{ ttlSeconds: number; role: 'worker' }> = {}) =>
-  mintToken(cfg, { user: 'u1', role: o.role ?? 'worker', projects: ['p1'], ttlSeconds: o.ttlSeconds ?? 60 });
+const mint = (o: Partial<{ ttlSeconds: number; role: 'worker' }> = {}) => mintToken(cfg, { user: 'u1', role: o.role ?? 'worker', projects: ['p1'], ttlSeconds: o.ttlSeconds ?? 60 });
 
 function b64url(o: object): string {
   return Buffer.from(JSON.stringify(o)).toString('base64url');

@@ -33,15 +33,7 @@ export interface CallContext {
 }
 
 /** A CallContext whose logger and signal are made on first use (see implement in server.ts). */
-export function callContext(
-  principal: Principal,
-  token: string,
-  reqId: string,
-  metadata: Metadata,
-  logger: () => Logger,
-  signal: () => AbortSignal,
-  trace?: HopTrace,
-): CallContext {
+export function callContext(principal: Principal, token: string, reqId: string, metadata: Metadata, logger: () => Logger, signal: () => AbortSignal, trace?: HopTrace): CallContext {
   return {
     principal,
     token,

@@ -33,7 +33,11 @@ beforeAll(async () => {
     },
     kit,
   );
-  server = await startGrpcServer({ listen: '127.0.0.1:0', services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }], protoFiles: [PROTO_FILES.sync] });
+  server = await startGrpcServer({
+    listen: '127.0.0.1:0',
+    services: [{ name: 'ptw.sync.v1.SyncService', definition: syncPb.SyncServiceService, implementation }],
+    protoFiles: [PROTO_FILES.sync],
+  });
   client = createClient(syncPb.SyncServiceClient, `127.0.0.1:${server.port}`, { defaultDeadlineMs: 5000 });
   token = await mintToken(auth, { user: 'u-kit', role: 'worker', projects: ['p1'], ttlSeconds: 60 });
 });
@@ -143,7 +147,8 @@ describe('reflection', () => {
     // Comments travel too: grpcurl's describe shows them.
     expect(workflow?.sourceCodeInfo?.location?.some((l: { leadingComments?: string }) => l.leadingComments)).toBe(true);
     // Every message of every served file has an entry; other services' files are not served.
-    for (const name of ['ptw.common.v1.PermitFilter', 'google.protobuf.Struct', 'grpc.health.v1.HealthCheckRequest', 'grpc.reflection.v1.ServerReflectionRequest']) expect(definition[name]).toBeDefined();
+    for (const name of ['ptw.common.v1.PermitFilter', 'google.protobuf.Struct', 'grpc.health.v1.HealthCheckRequest', 'grpc.reflection.v1.ServerReflectionRequest'])
+      expect(definition[name]).toBeDefined();
     expect(definition['ptw.export.v1.Kpis']).toBeUndefined();
   });
 

@@ -13,10 +13,10 @@ export async function staleVersion(models: Models, id: string, sentVersion: numb
   const current = await models.Permit.findById(id).lean();
   const state = current ? (toPermitMessage(current) as unknown as Record<string, unknown>) : undefined;
   const shown = state && named?.length ? Object.fromEntries(Object.entries(state).filter(([k]) => ['id', 'version', 'status', ...named].includes(k))) : state;
-  return conflict(
-    sentVersion === undefined ? 'Permit was changed concurrently, retry' : `Stale version ${sentVersion}: the permit is at version ${current?.version}`,
-    { server_version: current?.version, server_state: shown },
-  );
+  return conflict(sentVersion === undefined ? 'Permit was changed concurrently, retry' : `Stale version ${sentVersion}: the permit is at version ${current?.version}`, {
+    server_version: current?.version,
+    server_state: shown,
+  });
 }
 
 /**

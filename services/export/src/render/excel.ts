@@ -151,29 +151,11 @@ function closeoutRows(p: ExportPermit): Row[] {
   const tail: Row = [c.completed, text(personLabel(p, c.completed_by)), isoDate(c.completed_at), text(c.remarks)];
   const items = Object.entries(c.checklist);
   if (items.length === 0) return [[text(p.permit_number), '', '', null, null, '', '', '', ...tail]];
-  return items.map(([key, it]) => [
-    text(p.permit_number),
-    text(key),
-    text(it.label),
-    it.required,
-    it.done,
-    text(it.comments),
-    text(personLabel(p, it.by)),
-    isoDate(it.at),
-    ...tail,
-  ]);
+  return items.map(([key, it]) => [text(p.permit_number), text(key), text(it.label), it.required, it.done, text(it.comments), text(personLabel(p, it.by)), isoDate(it.at), ...tail]);
 }
 
 function auditRows(p: ExportPermit): Row[] {
-  return p.audit.map((a) => [
-    text(p.permit_number),
-    text(a.action),
-    text(a.from),
-    text(a.to),
-    text(personLabel(p, a.user_id)),
-    isoDate(a.at),
-    text(a.comments),
-  ]);
+  return p.audit.map((a) => [text(p.permit_number), text(a.action), text(a.from), text(a.to), text(personLabel(p, a.user_id)), isoDate(a.at), text(a.comments)]);
 }
 
 const DETAILS = [
@@ -246,11 +228,7 @@ function addSheet(wb: ExcelJS.stream.xlsx.WorkbookWriter, name: string, headers:
  * On abort (`signal`), on an error of `out` or of the workbook, the promise rejects, `permits` is
  * closed, `out` is destroyed rather than ended, and the temporary files are removed.
  */
-export async function streamExcel(
-  permits: AsyncIterable<ExportPermit>,
-  out: Writable,
-  opts: { detailed: boolean; signal?: AbortSignal },
-): Promise<ExportResult> {
+export async function streamExcel(permits: AsyncIterable<ExportPermit>, out: Writable, opts: { detailed: boolean; signal?: AbortSignal }): Promise<ExportResult> {
   const guard = new RunGuard(opts.signal);
   const counter = new ByteCounter();
   const piped = pipeline(counter, out);

@@ -17,8 +17,6 @@ const pad = (n: number) => String(n).padStart(2, '0');
 
 /** `permits_bulk_YYYYmmdd_HHMMSS.zip` (pdf) or `.xlsx` (excel), stamped in UTC (SPEC §7). */
 export function exportFilename(kind: 'pdf' | 'excel', now: Date): string {
-  const stamp =
-    `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}_` +
-    `${pad(now.getUTCHours())}${pad(now.getUTCMinutes())}${pad(now.getUTCSeconds())}`;
+  const stamp = `${now.getUTCFullYear()}${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())}_` + `${pad(now.getUTCHours())}${pad(now.getUTCMinutes())}${pad(now.getUTCSeconds())}`;
   return `permits_bulk_${stamp}.${kind === 'pdf' ? 'zip' : 'xlsx'}`;
 }

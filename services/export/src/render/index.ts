@@ -1,13 +1,4 @@
-export type {
-  ExportAuditEvent,
-  ExportCloseout,
-  ExportCloseoutItem,
-  ExportIsolationPoint,
-  ExportPermit,
-  ExportResult,
-  ExportWorkflowStep,
-  OptionalDate,
-} from './types';
+export type { ExportAuditEvent, ExportCloseout, ExportCloseoutItem, ExportIsolationPoint, ExportPermit, ExportResult, ExportWorkflowStep, OptionalDate } from './types';
 export { exportFilename, isoDate, personLabel } from './format';
 export { renderPermitPdf } from './pdf';
 export { FontBook, notoFonts, standardFonts } from './fonts';

@@ -100,7 +100,12 @@ class Layout {
     this.ensure(HEADING_HEIGHT + height);
     this.flow(this.heading, STYLE.heading);
     const y = doc.y + 2;
-    doc.moveTo(this.left, y).lineTo(this.left + this.width, y).lineWidth(0.8).strokeColor(ACCENT).stroke();
+    doc
+      .moveTo(this.left, y)
+      .lineTo(this.left + this.width, y)
+      .lineWidth(0.8)
+      .strokeColor(ACCENT)
+      .stroke();
     doc.y = y + 5;
     doc.x = this.left;
     this.heading = undefined;
@@ -161,7 +166,12 @@ class Layout {
         t.draw(lines, x + CELL_PAD, y + CELL_PAD, widths[i], row.style);
         x += widths[i] + 2 * CELL_PAD;
       });
-      doc.moveTo(this.left, y + row.height).lineTo(this.left + this.width, y + row.height).lineWidth(0.4).strokeColor(RULE).stroke();
+      doc
+        .moveTo(this.left, y + row.height)
+        .lineTo(this.left + this.width, y + row.height)
+        .lineWidth(0.4)
+        .strokeColor(RULE)
+        .stroke();
       doc.y = y + row.height;
       doc.x = this.left;
     };

@@ -38,8 +38,14 @@ function embeddedFonts(pdf: Buffer): string[] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-pdffonts-'));
   try {
     fs.writeFileSync(path.join(dir, 'a.pdf'), pdf);
-    const rows = execFileSync('pdffonts', [path.join(dir, 'a.pdf')], { encoding: 'utf8' }).trim().split('\n').slice(2);
-    return rows.map((r) => r.split(/\s+/)).map((c) => `${c[0].replace(/^[A-Z]{6}\+/, '')} emb=${c[c.length - 5]} sub=${c[c.length - 4]}`).sort();
+    const rows = execFileSync('pdffonts', [path.join(dir, 'a.pdf')], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .slice(2);
+    return rows
+      .map((r) => r.split(/\s+/))
+      .map((c) => `${c[0].replace(/^[A-Z]{6}\+/, '')} emb=${c[c.length - 5]} sub=${c[c.length - 4]}`)
+      .sort();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -135,7 +141,7 @@ describe("pdfkit's private font table (docs/decisions/pdfkit-parsed-fonts.md)", 
     expect(fonts.shared).toBe(true);
   });
 
-  it('when a Devanagari or Tamil value sits beside its label, then pdftotext -layout reads it on the label\'s line', async () => {
+  it("when a Devanagari or Tamil value sits beside its label, then pdftotext -layout reads it on the label's line", async () => {
     const layout = pdfToText(await render(mixedScriptPermit(4)), '-layout');
     expect(layout).toMatch(new RegExp(`Location +${SCRIPT_SAMPLES.tamil}`));
     expect(layout).toMatch(/Approver +मुख्य अभियंता \(u-manager\)/);
@@ -147,7 +153,8 @@ describe("pdfkit's private font table (docs/decisions/pdfkit-parsed-fonts.md)", 
     const pdf = await render(mixedScriptPermit(4), stock);
     expect(stock.shared).toBe(false);
     const text = pdfToText(pdf);
-    for (const sample of [`${SCRIPT_SAMPLES.devanagari} 4`, SCRIPT_SAMPLES.tamil, SCRIPT_SAMPLES.arabic, SCRIPT_SAMPLES.chinese, 'मुख्य अभियंता', 'PTW-2025-000004']) expect(text).toContain(sample);
+    for (const sample of [`${SCRIPT_SAMPLES.devanagari} 4`, SCRIPT_SAMPLES.tamil, SCRIPT_SAMPLES.arabic, SCRIPT_SAMPLES.chinese, 'मुख्य अभियंता', 'PTW-2025-000004'])
+      expect(text).toContain(sample);
     expect(embeddedFonts(pdf)).toEqual(embeddedFonts(await render(mixedScriptPermit(4))));
     expect(warnings).toEqual([]);
   });
@@ -237,7 +244,12 @@ describe('line composition', () => {
   it('when a paragraph starts in Arabic, then it is right to left, its brackets mirrored and its digits a left-to-right run', () => {
     const [line] = setter().lines('محمد العلي (u-super) 12', style, 400);
     expect(line.rtl).toBe(true);
-    expect(line.atoms.filter((a) => a.level % 2 === 1).map((a) => a.text).join('')).toContain(')');
+    expect(
+      line.atoms
+        .filter((a) => a.level % 2 === 1)
+        .map((a) => a.text)
+        .join(''),
+    ).toContain(')');
     expect(line.atoms.find((a) => a.text.includes('12'))!.level % 2).toBe(0);
   });
 

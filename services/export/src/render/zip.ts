@@ -7,7 +7,6 @@ import type { FontBook } from './fonts';
 import { renderPermitPdf } from './pdf';
 import type { ExportPermit, ExportResult } from './types';
 
-
 /** `PTW_<permit_number>.pdf`; path separators and other odd characters become `_`. */
 export function pdfEntryName(permitNumber: string): string {
   return `PTW_${permitNumber.replace(/[^A-Za-z0-9._-]/g, '_')}.pdf`;
@@ -26,11 +25,7 @@ export function pdfEntryName(permitNumber: string): string {
  * On abort (`signal`), on an error of `out` or of a render, the promise rejects, `permits` is
  * closed, and `out` is destroyed rather than ended, so a truncated archive never looks complete.
  */
-export async function streamPdfZip(
-  permits: AsyncIterable<ExportPermit>,
-  out: Writable,
-  opts: { signal?: AbortSignal; fonts?: FontBook } = {},
-): Promise<ExportResult> {
+export async function streamPdfZip(permits: AsyncIterable<ExportPermit>, out: Writable, opts: { signal?: AbortSignal; fonts?: FontBook } = {}): Promise<ExportResult> {
   const guard = new RunGuard(opts.signal);
   const archive = archiver('zip', { zlib: { level: 6 }, highWaterMark: ZIP_BUFFER_BYTES });
   const counter = new ByteCounter();

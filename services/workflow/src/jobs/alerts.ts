@@ -40,10 +40,7 @@ export interface AlertModels {
 }
 
 const opts = { versionKey: false as const };
-const alertStateSchema = new Schema<AlertStateDoc>(
-  { _id: String, above: Boolean, episode: Number, count: Number, updated_at: Date },
-  opts,
-);
+const alertStateSchema = new Schema<AlertStateDoc>({ _id: String, above: Boolean, episode: Number, count: Number, updated_at: Date }, opts);
 const alertCrossingSchema = new Schema<AlertCrossingDoc>(
   { _id: String, type: String, count: Number, threshold: Number, at: Date, sent_at: Date, attempts: Number, last_error: String },
   opts,
@@ -53,8 +50,7 @@ const alertCrossingSchema = new Schema<AlertCrossingDoc>(
 export function registerAlertModels(conn: Connection): AlertModels {
   return {
     AlertState: (conn.models.AlertState as Model<AlertStateDoc>) ?? conn.model<AlertStateDoc>('AlertState', alertStateSchema, 'alert_states'),
-    AlertCrossing:
-      (conn.models.AlertCrossing as Model<AlertCrossingDoc>) ?? conn.model<AlertCrossingDoc>('AlertCrossing', alertCrossingSchema, 'alert_crossings'),
+    AlertCrossing: (conn.models.AlertCrossing as Model<AlertCrossingDoc>) ?? conn.model<AlertCrossingDoc>('AlertCrossing', alertCrossingSchema, 'alert_crossings'),
   };
 }
 
@@ -79,10 +75,7 @@ export interface AlertOutcome {
 
 /** Counter of alert deliveries by outcome (sent, failed, not_configured). */
 export function alertCounter(metrics: Metrics): CounterSeries<'outcome'> {
-  return (
-    metrics.existing<CounterSeries<'outcome'>>('ptw_alerts_total') ??
-    metrics.counter('ptw_alerts_total', 'Overdue-threshold alerts by delivery outcome', ['outcome'])
-  );
+  return metrics.existing<CounterSeries<'outcome'>>('ptw_alerts_total') ?? metrics.counter('ptw_alerts_total', 'Overdue-threshold alerts by delivery outcome', ['outcome']);
 }
 
 async function setState(models: AlertModels, set: Partial<AlertStateDoc>): Promise<void> {
@@ -146,7 +139,7 @@ export async function evaluateOverdueAlert(deps: OverdueAlertDeps, count: number
       },
     );
   } catch (err) {
-    const reason = err instanceof JobError ? err.message : (err as Error)?.name ?? 'Error';
+    const reason = err instanceof JobError ? err.message : ((err as Error)?.name ?? 'Error');
     await models.AlertCrossing.updateOne({ _id: key }, { $set: { attempts, last_error: reason } });
     deps.counter.inc({ outcome: 'failed' });
     return { crossed: true, sent: false };

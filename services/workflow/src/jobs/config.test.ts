@@ -13,12 +13,9 @@ describe('parseSchedule', () => {
     expect(parseSchedule(text)).toEqual({ text, ms, cron });
   });
 
-  it.each(['90 seconds', '7 minutes', '5 hours', '2 days', 'often', '0 seconds'])(
-    'when the interval is "%s", then it is refused (its ticks would not line up across workers)',
-    (text) => {
-      expect(() => parseSchedule(text)).toThrow();
-    },
-  );
+  it.each(['90 seconds', '7 minutes', '5 hours', '2 days', 'often', '0 seconds'])('when the interval is "%s", then it is refused (its ticks would not line up across workers)', (text) => {
+    expect(() => parseSchedule(text)).toThrow();
+  });
 });
 
 describe('loadJobsConfig', () => {
@@ -29,13 +26,7 @@ describe('loadJobsConfig', () => {
       check_overdue_workflow_tasks: '15 minutes',
       auto_expire_permits: '5 minutes',
     });
-    expect([c.PTW_JOB_RETRY_BASE_MS, c.PTW_JOB_RETRY_CAP_MS, c.PTW_ALERT_OVERDUE_THRESHOLD, c.PTW_ALERT_WEBHOOK_URL, c.PTW_JOBS_WORKER]).toEqual([
-      1000,
-      60_000,
-      10,
-      undefined,
-      true,
-    ]);
+    expect([c.PTW_JOB_RETRY_BASE_MS, c.PTW_JOB_RETRY_CAP_MS, c.PTW_ALERT_OVERDUE_THRESHOLD, c.PTW_ALERT_WEBHOOK_URL, c.PTW_JOBS_WORKER]).toEqual([1000, 60_000, 10, undefined, true]);
     expect(loadJobsConfig({ PTW_JOBS_WORKER: 'false' }).PTW_JOBS_WORKER).toBe(false);
   });
 

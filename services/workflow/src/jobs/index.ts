@@ -130,7 +130,11 @@ export async function startJobs(opts: StartJobsOptions): Promise<JobsHandle> {
   }
 
   const jobStates = async (): Promise<JobStateRecord[]> => {
-    const docs = await findEach<{ _id: unknown; last_run_at?: Date | null; last_success_at?: Date | null; last_error?: string | null; last_duration_ms?: number | null }>(models.JobState, '_id', [...JOB_NAMES]);
+    const docs = await findEach<{ _id: unknown; last_run_at?: Date | null; last_success_at?: Date | null; last_error?: string | null; last_duration_ms?: number | null }>(
+      models.JobState,
+      '_id',
+      [...JOB_NAMES],
+    );
     const byName = new Map(docs.map((d) => [String(d._id), d]));
     return JOB_NAMES.map((name) => {
       const d = byName.get(name);

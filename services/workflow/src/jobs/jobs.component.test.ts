@@ -76,9 +76,9 @@ async function insertPermits(docs: Record<string, unknown>[]): Promise<Types.Obj
 }
 
 const notifications = async () =>
-  (await models.Notification.find().lean()).map((n) => ({ user_id: n.user_id, type: n.type, dedupe_key: n.dedupe_key })).sort((a, b) =>
-    `${a.user_id}${a.dedupe_key}`.localeCompare(`${b.user_id}${b.dedupe_key}`),
-  );
+  (await models.Notification.find().lean())
+    .map((n) => ({ user_id: n.user_id, type: n.type, dedupe_key: n.dedupe_key }))
+    .sort((a, b) => `${a.user_id}${a.dedupe_key}`.localeCompare(`${b.user_id}${b.dedupe_key}`));
 
 const PERSONAL = /Carla|Creator|Mona|Max |Manager|Vic|Sam|@example\.com/;
 
@@ -182,7 +182,11 @@ describe('auto_expire_permits', () => {
     expect(await models.Revision.countDocuments({ entity_id: String(plain), version: 4, user_id: 'system' })).toBe(1);
 
     const audits = await models.AuditEvent.find().lean();
-    expect(audits.map((a) => ({ permit_id: a.permit_id, action: a.action, from: a.from, to: a.to, user_id: a.user_id, comments: a.comments })).sort((a, b) => a.permit_id.localeCompare(b.permit_id))).toEqual(
+    expect(
+      audits
+        .map((a) => ({ permit_id: a.permit_id, action: a.action, from: a.from, to: a.to, user_id: a.user_id, comments: a.comments }))
+        .sort((a, b) => a.permit_id.localeCompare(b.permit_id)),
+    ).toEqual(
       [String(plain), String(withEnd)].sort().map((permit_id) => ({
         permit_id,
         action: 'status_change',
@@ -192,9 +196,7 @@ describe('auto_expire_permits', () => {
         comments: 'Auto-expired: planned end time passed',
       })),
     );
-    expect(await notifications()).toEqual(
-      [String(plain), String(withEnd)].sort().map((id) => ({ user_id: 'u-creator', type: 'ptw_expired', dedupe_key: `expired_${id}` })),
-    );
+    expect(await notifications()).toEqual([String(plain), String(withEnd)].sort().map((id) => ({ user_id: 'u-creator', type: 'ptw_expired', dedupe_key: `expired_${id}` })));
 
     expect(await autoExpirePermits(ctx, at(H))).toEqual({ permit_count: 0, notified: 0 });
     expect(await models.AuditEvent.countDocuments()).toBe(2);
@@ -209,10 +211,7 @@ describe('bulk work', () => {
   }
 
   async function seedAll(n: number): Promise<void> {
-    const ids = await insertPermits([
-      ...Array.from({ length: n }, () => ({ planned_end_time: at(H) })),
-      ...Array.from({ length: n }, () => ({ planned_end_time: at(-H) })),
-    ]);
+    const ids = await insertPermits([...Array.from({ length: n }, () => ({ planned_end_time: at(H) })), ...Array.from({ length: n }, () => ({ planned_end_time: at(-H) }))]);
     await models.WorkflowStep.insertMany(
       ids.slice(0, n).map((id) => ({ permit_id: String(id), project_id: 'p1', step: 'approval', status: 'pending', started_at: at(-9 * H), limit_hours: 4, assignee_id: 'u-m2' })),
     );

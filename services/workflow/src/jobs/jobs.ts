@@ -146,9 +146,7 @@ export async function checkOverdueWorkflowTasks(ctx: JobContext, now: Date): Pro
   const { WorkflowStep, Permit, User, Notification } = ctx.models;
   // Limits differ per step and FerretDB has no usable $expr: one clause per distinct limit keeps
   // the filter exact in the store.
-  const limits = (await WorkflowStep.collection.distinct('limit_hours', { status: 'pending' })).filter(
-    (l): l is number => typeof l === 'number' && Number.isFinite(l),
-  );
+  const limits = (await WorkflowStep.collection.distinct('limit_hours', { status: 'pending' })).filter((l): l is number => typeof l === 'number' && Number.isFinite(l));
   if (limits.length === 0) return { permit_count: 0, notified: 0, overdue_count: 0 };
   const cursor = WorkflowStep.collection.find<StepRow>(
     { status: 'pending', $or: limits.map((l) => ({ limit_hours: l, started_at: { $lt: new Date(now.getTime() - l * HOUR_MS) } })) },

@@ -39,7 +39,14 @@ afterAll(async () => {
 
 beforeEach(async () => {
   logged.clear();
-  await Promise.all([models.JobRun.deleteMany({}), models.JobState.deleteMany({}), models.Permit.deleteMany({}), models.Notification.deleteMany({}), models.AuditEvent.deleteMany({}), models.Revision.deleteMany({})]);
+  await Promise.all([
+    models.JobRun.deleteMany({}),
+    models.JobState.deleteMany({}),
+    models.Permit.deleteMany({}),
+    models.Notification.deleteMany({}),
+    models.AuditEvent.deleteMany({}),
+    models.Revision.deleteMany({}),
+  ]);
 });
 
 const OK: JobResult = { permit_count: 0, notified: 0 };

@@ -174,14 +174,7 @@ export async function runSlot(job: JobSpec, slot: string, deps: RunnerDeps): Pro
 }
 
 /** One attempt of a slot: the outcome of the slot when it is decided, else the delay before the next attempt. */
-async function runAttempt(
-  job: JobSpec,
-  slot: string,
-  attempt: number,
-  runs: JobRunRecord[],
-  deps: RunnerDeps,
-  fail: (errorType: string) => void,
-): Promise<SlotOutcome | number> {
+async function runAttempt(job: JobSpec, slot: string, attempt: number, runs: JobRunRecord[], deps: RunnerDeps, fail: (errorType: string) => void): Promise<SlotOutcome | number> {
   const { models } = deps.ctx;
   const { log, metrics, policy } = deps;
   const event = `job_${job.name}`;

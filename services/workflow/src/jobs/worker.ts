@@ -5,16 +5,7 @@
  */
 // First: the tracing instrumentations patch the modules the imports below load.
 import '@ptw/common/dist/tracing-register';
-import {
-  baseConfigSchema,
-  createLogger,
-  loadConfig,
-  Metrics,
-  onShutdownSignal,
-  runMain,
-  startMetricsServer,
-  type Logger,
-} from '@ptw/common';
+import { baseConfigSchema, createLogger, loadConfig, Metrics, onShutdownSignal, runMain, startMetricsServer, type Logger } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels } from '@ptw/db';
 import { z } from 'zod';
 import { jobsConfigSchema } from './config';
@@ -23,7 +14,12 @@ import { startJobs } from './index';
 export const workerConfigSchema = baseConfigSchema
   .pick({ NODE_ENV: true, MONGO_URL: true, LOG_DIR: true, LOG_LEVEL: true, LOG_MAX_BYTES: true, LOG_MAX_FILES: true })
   .extend(jobsConfigSchema.shape)
-  .extend({ PTW_METRICS_LISTEN: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port').optional() });
+  .extend({
+    PTW_METRICS_LISTEN: z
+      .string()
+      .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port')
+      .optional(),
+  });
 
 export interface RunningWorker {
   log: Logger;
@@ -57,4 +53,3 @@ if (require.main === module) {
     onShutdownSignal(worker.log, () => worker.stop());
   });
 }
-
