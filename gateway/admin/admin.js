@@ -70,7 +70,12 @@
       'dl',
       { class: 'figures' },
       ...pairs.map(([label, value, id, why]) =>
-        el('div', id ? { 'data-figure': id } : null, el('dt', null, label), value === null || value === undefined ? el('dd', { class: 'unknown', title: why || 'not available' }, 'unknown') : el('dd', null, value)),
+        el(
+          'div',
+          id ? { 'data-figure': id } : null,
+          el('dt', null, label),
+          value === null || value === undefined ? el('dd', { class: 'unknown', title: why || 'not available' }, 'unknown') : el('dd', null, value),
+        ),
       ),
     );
   }
@@ -132,7 +137,11 @@
       const bw = slot * 0.45;
       const g = svg('g', null, svg('title', null, `${clock(h.start)}: ${h.applied} applied, ${h.conflicts} conflicts, ${h.rejected} rejected, ${h.bulk_exports} exports`));
       let y = base;
-      for (const [field, cls] of [['applied', 'bar-applied'], ['conflicts', 'bar-conflicts'], ['rejected', 'bar-rejected']]) {
+      for (const [field, cls] of [
+        ['applied', 'bar-applied'],
+        ['conflicts', 'bar-conflicts'],
+        ['rejected', 'bar-rejected'],
+      ]) {
         const hgt = scale(h[field]);
         if (hgt > 0) g.append(svg('rect', { class: cls, x, y: y - hgt, width: bw, height: hgt }));
         y -= hgt;
@@ -305,8 +314,7 @@
   function renderOverdue(kpis) {
     if (!kpis.ok) return fill('overdue', failure(kpis.reason));
     const k = kpis.value;
-    const permitRows = (list, hoursLabel) =>
-      list.map((p) => [p.permit_number, p.title, p.project_id, p.status, `${Number(p.hours).toFixed(1)} h ${hoursLabel}`]);
+    const permitRows = (list, hoursLabel) => list.map((p) => [p.permit_number, p.title, p.project_id, p.status, `${Number(p.hours).toFixed(1)} h ${hoursLabel}`]);
     fill(
       'overdue',
       figures([
@@ -353,21 +361,14 @@
   async function refresh() {
     clearTimeout(timer);
     const mine = session;
-    const [health, gateway, jobs, kpis] = await Promise.all([
-      settle(api('/permits/health/')),
-      settle(api('/admin/gateway/')),
-      settle(api('/jobs/')),
-      settle(api('/permits/kpis/')),
-    ]);
+    const [health, gateway, jobs, kpis] = await Promise.all([settle(api('/permits/health/')), settle(api('/admin/gateway/')), settle(api('/jobs/')), settle(api('/permits/kpis/'))]);
     // The chart asks the store most: after the live figures, not competing with them.
     const history = !health.ok && [401, 403].includes(health.reason.status) ? health : await settle(api('/permits/health/history/'));
     if (mine !== session) return;
     const refused = [health, history, gateway, jobs, kpis].find((r) => !r.ok && (r.reason.status === 401 || r.reason.status === 403));
     if (refused) {
       return signOut(
-        refused.reason.status === 401
-          ? 'The token was refused (missing, invalid or expired). Paste a new one.'
-          : 'Not allowed: this console is for managers and service tokens only.',
+        refused.reason.status === 401 ? 'The token was refused (missing, invalid or expired). Paste a new one.' : 'Not allowed: this console is for managers and service tokens only.',
       );
     }
     $('panels').hidden = false;
@@ -395,7 +396,9 @@
   document.addEventListener('DOMContentLoaded', () => {
     $('login').addEventListener('submit', (e) => {
       e.preventDefault();
-      const t = $('token').value.trim().replace(/^Bearer\s+/i, '');
+      const t = $('token')
+        .value.trim()
+        .replace(/^Bearer\s+/i, '');
       $('token').value = '';
       if (!t) return;
       session++;

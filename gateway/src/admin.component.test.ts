@@ -194,7 +194,13 @@ describe('GET /admin/gateway/', () => {
     const res = await api('/admin/gateway/', manager);
     expect(res.status).toBe(200);
     type Scope = { last_hour: number; per_minute: number[] };
-    const body = (await res.json()) as { redis: string; services: Record<string, string>; store: string; replica: unknown; throttle_rejections: { window_minutes: number; scopes: Record<string, Scope> } };
+    const body = (await res.json()) as {
+      redis: string;
+      services: Record<string, string>;
+      store: string;
+      replica: unknown;
+      throttle_rejections: { window_minutes: number; scopes: Record<string, Scope> };
+    };
     expect(body.redis).toBe('reachable');
     expect(body.services).toEqual({ sync: 'UNAVAILABLE', workflow: 'UNAVAILABLE', export: 'UNAVAILABLE', health: expect.any(String) });
     expect(body.store).toBe('unknown');

@@ -44,10 +44,7 @@ export function createApp(deps: GatewayDeps): Koa {
       return;
     }
     if (ctx.path === '/readyz') {
-      const [redis, ...states] = await Promise.all([
-        redisUp(deps.redis),
-        ...Object.values(services).map((addr) => checkHealth(addr, '', 1000)),
-      ]);
+      const [redis, ...states] = await Promise.all([redisUp(deps.redis), ...Object.values(services).map((addr) => checkHealth(addr, '', 1000))]);
       const checks: Record<string, string> = { redis: redis ? 'ok' : 'unavailable' };
       Object.keys(services).forEach((name, i) => (checks[name] = states[i]));
       const ready = redis && states.every((s) => s === 'SERVING');

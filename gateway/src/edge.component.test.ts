@@ -90,7 +90,11 @@ const accessControl = (res: Response) => [...res.headers.keys()].filter((h) => h
 const listOf = (value: string | null) => (value ?? '').split(',').map((v) => v.trim().toLowerCase());
 
 /** One raw HTTP request (fetch cannot send a partial body or an oversized head). */
-function rawRequest(port: number, opts: http.RequestOptions, body?: { first: Buffer; total: number }): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string; sentBeforeAnswer: number }> {
+function rawRequest(
+  port: number,
+  opts: http.RequestOptions,
+  body?: { first: Buffer; total: number },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string; sentBeforeAnswer: number }> {
   return new Promise((resolve, reject) => {
     let sent = 0;
     const req = http.request({ host: '127.0.0.1', port, ...opts }, (res) => {
@@ -115,7 +119,16 @@ function rawRequest(port: number, opts: http.RequestOptions, body?: { first: Buf
 
 describe('CORS by allow-list (issue 23 item 9)', () => {
   it('when PTW_CORS_ORIGINS holds something that is not an exact origin, then start-up fails naming the variable', () => {
-    for (const bad of ['*', 'https://app.example.com/', 'app.example.com', 'https://APP.example.com', 'null', 'ftp://files.example.com', 'https://app.example.com/path', `${PAGE_ORIGIN},https://x.example.com:99999`]) {
+    for (const bad of [
+      '*',
+      'https://app.example.com/',
+      'app.example.com',
+      'https://APP.example.com',
+      'null',
+      'ftp://files.example.com',
+      'https://app.example.com/path',
+      `${PAGE_ORIGIN},https://x.example.com:99999`,
+    ]) {
       let err: unknown;
       try {
         loadConfig(gatewayConfigSchema, env({ PTW_CORS_ORIGINS: bad }));
@@ -162,7 +175,10 @@ describe('CORS by allow-list (issue 23 item 9)', () => {
   });
 
   it('when the origin is not in the list, then neither its preflight nor its request gets any Access-Control-* header', async () => {
-    const preflight = await fetch(`${gw.base}/api/v1/ptw/permits/`, { method: 'OPTIONS', headers: { origin: OTHER_ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+    const preflight = await fetch(`${gw.base}/api/v1/ptw/permits/`, {
+      method: 'OPTIONS',
+      headers: { origin: OTHER_ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+    });
     expect(preflight.status).not.toBe(204);
     expect(accessControl(preflight)).toEqual([]);
     const res = await fetch(`${gw.base}/api/v1/ptw/permits/`, { headers: { origin: OTHER_ORIGIN, authorization: `Bearer ${token}` } });
@@ -239,7 +255,11 @@ describe('read-only public paths (issue 23 item 5)', () => {
 
   it.each(paths)('when %s is sent a body, then it is answered before the body is even sent (nothing of it is read)', async (p) => {
     const port = Number(new URL(gw.base).port);
-    const res = await rawRequest(port, { method: 'PUT', path: p, headers: { 'content-type': 'application/json', 'content-length': String(broken.length) } }, { first: broken.subarray(0, 1024), total: broken.length });
+    const res = await rawRequest(
+      port,
+      { method: 'PUT', path: p, headers: { 'content-type': 'application/json', 'content-length': String(broken.length) } },
+      { first: broken.subarray(0, 1024), total: broken.length },
+    );
     expect([res.status, res.headers.allow, res.sentBeforeAnswer]).toEqual([405, 'GET, HEAD', 1024]);
   });
 

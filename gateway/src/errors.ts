@@ -33,7 +33,12 @@ function parseDetails(raw: unknown): unknown {
  */
 export function toHttpError(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string>; unexpected: boolean } {
   if (err instanceof HttpError) {
-    return { status: err.status, headers: err.headers, unexpected: false, body: { error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } } };
+    return {
+      status: err.status,
+      headers: err.headers,
+      unexpected: false,
+      body: { error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } },
+    };
   }
   if (err instanceof AppError) {
     const m = httpForGrpc(err.code);
@@ -54,7 +59,12 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody; he
         : err.code === Status.DEADLINE_EXCEEDED
           ? 'A backend service did not answer in time'
           : err.details || m.code;
-    return { status: m.http, headers, unexpected: m.http >= 500 && err.code !== Status.UNAVAILABLE && err.code !== Status.DEADLINE_EXCEEDED && err.code !== Status.UNIMPLEMENTED, body: { error: { code: m.code, message, ...(details !== undefined ? { details } : {}) } } };
+    return {
+      status: m.http,
+      headers,
+      unexpected: m.http >= 500 && err.code !== Status.UNAVAILABLE && err.code !== Status.DEADLINE_EXCEEDED && err.code !== Status.UNIMPLEMENTED,
+      body: { error: { code: m.code, message, ...(details !== undefined ? { details } : {}) } },
+    };
   }
   return { status: 500, headers: {}, unexpected: true, body: { error: { code: 'internal_error', message: 'Internal error' } } };
 }

@@ -76,7 +76,10 @@ beforeAll(async () => {
   server = http.createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/api/v1/ptw`;
-  tokenValue = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' }, { user: 'u1', role: 'manager', projects: ['p1'], ttlSeconds: 600 });
+  tokenValue = await mintToken(
+    { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' },
+    { user: 'u1', role: 'manager', projects: ['p1'], ttlSeconds: 600 },
+  );
 });
 
 afterAll(async () => {
@@ -98,7 +101,9 @@ it('when GET /permit-types/ is called, then the gateway calls ListPermitTypes an
   const res = await get('/permit-types/', { 'x-request-id': 'mock-req-1' });
   expect(res.status).toBe(200);
   expect(res.headers.get('x-request-id')).toBe('mock-req-1');
-  expect(await res.json()).toEqual([{ id: 'hot-work', name: 'Hot Work', category: '', risk_level: '', validity_hours: 0, escalation_hours: 0, requires_isolation: false, closeout_items: [] }]);
+  expect(await res.json()).toEqual([
+    { id: 'hot-work', name: 'Hot Work', category: '', risk_level: '', validity_hours: 0, escalation_hours: 0, requires_isolation: false, closeout_items: [] },
+  ]);
   expect(mock.getInteractionsOn('ListPermitTypes')).toHaveLength(1);
 });
 

@@ -13,7 +13,7 @@ export function creds(ctx: Context): CallCredentials {
 
 /** The parsed JSON body (an object; see middleware/body.ts). */
 export function body(ctx: Context): Record<string, unknown> {
-  return ((ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {});
+  return (ctx.request as unknown as { body?: Record<string, unknown> }).body ?? {};
 }
 
 /** A single query parameter as a string ('' when absent); repeated parameters are refused. */
@@ -27,7 +27,12 @@ export function query(ctx: Context, name: string): string {
 export function permitFilter(ctx: Context) {
   const status = query(ctx, 'status');
   return {
-    status: status ? status.split(',').map((s) => s.trim()).filter(Boolean) : [],
+    status: status
+      ? status
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [],
     permit_type: query(ctx, 'permit_type'),
     project: query(ctx, 'project'),
     created_from: query(ctx, 'created_from'),

@@ -55,7 +55,15 @@ function syncRequest(ctx: Context) {
       const o = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
       const issue = r.error.issues[0];
       const field = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.map(String).join('.') || 'change';
-      return { entity: str(o.entity), op: str(o.op), offline_id: str(o.offline_id), server_id: undefined, client_version: undefined, data: {}, invalid_reason: `${field}: ${issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message}` };
+      return {
+        entity: str(o.entity),
+        op: str(o.op),
+        offline_id: str(o.offline_id),
+        server_id: undefined,
+        client_version: undefined,
+        data: {},
+        invalid_reason: `${field}: ${issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message}`,
+      };
     }),
   };
 }
@@ -67,7 +75,7 @@ export function requireManage(ctx: Context): void {
 }
 
 /** A figure a service could not give: null, never absent or 0 (SPEC §8). */
-function figures<K extends string>(section: Partial<Record<K, number>> & { unavailable_reason?: string } | undefined, keys: K[]) {
+function figures<K extends string>(section: (Partial<Record<K, number>> & { unavailable_reason?: string }) | undefined, keys: K[]) {
   const out: Record<string, number | string | null> = {};
   for (const k of keys) out[k] = section?.[k] ?? null;
   if (section?.unavailable_reason) out.unavailable_reason = section.unavailable_reason;

@@ -80,13 +80,13 @@ async function runCase(kind, count) {
       ? await streamPdfZip(permits(), sink)
       : kind === 'pdf-stock' || kind === 'pdf-mixed-stock'
         ? await streamPdfZip(permits(), sink, { fonts: new FontBook(NOTO_DIRS, undefined, false) })
-      : kind === 'pdf-helvetica'
-        ? await streamPdfZip(permits(), sink, { fonts: standardFonts() })
-      : kind === 'pdf-buffered'
-        ? await bufferedPdfZip(permits(), sink)
-        : kind === 'excel-buffered'
-          ? await bufferedExcel(permits(), sink)
-          : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
+        : kind === 'pdf-helvetica'
+          ? await streamPdfZip(permits(), sink, { fonts: standardFonts() })
+          : kind === 'pdf-buffered'
+            ? await bufferedPdfZip(permits(), sink)
+            : kind === 'excel-buffered'
+              ? await bufferedExcel(permits(), sink)
+              : await streamExcel(permits(), sink, { detailed: kind === 'excel-detailed' });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const used = process.cpuUsage(cpu0);
   const cpuSeconds = (used.user + used.system) / 1e6;
@@ -130,12 +130,37 @@ async function bufferedExcel(permits, out) {
   let count = 0;
   for await (const p of permits) {
     count++;
-    ws.addRow([p.permit_number, p.title, p.permit_type_name, p.status, p.priority, p.risk_level, p.risk_score, p.location, p.project_name,
-      p.planned_start_time, p.planned_end_time, p.actual_start_time, p.actual_end_time, p.created_by, p.verifier_id, p.approver_id,
-      p.submitted_at, p.verified_at, p.approved_at, p.created_at, p.updated_at]);
+    ws.addRow([
+      p.permit_number,
+      p.title,
+      p.permit_type_name,
+      p.status,
+      p.priority,
+      p.risk_level,
+      p.risk_score,
+      p.location,
+      p.project_name,
+      p.planned_start_time,
+      p.planned_end_time,
+      p.actual_start_time,
+      p.actual_end_time,
+      p.created_by,
+      p.verifier_id,
+      p.approver_id,
+      p.submitted_at,
+      p.verified_at,
+      p.approved_at,
+      p.created_at,
+      p.updated_at,
+    ]);
   }
   let bytes = 0;
-  const counted = new (require('node:stream').Transform)({ transform(c, _e, cb) { bytes += c.length; cb(null, c); } });
+  const counted = new (require('node:stream').Transform)({
+    transform(c, _e, cb) {
+      bytes += c.length;
+      cb(null, c);
+    },
+  });
   counted.pipe(out);
   await wb.xlsx.write(counted);
   counted.end();

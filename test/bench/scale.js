@@ -76,7 +76,11 @@ async function sample(reps, budgetMs, fn, { warmup = 0 } = {}) {
       await fn(signal, i);
     } catch (err) {
       if (signal.aborted) break;
-      return { error: String(err.message ?? err).split('\n')[0].slice(0, 160) };
+      return {
+        error: String(err.message ?? err)
+          .split('\n')[0]
+          .slice(0, 160),
+      };
     }
     if (i >= warmup) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
@@ -176,10 +180,7 @@ async function runCase(backend, size, args, shared) {
     row.listWorker = await sample(args.reps, budgetMs, listAs(worker), { warmup: 1 });
     row.listManager = await sample(args.reps, budgetMs, listAs(manager));
     row.listRaw = await sample(args.reps, budgetMs, async () => {
-      const [count, page] = await Promise.all([
-        permits.countDocuments({ project_id: 'p1' }),
-        permits.find({ project_id: 'p1' }).sort({ created_at: -1, _id: -1 }).limit(20).toArray(),
-      ]);
+      const [count, page] = await Promise.all([permits.countDocuments({ project_id: 'p1' }), permits.find({ project_id: 'p1' }).sort({ created_at: -1, _id: -1 }).limit(20).toArray()]);
       if (count !== inP1 || page.length !== 20) throw new Error('raw list: wrong count or page');
     });
 
@@ -273,7 +274,13 @@ async function main() {
         rows.push(await runCase(backend, size, args, shared));
       } catch (err) {
         progress(`${backend} ${size}: ${err.stack ?? err}`);
-        rows.push({ backend, size, error: String(err.message ?? err).split('\n')[0].slice(0, 200) });
+        rows.push({
+          backend,
+          size,
+          error: String(err.message ?? err)
+            .split('\n')[0]
+            .slice(0, 200),
+        });
       }
     }
   }

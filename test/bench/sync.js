@@ -43,11 +43,9 @@ async function main() {
   const stack = await startStack({ ports: 'free', logDir, mongoUrl, env: { ...auth, NODE_ENV: 'test', LOG_LEVEL: 'warn', PTW_THROTTLE_SYNC: '1000000/min' } });
   const driver = await MongoClient.connect(stack.mongoUrl);
   const db = driver.db();
-  await db.collection('permit_types').updateOne(
-    { _id: 'hot-work' },
-    { $setOnInsert: { name: 'Hot Work', category: 'hot_work', risk_level: 'high', active: true, closeout_items: [] } },
-    { upsert: true },
-  );
+  await db
+    .collection('permit_types')
+    .updateOne({ _id: 'hot-work' }, { $setOnInsert: { name: 'Hot Work', category: 'hot_work', risk_level: 'high', active: true, closeout_items: [] } }, { upsert: true });
   // The "same permits" baseline collection gets exactly the permits' indexes.
   const conn = await connectMongo(stack.mongoUrl, createLogger('bench', { stdout: false }), { appName: 'bench' });
   const { Permit } = registerModels(conn);
@@ -76,7 +74,10 @@ async function main() {
       syncSec += seconds(t0);
       if (res.status !== 200 || r.summary.applied !== size) throw new Error(`expected ${size} applied, got ${res.status} ${JSON.stringify(r.summary ?? r)}`);
 
-      const stored = await db.collection('permits').find({ _id: { $in: r.applied.map((a) => new ObjectId(a.server_id)) } }).toArray();
+      const stored = await db
+        .collection('permits')
+        .find({ _id: { $in: r.applied.map((a) => new ObjectId(a.server_id)) } })
+        .toArray();
       const same = stored.map(({ _id, ...doc }) => ({ ...doc, permit_number: `RAW-${++raw}` }));
       t0 = process.hrtime.bigint();
       await samePermits.insertMany(same);

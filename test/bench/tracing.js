@@ -144,7 +144,7 @@ function varint(buf, pos) {
  * buf[start, end) and skips every other field without decoding it.
  */
 function eachLengthDelimited(buf, start, end, onField) {
-  for (let pos = start; pos < end; ) {
+  for (let pos = start; pos < end;) {
     let tag;
     [tag, pos] = varint(buf, pos);
     const wire = tag & 7;
@@ -170,9 +170,10 @@ function countSpans(body, contentType) {
   let spans = 0;
   if (contentType.includes('protobuf')) {
     eachLengthDelimited(body, 0, body.length, (f1, s1, e1) => {
-      if (f1 === 1) eachLengthDelimited(body, s1, e1, (f2, s2, e2) => {
-        if (f2 === 2) eachLengthDelimited(body, s2, e2, (f3) => f3 === 2 && spans++);
-      });
+      if (f1 === 1)
+        eachLengthDelimited(body, s1, e1, (f2, s2, e2) => {
+          if (f2 === 2) eachLengthDelimited(body, s2, e2, (f3) => f3 === 2 && spans++);
+        });
     });
     return spans;
   }
@@ -240,7 +241,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** The sink's count once it has not changed for 1.5 s (the exporter's delay is 500 ms here), at most 15 s. */
 async function settledCount(sinkProc) {
   let last = await sinkCount(sinkProc);
-  for (let stable = 0, until = Date.now() + 15_000; stable < 3 && Date.now() < until; ) {
+  for (let stable = 0, until = Date.now() + 15_000; stable < 3 && Date.now() < until;) {
     await sleep(500);
     const now = await sinkCount(sinkProc);
     stable = now === last ? stable + 1 : 0;
@@ -403,7 +404,9 @@ async function main() {
     `No endpoint: ${r('noep')} (tracing not installed: ${r('off')}). For comparison: B itself with every span exported ${r('B-export')}, ` +
       `OTLP JSON ${r('json')}, 10 % sampled ${r('ratio')}.`,
   );
-  const bad = Object.values(perRound).flat().filter((r) => r.bad);
+  const bad = Object.values(perRound)
+    .flat()
+    .filter((r) => r.bad);
   if (bad.length) {
     console.log(`\nINVALID RUN: ${[...new Set(bad.map((r) => r.name))].join('; ')} answered non-2xx or failed.`);
     process.exitCode = 1;

@@ -51,7 +51,9 @@ describe('API reference page', () => {
     await page.waitForFunction((n) => document.querySelectorAll('.opblock').length === n, { timeout: 30_000 }, operations);
     const title = await page.$eval('.info .title', (e) => e.textContent ?? '');
     expect(title).toContain('PTW platform HTTP API');
-    expect(await page.$$eval('.opblock-summary-path', (els) => els.map((e) => e.getAttribute('data-path')))).toEqual(expect.arrayContaining(['/api/v1/ptw/permits/{id}/', '/api/v1/ptw/sync-offline-data/']));
+    expect(await page.$$eval('.opblock-summary-path', (els) => els.map((e) => e.getAttribute('data-path')))).toEqual(
+      expect.arrayContaining(['/api/v1/ptw/permits/{id}/', '/api/v1/ptw/sync-offline-data/']),
+    );
     // Expanding an operation renders its schemas and examples too.
     await page.click('#operations-Permits-updatePermit .opblock-summary');
     await page.waitForSelector('#operations-Permits-updatePermit .responses-wrapper');

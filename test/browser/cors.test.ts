@@ -78,7 +78,10 @@ beforeAll(async () => {
   gateway = http.createServer(app.callback());
   await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
   gatewayUrl = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/api/v1/ptw`;
-  token = await mintToken({ PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' }, { user: `u-cors-${process.pid}`, role: 'manager', projects: ['p1'], ttlSeconds: 600 });
+  token = await mintToken(
+    { PTW_JWT_SECRET: DEV_JWT_SECRET, PTW_JWT_ISSUER: 'ptw-dev', PTW_JWT_AUDIENCE: 'ptw-api' },
+    { user: `u-cors-${process.pid}`, role: 'manager', projects: ['p1'], ttlSeconds: 600 },
+  );
   browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
 });
 
@@ -100,17 +103,30 @@ async function fromPage(origin: string, path: string, init?: { method: string; b
   const page = await browser.newPage();
   try {
     await page.goto(`${origin}/`);
-    return (await page.evaluate((url, tok, i) => (window as unknown as { callGateway: (u: string, t: string, i?: unknown) => Promise<Answer> }).callGateway(url, tok, i), `${gatewayUrl}${path}`, token, init));
+    return await page.evaluate(
+      (url, tok, i) => (window as unknown as { callGateway: (u: string, t: string, i?: unknown) => Promise<Answer> }).callGateway(url, tok, i),
+      `${gatewayUrl}${path}`,
+      token,
+      init,
+    );
   } finally {
     await page.close();
   }
 }
 
 describe('CORS from a page on another origin', () => {
-  it('when the page\'s origin is allowed, then its token-bearing calls succeed and it reads the request id, the rate headers and a 429\'s Retry-After', async () => {
+  it("when the page's origin is allowed, then its token-bearing calls succeed and it reads the request id, the rate headers and a 429's Retry-After", async () => {
     const first = await fromPage(allowedPage.origin, '/permits/kpis/');
     // The preflight the browser sent first was not counted: this is the window's first request.
-    expect(first).toEqual({ status: 200, request_id: 'from-the-page', limit: '2', remaining: '1', reset: expect.stringMatching(/^\d+$/), retry_after: null, body: { as_of: expect.any(String) } });
+    expect(first).toEqual({
+      status: 200,
+      request_id: 'from-the-page',
+      limit: '2',
+      remaining: '1',
+      reset: expect.stringMatching(/^\d+$/),
+      retry_after: null,
+      body: { as_of: expect.any(String) },
+    });
     const second = await fromPage(allowedPage.origin, '/permits/kpis/');
     expect([second.status, second.remaining]).toEqual([200, '0']);
     const throttled = await fromPage(allowedPage.origin, '/permits/kpis/');
@@ -120,7 +136,7 @@ describe('CORS from a page on another origin', () => {
     expect(created).toMatchObject({ status: 201, request_id: 'from-the-page', body: { title: 'From another origin' } });
   });
 
-  it('when the page\'s origin is not in the list, then the browser refuses the answer', async () => {
+  it("when the page's origin is not in the list, then the browser refuses the answer", async () => {
     const answer = await fromPage(otherPage.origin, '/permits/kpis/');
     expect(answer).toEqual({ error: expect.stringMatching(/TypeError: Failed to fetch/) });
   });

@@ -59,7 +59,7 @@ const SECRET = { PTW_JWT_SECRET: 'compose-check-secret-0123456789' };
     expect(Object.keys(services).sort()).toEqual(['export', 'gateway', 'grafana', 'health', 'jaeger', 'lb', 'mongo', 'prometheus', 'redis', 'sync', 'workflow']);
   });
 
-  it('when resolved, then Prometheus reads the repository\'s scrape config and the same alert rules as make up', () => {
+  it("when resolved, then Prometheus reads the repository's scrape config and the same alert rules as make up", () => {
     const mounts = Object.fromEntries((services.prometheus.volumes ?? []).map((v) => v.split(':').slice(0, 2).reverse()));
     expect(mounts['/etc/prometheus/prometheus.yml']).toBe(path.join(REPO_ROOT, 'deploy/prometheus/prometheus.yml'));
     expect(mounts['/etc/prometheus/rules']).toBe(RULES_DIR);

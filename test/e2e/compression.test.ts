@@ -53,10 +53,45 @@ function permits(n: number, device: string) {
     return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * k);
   };
   const pick = <T>(xs: T[]) => xs[rnd(xs.length)];
-  const equipment = ['pump', 'mechanical seal', 'gate valve', 'flange gasket', 'motor bearing', 'conveyor belt', 'boiler feed line', 'storage tank', 'compressor', 'heat exchanger', 'cable tray', 'switchgear panel', 'transformer', 'relief valve'];
-  const areas = ['Unit 1 north bay', 'Tank farm B', 'Compressor house', 'Substation 3', 'Boiler room', 'Loading dock 2', 'Cooling tower', 'Pipe rack 7', 'Water treatment', 'Flare stack area'];
+  const equipment = [
+    'pump',
+    'mechanical seal',
+    'gate valve',
+    'flange gasket',
+    'motor bearing',
+    'conveyor belt',
+    'boiler feed line',
+    'storage tank',
+    'compressor',
+    'heat exchanger',
+    'cable tray',
+    'switchgear panel',
+    'transformer',
+    'relief valve',
+  ];
+  const areas = [
+    'Unit 1 north bay',
+    'Tank farm B',
+    'Compressor house',
+    'Substation 3',
+    'Boiler room',
+    'Loading dock 2',
+    'Cooling tower',
+    'Pipe rack 7',
+    'Water treatment',
+    'Flare stack area',
+  ];
   const work = ['Replace', 'Inspect', 'Weld repair on', 'Isolate and drain', 'Re-torque', 'Cut out and renew', 'Grind and paint', 'Hydro-test'];
-  const controls = ['Gas test before start and every 2 h', 'Fire watch for 30 min after hot work', 'Barricade 5 m radius', 'Drain and purge with nitrogen', 'LOTO on feeder breaker', 'Spark-proof tools only', 'Standby person at the manway', 'Wind below 30 km/h'];
+  const controls = [
+    'Gas test before start and every 2 h',
+    'Fire watch for 30 min after hot work',
+    'Barricade 5 m radius',
+    'Drain and purge with nitrogen',
+    'LOTO on feeder breaker',
+    'Spark-proof tools only',
+    'Standby person at the manway',
+    'Wind below 30 km/h',
+  ];
   const ppe = ['helmet', 'safety glasses', 'face shield', 'FR coveralls', 'welding gloves', 'harness', 'SCBA', 'hearing protection', 'safety boots'];
   const start = Date.now() + 3600_000;
   return Array.from({ length: n }, (_, i) => {
@@ -100,7 +135,12 @@ afterAll(async () => {
 });
 
 it('when 100 permits are synced in one gzip body asking for br, and their page is read with and without Accept-Encoding, then it is ≥ 4× smaller compressed and decodes to the same JSON', async () => {
-  const sync = await call('POST', SYNC, { ...JSON_BODY, 'content-encoding': 'gzip', 'accept-encoding': 'br' }, zlib.gzipSync(JSON.stringify({ device_id: 'tab-zip', changes: permits(100, 'zip') })));
+  const sync = await call(
+    'POST',
+    SYNC,
+    { ...JSON_BODY, 'content-encoding': 'gzip', 'accept-encoding': 'br' },
+    zlib.gzipSync(JSON.stringify({ device_id: 'tab-zip', changes: permits(100, 'zip') })),
+  );
   expect([sync.status, sync.headers['content-encoding'], sync.headers['x-request-id']]).toEqual([200, 'br', expect.any(String)]);
   expect(json(sync).summary).toEqual({ total: 100, applied: 100, conflicts: 0, rejected: 0 });
 
@@ -115,7 +155,13 @@ it('when 100 permits are synced in one gzip body asking for br, and their page i
   expect(json(gzip)).toEqual(plain);
   expect(json(br)).toEqual(plain);
   for (const a of [gzip, br]) expect(a.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-  const figures = { identity: identity.body.length, gzip: gzip.body.length, br: br.body.length, gzip_ratio: +(identity.body.length / gzip.body.length).toFixed(2), br_ratio: +(identity.body.length / br.body.length).toFixed(2) };
+  const figures = {
+    identity: identity.body.length,
+    gzip: gzip.body.length,
+    br: br.body.length,
+    gzip_ratio: +(identity.body.length / gzip.body.length).toFixed(2),
+    br_ratio: +(identity.body.length / br.body.length).toFixed(2),
+  };
   console.log(`100-permit page bytes: ${JSON.stringify(figures)}`);
   expect(figures.gzip_ratio).toBeGreaterThanOrEqual(4);
   expect(figures.br_ratio).toBeGreaterThanOrEqual(4);

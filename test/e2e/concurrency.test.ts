@@ -44,7 +44,14 @@ const statuses = (rs: { status: number }[]) => rs.map((r) => r.status).sort((a, 
 
 function permitInput(i = 0) {
   const now = Date.now();
-  return { permit_type_id: 'hot-work', title: `Concurrent ${i}`, probability: 2, severity: 3, planned_start_time: new Date(now + HOUR).toISOString(), planned_end_time: new Date(now + 5 * HOUR).toISOString() };
+  return {
+    permit_type_id: 'hot-work',
+    title: `Concurrent ${i}`,
+    probability: 2,
+    severity: 3,
+    planned_start_time: new Date(now + HOUR).toISOString(),
+    planned_end_time: new Date(now + 5 * HOUR).toISOString(),
+  };
 }
 
 beforeAll(async () => {

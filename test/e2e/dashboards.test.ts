@@ -35,7 +35,14 @@ afterAll(() => {
   if (generated) fs.rmSync(generated, { recursive: true, force: true });
 });
 
-const read = (dir: string) => Object.fromEntries(fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+const read = (dir: string) =>
+  Object.fromEntries(
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]),
+  );
 
 it('when the dashboards are generated again, then the committed JSON is the same (else: npm run dashboards, and commit)', () => {
   const fresh = read(generated);

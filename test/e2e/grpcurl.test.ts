@@ -99,7 +99,7 @@ describe.each(SERVICES)('$name service through grpcurl', (s) => {
     expect(r.stdout.trim().split('\n').sort()).toEqual([...STANDARD, s.service].sort());
   });
 
-  it('when grpcurl describes the service and a message using an imported type, then both resolve (with the protos\' comments)', async () => {
+  it("when grpcurl describes the service and a message using an imported type, then both resolve (with the protos' comments)", async () => {
     const methods = await grpcurl(['-plaintext', s.addr(), 'list', s.service]);
     expect(methods.code).toBe(0);
     const names = methods.stdout.trim().split('\n');

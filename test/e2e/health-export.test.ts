@@ -81,7 +81,10 @@ describe('throttling (original module cases)', () => {
 describe('exports (scoping and limits)', () => {
   it('when a manager of A exports ids of A and B, then only A is in the ZIP and each PDF names its permit, in Devanagari, Tamil, Arabic or Chinese too', async () => {
     // Site crews write in their own scripts (issue 15): the PDF prints them, pdftotext reads them back.
-    const [a1, a2] = await m.Permit.create([permitDoc('pA', { title: 'वेल्डिंग कार्य', location: 'பம்ப் அறை 2', description: 'صيانة المضخة الرئيسية. 更换锅炉房泵的机械密封。' }), permitDoc('pA')]);
+    const [a1, a2] = await m.Permit.create([
+      permitDoc('pA', { title: 'वेल्डिंग कार्य', location: 'பம்ப் அறை 2', description: 'صيانة المضخة الرئيسية. 更换锅炉房泵的机械密封。' }),
+      permitDoc('pA'),
+    ]);
     const [b1] = await m.Permit.create([permitDoc('pB')]);
     await m.IsolationPoint.create({ permit_id: String(a1._id), project_id: 'pA', name: 'Breaker CB-12', energy_type: 'electrical', status: 'verified', version: 1 });
     const mgr = await token(`u-export-a-${RUN}`, 'manager', ['pA']);
@@ -91,7 +94,10 @@ describe('exports (scoping and limits)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-zip-'));
     fs.writeFileSync(path.join(dir, 'e.zip'), res.data as Buffer);
     execFileSync('unzip', ['-q', 'e.zip'], { cwd: dir });
-    const pdfs = fs.readdirSync(dir).filter((f) => f.endsWith('.pdf')).sort();
+    const pdfs = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.pdf'))
+      .sort();
     expect(pdfs).toEqual([`PTW_${a1.permit_number}.pdf`, `PTW_${a2.permit_number}.pdf`].sort());
     const text = execFileSync('pdftotext', [path.join(dir, `PTW_${a1.permit_number}.pdf`), '-'], { encoding: 'utf8' });
     expect(text).toContain(a1.permit_number);
@@ -148,7 +154,10 @@ describe('health', () => {
     // N=2 applied, M=1 conflict, K=3 rejected, over two users (throttle is 2/min per user).
     const w1 = await token(`u-h-sync1-${RUN}`, 'worker', ['p1']);
     const w2 = await token(`u-h-sync2-${RUN}`, 'worker', ['p1']);
-    const created = await req<{ applied: { server_id: string }[] }>('POST', '/sync-offline-data/', w1, { device_id: 'tab-h', changes: [{ entity: 'permit', op: 'create', offline_id: 'h1', data: { permit_type_id: 'hot-work', title: 'H1' } }] });
+    const created = await req<{ applied: { server_id: string }[] }>('POST', '/sync-offline-data/', w1, {
+      device_id: 'tab-h',
+      changes: [{ entity: 'permit', op: 'create', offline_id: 'h1', data: { permit_type_id: 'hot-work', title: 'H1' } }],
+    });
     const id = created.data.applied[0].server_id;
     await req('POST', '/sync-offline-data/', w2, {
       device_id: 'tab-h2',
@@ -184,7 +193,12 @@ describe('health', () => {
     const state = health.jobs.find((j: { name: string }) => j.name === 'auto_expire_permits');
     expect(state!.last_success_at).not.toBeNull();
     expect(state!.last_error).toBeNull();
-    expect(health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits')).toMatchObject({ last_run_at: null, last_success_at: null, last_error: null, last_duration_ms: null });
+    expect(health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits')).toMatchObject({
+      last_run_at: null,
+      last_success_at: null,
+      last_error: null,
+      last_duration_ms: null,
+    });
     expect((await req('POST', '/jobs/no_such_job/run/', mgr)).status).toBe(404);
   });
 

@@ -94,8 +94,7 @@ function startWorker(): ChildProcess {
   });
 }
 
-const successSlots = async (job: string, since: Date) =>
-  (await models.JobRun.find({ job, outcome: 'success', started_at: { $gte: since } }).lean()).map((r) => r.slot);
+const successSlots = async (job: string, since: Date) => (await models.JobRun.find({ job, outcome: 'success', started_at: { $gte: since } }).lean()).map((r) => r.slot);
 
 /** Runs `n` workers until each job has run `slots` scheduled slots, adding past-end permits meanwhile. */
 async function phase(n: number, slots: number): Promise<Record<string, string[]>> {

@@ -36,7 +36,10 @@ it('when personal data, signatures, attachments and the token go through every r
   };
   const created = await send('POST', '/permits/', worker, { permit_type_id: 'hot-work', ...pii });
   expect(created.status).toBe(201);
-  const id = ((await send('GET', `/permits/?q=${encodeURIComponent(EMAIL)}`, worker)).status) && (await fetch(`${stack.gatewayUrl}/api/v1/ptw/permits/?page_size=1`, { headers: { authorization: `Bearer ${worker}` } }).then((r) => r.json() as Promise<{ results: { id: string }[] }>)).results[0].id;
+  const id =
+    (await send('GET', `/permits/?q=${encodeURIComponent(EMAIL)}`, worker)).status &&
+    (await fetch(`${stack.gatewayUrl}/api/v1/ptw/permits/?page_size=1`, { headers: { authorization: `Bearer ${worker}` } }).then((r) => r.json() as Promise<{ results: { id: string }[] }>))
+      .results[0].id;
   const calls: [string, string, string, unknown?][] = [
     ['PATCH', `/permits/${id}/`, worker, { version: 1, description: `${SIGNATURE} ${NAME}` }],
     ['PATCH', `/permits/${id}/`, worker, { version: 1, signature: SIGNATURE, attachment: ATTACHMENT, email: EMAIL }],
@@ -82,7 +85,15 @@ it('when personal data, signatures, attachments and the token go through every r
 
   const files = fs.readdirSync(stack.logDir).filter((f) => f.endsWith('.log'));
   expect(files.sort()).toEqual(expect.arrayContaining(['export.log', 'gateway.log', 'health.log', 'sync.log', 'workflow.log']));
-  const secrets = { email: EMAIL, name: NAME, signature: SIGNATURE.slice(30, 80), attachment: ATTACHMENT.slice(20, 70), worker_token: worker, manager_token: manager, token_signature: worker.split('.')[2] };
+  const secrets = {
+    email: EMAIL,
+    name: NAME,
+    signature: SIGNATURE.slice(30, 80),
+    attachment: ATTACHMENT.slice(20, 70),
+    worker_token: worker,
+    manager_token: manager,
+    token_signature: worker.split('.')[2],
+  };
   let lines = 0;
   for (const f of files) {
     const text = fs.readFileSync(path.join(stack.logDir, f), 'utf8');

@@ -38,7 +38,10 @@ async function ready(gatewayUrl: string): Promise<number> {
   const until = Date.now() + 30_000;
   let status = 0;
   while (Date.now() < until) {
-    status = await fetch(`${gatewayUrl}/readyz`).then((r) => r.status, () => 0);
+    status = await fetch(`${gatewayUrl}/readyz`).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status === 200) break;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -78,7 +81,13 @@ it('when make up is started, stopped and started again at once after store conne
     process.stdout.write(`make-up-ports: skipped, the default ports ${taken.join(', ')} are in use (a developer's \`make up\`?)\n`);
     return;
   }
-  const opts = { ports: 'default' as const, logDir, env: { ...TEST_AUTH, NODE_ENV: 'test' }, mongoUrl: process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_make_up_${Date.now()}` : undefined, redisUrl: process.env.REDIS_URL };
+  const opts = {
+    ports: 'default' as const,
+    logDir,
+    env: { ...TEST_AUTH, NODE_ENV: 'test' },
+    mongoUrl: process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_make_up_${Date.now()}` : undefined,
+    redisUrl: process.env.REDIS_URL,
+  };
   stack = await startStack(opts);
   expect(await ready(stack.gatewayUrl)).toBe(200);
   await churnStoreConnections(stack.mongoUrl, 20);

@@ -68,7 +68,10 @@ it('when make up runs with PTW_PROMETHEUS=1, then every process is scraped, the 
 
     const jobs = async () => {
       const body = (await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } };
-      return body.data.activeTargets.filter((t) => t.health === 'up').map((t) => t.labels.job).sort();
+      return body.data.activeTargets
+        .filter((t) => t.health === 'up')
+        .map((t) => t.labels.job)
+        .sort();
     };
     let up5: string[] = [];
     for (const stop = Date.now() + 20_000; Date.now() < stop && up5.length < 5; await sleep(250)) up5 = await jobs();

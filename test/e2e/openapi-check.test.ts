@@ -74,7 +74,9 @@ describe('OpenAPI check of e2e responses', () => {
   it('when an export lacks X-Permit-Count or has another media type, then the call fails', async () => {
     const zip = { 'X-Request-Id': 'r', 'Content-Type': 'application/zip', 'Content-Disposition': 'attachment; filename="a.zip"' };
     expect(await failureOf('/permits/bulk_export_pdf/', { status: 200, headers: zip, raw: 'PK' }, { method: 'POST' })).toMatch(/X-Permit-Count is missing/);
-    expect(await failureOf('/permits/bulk_export_pdf/', { status: 200, headers: { ...zip, 'X-Permit-Count': '1', 'Content-Type': 'text/html' }, raw: '' }, { method: 'POST' })).toMatch(/content type "text\/html" is not documented/);
+    expect(await failureOf('/permits/bulk_export_pdf/', { status: 200, headers: { ...zip, 'X-Permit-Count': '1', 'Content-Type': 'text/html' }, raw: '' }, { method: 'POST' })).toMatch(
+      /content type "text\/html" is not documented/,
+    );
   });
 
   it('when an undocumented route answers anything but a JSON 404 / 405, then the call fails', async () => {

@@ -26,7 +26,19 @@ function run(file: string, env: Record<string, string>, args: string[] = []): Pr
     // Nothing may be reached if the check failed to stop the process: every address is a closed port.
     const closed = '127.0.0.1:1';
     const child = spawn(process.execPath, [path.join(ROOT, file), ...args], {
-      env: { PATH: process.env.PATH ?? '', MONGO_URL: 'mongodb://127.0.0.1:1/ptw', REDIS_URL: 'redis://127.0.0.1:1', PTW_SYNC_ADDR: closed, PTW_WORKFLOW_ADDR: closed, PTW_EXPORT_ADDR: closed, PTW_HEALTH_ADDR: closed, GATEWAY_PORT: '0', OTEL_SDK_DISABLED: 'true', LOG_DIR: path.join(ROOT, 'logs'), ...env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        MONGO_URL: 'mongodb://127.0.0.1:1/ptw',
+        REDIS_URL: 'redis://127.0.0.1:1',
+        PTW_SYNC_ADDR: closed,
+        PTW_WORKFLOW_ADDR: closed,
+        PTW_EXPORT_ADDR: closed,
+        PTW_HEALTH_ADDR: closed,
+        GATEWAY_PORT: '0',
+        OTEL_SDK_DISABLED: 'true',
+        LOG_DIR: path.join(ROOT, 'logs'),
+        ...env,
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

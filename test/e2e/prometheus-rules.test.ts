@@ -31,7 +31,11 @@ const alerts = (): AlertRule[] =>
   defaultRuleFiles().flatMap((f) =>
     (YAML.parse(fs.readFileSync(f, 'utf8')) as { groups: { rules: (AlertRule | { record: string })[] }[] }).groups.flatMap((g) => g.rules.filter((r): r is AlertRule => 'alert' in r)),
   );
-const testFiles = () => fs.readdirSync(TESTS_DIR).filter((f) => f.endsWith('.test.yml')).map((f) => path.join(TESTS_DIR, f));
+const testFiles = () =>
+  fs
+    .readdirSync(TESTS_DIR)
+    .filter((f) => f.endsWith('.test.yml'))
+    .map((f) => path.join(TESTS_DIR, f));
 
 function promtool(...args: string[]) {
   const r = spawnSync('promtool', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });

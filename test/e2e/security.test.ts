@@ -55,7 +55,11 @@ describe('HTTP', () => {
       ['GET', '/permits/health/'],
       ['POST', '/permits/bulk_export_pdf/'],
     ]) {
-      const res = await fetch(`${stack.gatewayUrl}/api/v1/ptw${p}`, { method, headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' }, body: method === 'POST' ? '{}' : undefined });
+      const res = await fetch(`${stack.gatewayUrl}/api/v1/ptw${p}`, {
+        method,
+        headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' },
+        body: method === 'POST' ? '{}' : undefined,
+      });
       expect([p, res.status]).toEqual([p, 401]);
     }
   });
@@ -87,7 +91,7 @@ describe('direct gRPC', () => {
     const md = new Metadata();
     if (auth) md.set('authorization', auth);
     return new Promise<ServiceError | null>((resolve) =>
-      ((client as Record<string, Unary>)[method]).call(client, req, md, { deadline: new Date(Date.now() + 5000) }, (e) => {
+      (client as Record<string, Unary>)[method].call(client, req, md, { deadline: new Date(Date.now() + 5000) }, (e) => {
         (client as { close(): void }).close();
         resolve(e);
       }),

@@ -93,6 +93,10 @@ it('when a change carries personal data, then none of it reaches any log and the
   await new Promise((r) => setTimeout(r, 300));
   const logs = fs.readdirSync(stack.logDir).filter((f) => f.endsWith('.log'));
   for (const f of logs) expect([f, fs.readFileSync(path.join(stack.logDir, f), 'utf8').includes(secret)]).toEqual([f, false]);
-  const lines = fs.readFileSync(path.join(stack.logDir, 'sync.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = fs
+    .readFileSync(path.join(stack.logDir, 'sync.log'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   expect(lines.find((l) => l.event === 'sync_offline_data' && l.device_id === 'tab-log')).toMatchObject({ applied_count: 1, conflict_count: 0, rejected_count: 0 });
 });

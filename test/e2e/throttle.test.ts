@@ -166,7 +166,11 @@ describe('throttling against real Redis', () => {
     const second = await call(gw, 'ptw_sync', 'alice');
     const third = await call(gw, 'ptw_sync', 'alice');
     expect([first.status, second.status, third.status]).toEqual([200, 200, 429]);
-    for (const [res, remaining] of [[first, '1'], [second, '0'], [third, '0']] as const) {
+    for (const [res, remaining] of [
+      [first, '1'],
+      [second, '0'],
+      [third, '0'],
+    ] as const) {
       expect(res.headers.get('x-ratelimit-limit')).toBe('2');
       expect(res.headers.get('x-ratelimit-remaining')).toBe(remaining);
       const reset = Number(res.headers.get('x-ratelimit-reset'));
@@ -336,7 +340,11 @@ describe('Redis outages', () => {
       expect(await statuses(gw, 'ptw_kpi', 'frank', 1)).toEqual([503]);
       await local.start();
       // ioredis reconnects on its own; the restarted Redis lost the counters and the script cache.
-      const first = await until(() => statuses(gw, 'ptw_kpi', 'frank', 1), (s) => s[0] !== 503, 10_000);
+      const first = await until(
+        () => statuses(gw, 'ptw_kpi', 'frank', 1),
+        (s) => s[0] !== 503,
+        10_000,
+      );
       expect(first).toEqual([200]);
       expect(await statuses(gw, 'ptw_kpi', 'frank', 2)).toEqual([200, 429]);
       expect(await statuses(gw, 'ptw_sync', 'frank', 3)).toEqual([200, 200, 429]);
@@ -351,7 +359,12 @@ describe('Redis outages', () => {
       expect([open.status, closed.status]).toEqual([200, 503]);
       expect(Date.now() - started).toBeLessThan(2000);
       expect(await seriesValue(gw.metrics, 'ptw_throttle_fallback_total', { scope: 'ptw_sync', mode: 'open' })).toBe(before + 1);
-      expect(gw.logs().filter((l) => l.event === 'throttle_fallback').at(-1)).toMatchObject({ error_type: 'Error' });
+      expect(
+        gw
+          .logs()
+          .filter((l) => l.event === 'throttle_fallback')
+          .at(-1),
+      ).toMatchObject({ error_type: 'Error' });
       local.resume();
       // The paused call still reaches Redis once it resumes, so a fresh user proves enforcement.
       expect(await statuses(gw, 'ptw_sync', 'hugo', 3)).toEqual([200, 200, 429]);

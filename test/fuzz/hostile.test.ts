@@ -22,12 +22,37 @@ let ownPermitId: string;
 const RUNS = Number(process.env.PTW_FUZZ_RUNS ?? 60);
 
 beforeAll(async () => {
-  stack = await startTestStack('fuzz', { PTW_THROTTLE_SYNC: '100000/min', PTW_THROTTLE_BULK_EXPORT: '100000/hour', PTW_THROTTLE_KPI: '100000/min', PTW_THROTTLE_NOTIFICATIONS: '100000/min' });
+  stack = await startTestStack('fuzz', {
+    PTW_THROTTLE_SYNC: '100000/min',
+    PTW_THROTTLE_BULK_EXPORT: '100000/hour',
+    PTW_THROTTLE_KPI: '100000/min',
+    PTW_THROTTLE_NOTIFICATIONS: '100000/min',
+  });
   conn = await mongoose.createConnection(stack.mongoUrl).asPromise();
   m = registerModels(conn);
   const [own, foreign] = await m.Permit.create([
-    { permit_number: 'PTW-2026-800001', project_id: 'p1', permit_type_id: 'hot-work', title: 'own', status: 'active', created_by: 'u-worker', version: 1, created_at: new Date(), updated_at: new Date() },
-    { permit_number: 'PTW-2026-800002', project_id: 'p2', permit_type_id: 'hot-work', title: 'foreign', status: 'draft', created_by: 'u-other', version: 1, created_at: new Date(), updated_at: new Date() },
+    {
+      permit_number: 'PTW-2026-800001',
+      project_id: 'p1',
+      permit_type_id: 'hot-work',
+      title: 'own',
+      status: 'active',
+      created_by: 'u-worker',
+      version: 1,
+      created_at: new Date(),
+      updated_at: new Date(),
+    },
+    {
+      permit_number: 'PTW-2026-800002',
+      project_id: 'p2',
+      permit_type_id: 'hot-work',
+      title: 'foreign',
+      status: 'draft',
+      created_by: 'u-other',
+      version: 1,
+      created_at: new Date(),
+      updated_at: new Date(),
+    },
   ]);
   ownPermitId = String(own._id);
   foreignPermitId = String(foreign._id);
@@ -41,7 +66,18 @@ afterAll(async () => {
 const hostileString = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.constantFrom('{"$gt": ""}', '$where', '../../etc/passwd', "'; DROP TABLE permits; --", '\u0000', '\uD800', '🦺'.repeat(50), 'ffffffffffffffffffffffff', 'a'.repeat(5000), '<script>alert(1)</script>'),
+  fc.constantFrom(
+    '{"$gt": ""}',
+    '$where',
+    '../../etc/passwd',
+    "'; DROP TABLE permits; --",
+    '\u0000',
+    '\uD800',
+    '🦺'.repeat(50),
+    'ffffffffffffffffffffffff',
+    'a'.repeat(5000),
+    '<script>alert(1)</script>',
+  ),
 );
 const hostileValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   value: fc.oneof(
@@ -94,11 +130,28 @@ describe('HTTP', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...routes),
-        fc.oneof(fc.constantFrom(ownPermitId, foreignPermitId, 'abc', '%7B%22%24gt%22%3A1%7D', '..%2F..', '0'.repeat(24)), hostileString.map((x) => encodeURIComponent(x.toWellFormed()))),
+        fc.oneof(
+          fc.constantFrom(ownPermitId, foreignPermitId, 'abc', '%7B%22%24gt%22%3A1%7D', '..%2F..', '0'.repeat(24)),
+          hostileString.map((x) => encodeURIComponent(x.toWellFormed())),
+        ),
         fc.oneof(
           hostileValue.map((v) => JSON.stringify(v)),
           fc.constantFrom('{', '{"a":', 'null', '[]', '"str"', JSON.stringify(deep(2000)), JSON.stringify({ device_id: 'd', changes: Array(600).fill({}) })),
-          fc.record({ version: hostileValue, status: hostileValue, permit_ids: hostileValue, changes: hostileValue, device_id: hostileValue, title: hostileValue, points: hostileValue, checklist: hostileValue }, { requiredKeys: [] }).map((o) => JSON.stringify(o)),
+          fc
+            .record(
+              {
+                version: hostileValue,
+                status: hostileValue,
+                permit_ids: hostileValue,
+                changes: hostileValue,
+                device_id: hostileValue,
+                title: hostileValue,
+                points: hostileValue,
+                checklist: hostileValue,
+              },
+              { requiredKeys: [] },
+            )
+            .map((o) => JSON.stringify(o)),
         ),
         fc.dictionary(fc.constantFrom('status', 'page', 'page_size', 'q', 'created_from', 'project', 'user', 'unread'), hostileString, { maxKeys: 3 }),
         async ([method, path], id, body, q) => {
@@ -142,7 +195,10 @@ describe('gRPC', () => {
         raw[method] = { ...d, requestSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
       }
       const Client = makeGenericClientConstructor(raw as never, name);
-      const client = new Client(stack.env[`PTW_${name.toUpperCase()}_ADDR`], credentials.createInsecure()) as unknown as Record<string, (...a: unknown[]) => { on(e: string, f: (...a: unknown[]) => void): void }>;
+      const client = new Client(stack.env[`PTW_${name.toUpperCase()}_ADDR`], credentials.createInsecure()) as unknown as Record<
+        string,
+        (...a: unknown[]) => { on(e: string, f: (...a: unknown[]) => void): void }
+      >;
       await fc.assert(
         fc.asyncProperty(fc.constantFrom(...Object.keys(def)), fc.uint8Array({ maxLength: 512 }), fc.boolean(), async (method, bytes, withAuth) => {
           const md = withAuth ? auth : new Metadata();

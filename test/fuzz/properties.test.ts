@@ -81,7 +81,10 @@ let cached: Snapshot | undefined;
 async function snapshot(): Promise<Snapshot> {
   const hashes = await Promise.all(
     compared.map(async (name) => {
-      const docs = await conn.db!.collection(name).find({}, { sort: { _id: 1 } }).toArray();
+      const docs = await conn
+        .db!.collection(name)
+        .find({}, { sort: { _id: 1 } })
+        .toArray();
       return `${docs.length}:${crypto.createHash('sha256').update(JSON.stringify(docs)).digest('hex').slice(0, 16)}`;
     }),
   );
@@ -130,9 +133,18 @@ async function send(r: Req, classes: string[], opts: { bound?: number } = {}): P
   }
   if (res.status >= 300) {
     const e = json?.error;
-    const shape = json && typeof json === 'object' && Object.keys(json).join() === 'error' && e && typeof e.code === 'string' && e.code !== '' && typeof e.message === 'string' && Object.keys(e).every((k) => ['code', 'message', 'details'].includes(k));
+    const shape =
+      json &&
+      typeof json === 'object' &&
+      Object.keys(json).join() === 'error' &&
+      e &&
+      typeof e.code === 'string' &&
+      e.code !== '' &&
+      typeof e.message === 'string' &&
+      Object.keys(e).every((k) => ['code', 'message', 'details'].includes(k));
     if (!shape) problems.push('not SPEC §4 error shape {"error":{"code","message","details"?}}');
-    if (e?.details !== undefined && Buffer.byteLength(JSON.stringify(e.details)) > MAX_DETAILS_BYTES) problems.push(`details of ${Buffer.byteLength(JSON.stringify(e.details))} bytes (cap ${MAX_DETAILS_BYTES})`);
+    if (e?.details !== undefined && Buffer.byteLength(JSON.stringify(e.details)) > MAX_DETAILS_BYTES)
+      problems.push(`details of ${Buffer.byteLength(JSON.stringify(e.details))} bytes (cap ${MAX_DETAILS_BYTES})`);
     if (Array.isArray(e?.details?.errors) && e.details.errors.length > 20) problems.push(`${e.details.errors.length} listed errors (cap 20)`);
     if (INTERNAL.test(text)) problems.push(`internal detail in the body: ${INTERNAL.exec(text)?.[0]}`);
   }
@@ -150,7 +162,11 @@ async function send(r: Req, classes: string[], opts: { bound?: number } = {}): P
 
 /** A call of the setup (not fuzz): must succeed. */
 async function setup(method: string, path: string, body?: unknown, tok = MGR): Promise<any> {
-  const res = await fetch(api(path), { method, headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(api(path), {
+    method,
+    headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await res.text();
   storeTouched();
   if (res.status >= 300) throw new Error(`setup ${method} ${path} → ${res.status} ${text.slice(0, 300)}`);
@@ -188,8 +204,33 @@ const hostileKey = fc.oneof(
 );
 /** int32 / int53 edges, -0, floats where ints are expected, numbers as strings, non-finite literals. */
 const numberLiteral = fc.constantFrom(
-  '2147483647', '2147483648', '-2147483648', '-2147483649', '4294967296', '9007199254740991', '9007199254740992', '9007199254740993', '-9007199254740993',
-  '-0', '0', '-1', '1', '1.0', '1.5', '5.000000001', '5e-324', '1e308', '-1e308', '1e400', '"NaN"', '"1"', '"Infinity"', 'null', 'true', '[]', '{}',
+  '2147483647',
+  '2147483648',
+  '-2147483648',
+  '-2147483649',
+  '4294967296',
+  '9007199254740991',
+  '9007199254740992',
+  '9007199254740993',
+  '-9007199254740993',
+  '-0',
+  '0',
+  '-1',
+  '1',
+  '1.0',
+  '1.5',
+  '5.000000001',
+  '5e-324',
+  '1e308',
+  '-1e308',
+  '1e400',
+  '"NaN"',
+  '"1"',
+  '"Infinity"',
+  'null',
+  'true',
+  '[]',
+  '{}',
 );
 
 type Mutation =
@@ -211,8 +252,25 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
 
 /** Maximum lengths of the string fields of the request schemas (by field name; an array's items by the array's name). */
 const LIMITS: Record<string, number> = {
-  title: 200, description: 5000, location: 500, control_measures: 5000, ppe_requirements: 100, comments: 2000, notes: 2000, remarks: 5000,
-  name: 200, energy_type: 50, lock_ids: 100, permit_ids: 64, point_id: 64, status: 40, device_id: 128, offline_id: 128, server_id: 64, entity: 40, op: 40,
+  title: 200,
+  description: 5000,
+  location: 500,
+  control_measures: 5000,
+  ppe_requirements: 100,
+  comments: 2000,
+  notes: 2000,
+  remarks: 5000,
+  name: 200,
+  energy_type: 50,
+  lock_ids: 100,
+  permit_ids: 64,
+  point_id: 64,
+  status: 40,
+  device_id: 128,
+  offline_id: 128,
+  server_id: 64,
+  entity: 40,
+  op: 40,
 };
 /** Free-form objects (keys are data) and the value their entries hold. */
 const FREE: Record<string, () => Json> = { safety_checklist: () => true, checklist: () => ({ done: true }), data: () => 'v' };
@@ -437,7 +495,9 @@ beforeAll(async () => {
   w.closeoutPermit = await newPermit({}, 'active');
   w.exportPermit = await newPermit({ title: 'Export only' });
   w.foreignPermit = (await setup('POST', '/permits/', { permit_type_id: 'hot-work', title: 'Another project' }, await token('u-worker-p2', 'worker', ['p2']))).id;
-  const [n] = await m.Notification.create([{ user_id: 'u-manager', type: 'ptw_expiring', title: 'Fuzz', message: 'Fuzz', data: {}, dedupe_key: 'fuzz-1', read: false, created_at: new Date() }]);
+  const [n] = await m.Notification.create([
+    { user_id: 'u-manager', type: 'ptw_expiring', title: 'Fuzz', message: 'Fuzz', data: {}, dedupe_key: 'fuzz-1', read: false, created_at: new Date() },
+  ]);
   w.notificationId = String(n._id);
   w.sync.update = await newPermit();
   w.sync.status = await newPermit();
@@ -449,7 +509,10 @@ beforeAll(async () => {
   w.fullPermit = await newPermit(fullFields());
   await setup('PATCH', `/permits/${w.fullPermit}/`, { version: 1, description: CJK(4999) });
   w.fullCloseoutPermit = await newPermit(fullFields(), 'active');
-  await setup('POST', `/permits/${w.fullCloseoutPermit}/update_closeout/`, { remarks: CJK(5000), checklist: { area_cleaned: { comments: CJK(2000) }, fire_watch_done: { comments: CJK(2000) }, photos: { comments: CJK(2000) } } });
+  await setup('POST', `/permits/${w.fullCloseoutPermit}/update_closeout/`, {
+    remarks: CJK(5000),
+    checklist: { area_cleaned: { comments: CJK(2000) }, fire_watch_done: { comments: CJK(2000) }, photos: { comments: CJK(2000) } },
+  });
 
   const names = (await conn.db!.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name);
   compared = names.filter((n) => !NOT_COMPARED.has(n) && !n.startsWith('system.')).sort();
@@ -460,7 +523,9 @@ beforeAll(async () => {
 afterAll(async () => {
   const line = (mp: Map<unknown, number>) => JSON.stringify(Object.fromEntries([...mp].sort()));
   const total = [...tally.byRoute.values()].reduce((a, b) => a + b, 0);
-  process.stdout.write(`fuzz/properties: ${total} requests; by class ${line(tally.byClass)}\n  by route ${line(tally.byRoute)}\n  by status ${line(tally.byStatus)}; slowest ${tally.slowest} ms; compared collections ${compared.join(', ')}\n`);
+  process.stdout.write(
+    `fuzz/properties: ${total} requests; by class ${line(tally.byClass)}\n  by route ${line(tally.byRoute)}\n  by status ${line(tally.byStatus)}; slowest ${tally.slowest} ms; compared collections ${compared.join(', ')}\n`,
+  );
   await conn?.close();
   await stack?.stop();
 });
@@ -545,13 +610,22 @@ const bodyRoutes: BodyRoute[] = [
     method: 'PATCH',
     runs: 50,
     path: async () => `/permits/${w.patchDraft}/`,
-    base: async () => ({ version: await versionOf(w.patchDraft), title: `Edit ${++seq}`, description: 'd', location: 'l', probability: 3, severity: 2, ppe_requirements: ['helmet'], safety_checklist: { gas_test: true } }),
+    base: async () => ({
+      version: await versionOf(w.patchDraft),
+      title: `Edit ${++seq}`,
+      description: 'd',
+      location: 'l',
+      probability: 3,
+      severity: 2,
+      ppe_requirements: ['helmet'],
+      safety_checklist: { gas_test: true },
+    }),
     expect: async (a, ans) => {
       if (a.cls !== 'numbers' || a.path.join() !== 'version') return;
       const v = a.value;
       const valid = typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 2 ** 31 - 1;
       // The current version is small: a valid literal is stale (409), anything else names `version` (400).
-      if (valid && (v) > 1000) expect({ lit: v, status: ans.status }).toEqual({ lit: v, status: 409 });
+      if (valid && v > 1000) expect({ lit: v, status: ans.status }).toEqual({ lit: v, status: 409 });
       if (!valid) expect({ lit: v, status: ans.status, field: fieldOf(ans) }).toEqual({ lit: v, status: 400, field: 'version' });
     },
   },
@@ -570,7 +644,10 @@ const bodyRoutes: BodyRoute[] = [
     method: 'POST',
     runs: 25,
     path: async () => `/permits/${w.isoPermit}/assign_isolation/`,
-    base: async () => (++seq % 2 ? { name: 'Breaker 7', energy_type: 'electrical', required: true, lock_ids: ['L-1'] } : { points: [{ name: 'Valve 3', energy_type: 'hydraulic', required: false, lock_ids: ['L-2', 'L-3'] }] }),
+    base: async () =>
+      ++seq % 2
+        ? { name: 'Breaker 7', energy_type: 'electrical', required: true, lock_ids: ['L-1'] }
+        : { points: [{ name: 'Valve 3', energy_type: 'hydraulic', required: false, lock_ids: ['L-2', 'L-3'] }] },
   },
   {
     label: 'update isolation',
@@ -591,7 +668,13 @@ const bodyRoutes: BodyRoute[] = [
   },
   { label: 'complete closeout', method: 'POST', runs: 12, path: async () => `/permits/${await openCloseout()}/complete_closeout/`, base: async () => ({}) },
   { label: 'export pdf', method: 'POST', runs: 12, path: async () => '/permits/bulk_export_pdf/', base: async () => ({ permit_ids: [w.exportPermit], use_filters: false, detailed: false }) },
-  { label: 'export excel', method: 'POST', runs: 12, path: async () => '/permits/bulk_export_excel/', base: async () => ({ permit_ids: [w.exportPermit], use_filters: false, detailed: true }) },
+  {
+    label: 'export excel',
+    method: 'POST',
+    runs: 12,
+    path: async () => '/permits/bulk_export_excel/',
+    base: async () => ({ permit_ids: [w.exportPermit], use_filters: false, detailed: true }),
+  },
   { label: 'notifications mark-all-read', method: 'POST', runs: 10, path: async () => '/notifications/mark-all-read/', base: async () => ({}) },
 ];
 
@@ -602,7 +685,10 @@ describe('bodies of every route, mutated with the hostile classes', () => {
         const path = await route.path();
         const body = await route.base();
         const applied = plan.map((mu) => mutate(body, mu));
-        const ans = await send({ method: route.method, path, body: serialize(body), label: route.label }, plan.map((p) => p.cls));
+        const ans = await send(
+          { method: route.method, path, body: serialize(body), label: route.label },
+          plan.map((p) => p.cls),
+        );
         if (plan.length === 1 && route.expect) await route.expect(applied[0], ans, body);
       });
     });
@@ -614,20 +700,40 @@ describe('bodies of every route, mutated with the hostile classes', () => {
 
 /** A query value: `raw` is already percent-encoded (NUL, the UTF-8 of a lone surrogate, broken escapes). */
 type QValue = { cls: string; raw: string };
-const enc = (cls: string) => (s: string): QValue => ({ cls, raw: encodeURIComponent(s) });
+const enc =
+  (cls: string) =>
+  (s: string): QValue => ({ cls, raw: encodeURIComponent(s) });
 const PAGE_VALID = ['1', '2', '100', '2147483647'];
 const PAGE_INVALID = ['0', '-1', '-0', '1.5', '1e3', '1e308', 'NaN', 'Infinity', '0x10', '2147483648', '4294967296', '9007199254740991', '9007199254740993', '-2147483649'];
 const queryValue: fc.Arbitrary<QValue> = fc.oneof(
   fc
-    .tuple(fc.constantFrom('', 'draft', 'draft,active', 'hot-work', 'p1', '2026-01-01', 'weld'), fc.constantFrom('%00', '%ED%A0%80', '%ED%BF%BF', '%C0%80', '%E0%A4%A', '%', '%00%ED%A0%80'), fc.nat())
+    .tuple(
+      fc.constantFrom('', 'draft', 'draft,active', 'hot-work', 'p1', '2026-01-01', 'weld'),
+      fc.constantFrom('%00', '%ED%A0%80', '%ED%BF%BF', '%C0%80', '%E0%A4%A', '%', '%00%ED%A0%80'),
+      fc.nat(),
+    )
     .map(([s, bad, pos]) => {
       const e = encodeURIComponent(s);
       const at = pos % (e.length + 1);
       return { cls: 'nul', raw: e.slice(0, at).replace(/%[0-9A-F]?$/, '') + bad + e.slice(at) };
     }),
   fc.constantFrom(...PAGE_VALID, ...PAGE_INVALID, '101', '00000000001', ' 1', '+1').map(enc('numbers')),
-  fc.tuple(fc.constantFrom('a', '漢', EMOJI), fc.constantFrom(40, 64, 100, 128, 129, 300), fc.constantFrom(-1, 0, 1)).map(([u, n, d]) => enc('limits')(u.repeat(Math.max(0, Math.floor(n / u.length) + d)))),
-  fc.constantFrom('9999-12-31T23:59:59Z', '+275760-09-13T00:00:00Z', '0000-01-01', '2024-02-30', '2024-13-01', '1970-01-01T00:00:00.000000000Z', '2024-01-01T00:00:00+99:99', '-000001-01-01T00:00:00Z', '2024-01-01T25:00').map(enc('dates')),
+  fc
+    .tuple(fc.constantFrom('a', '漢', EMOJI), fc.constantFrom(40, 64, 100, 128, 129, 300), fc.constantFrom(-1, 0, 1))
+    .map(([u, n, d]) => enc('limits')(u.repeat(Math.max(0, Math.floor(n / u.length) + d)))),
+  fc
+    .constantFrom(
+      '9999-12-31T23:59:59Z',
+      '+275760-09-13T00:00:00Z',
+      '0000-01-01',
+      '2024-02-30',
+      '2024-13-01',
+      '1970-01-01T00:00:00.000000000Z',
+      '2024-01-01T00:00:00+99:99',
+      '-000001-01-01T00:00:00Z',
+      '2024-01-01T25:00',
+    )
+    .map(enc('dates')),
   fc.constantFrom('draft,,,', ',', 'a'.repeat(40) + ',' + 'b'.repeat(41), Array(500).fill('draft').join(','), '$gt', '{"$gt":""}', '.*', '(a+)+$').map(enc('hostile')),
 );
 const LIST_PARAMS = ['page', 'page_size', 'status', 'q', 'permit_type', 'project', 'created_from', 'created_to', 'planned_end_from', 'planned_end_to'];
@@ -641,16 +747,15 @@ const queryRoutes = [
 
 describe('query strings', () => {
   it('when the list and read routes get hostile query values (NUL, broken UTF-8, page edges, long and odd dates), then no 5xx, SPEC §4 errors and pages out of range are 400 naming the field', async () => {
-    const arb = fc.tuple(
-      fc.constantFrom(...queryRoutes),
-      fc.array(fc.tuple(fc.nat(), queryValue), { minLength: 1, maxLength: 3 }),
-      fc.boolean(),
-    );
+    const arb = fc.tuple(fc.constantFrom(...queryRoutes), fc.array(fc.tuple(fc.nat(), queryValue), { minLength: 1, maxLength: 3 }), fc.boolean());
     await property('query strings', arb, 110, 40_000, async ([route, params, repeat]) => {
       const pairs = params.map(([i, v]) => [route.params[i % route.params.length], v] as const);
       if (repeat) pairs.push([pairs[0][0], { cls: 'numbers', raw: '1' }]);
       const qs = pairs.map(([k, v]) => `${k}=${v.raw}`).join('&');
-      const ans = await send({ method: 'GET', path: `${route.path}?${qs}`, label: route.label }, pairs.map(([, v]) => v.cls));
+      const ans = await send(
+        { method: 'GET', path: `${route.path}?${qs}`, label: route.label },
+        pairs.map(([, v]) => v.cls),
+      );
       // Pages: SPEC §4 — from 1, page at most int32, page_size at most 100.
       const seen = new Set(pairs.map(([k]) => k));
       const pageOnly = pairs.every(([k]) => k === 'page' || k === 'page_size') && route.params.includes('page_size') && seen.size === pairs.length;
@@ -683,7 +788,10 @@ describe('query strings', () => {
       const pairs = params.map(([i, v]) => [LIST_PARAMS.slice(2)[i % (LIST_PARAMS.length - 2)], v] as const);
       // The filters always select the one export permit at most (its title), so an export stays small.
       const qs = [...pairs.map(([k, v]) => `${k}=${v.raw}`), 'q=Export%20only'].join('&');
-      await send({ method: 'POST', path: `/permits/bulk_export_${kind}/?${qs}`, body: serialize({ use_filters: true }), label: `export ${kind} filters` }, pairs.map(([, v]) => v.cls));
+      await send(
+        { method: 'POST', path: `/permits/bulk_export_${kind}/?${qs}`, body: serialize({ use_filters: true }), label: `export ${kind} filters` },
+        pairs.map(([, v]) => v.cls),
+      );
     });
   });
 });
@@ -692,9 +800,25 @@ describe('query strings', () => {
 // Hostile ids in paths
 
 describe('ids in paths', () => {
-  it('when an id in a path is hostile (NUL, broken UTF-8, dotted, $, long, another project\'s), then 4xx with SPEC §4 errors and nothing changes', async () => {
+  it("when an id in a path is hostile (NUL, broken UTF-8, dotted, $, long, another project's), then 4xx with SPEC §4 errors and nothing changes", async () => {
     const idArb = fc.oneof(
-      fc.constantFrom('%00', 'abc%00', '%ED%A0%80', '%ED%BF%BF', 'a.b', '%24gt', '%7B%22%24gt%22%3A1%7D', '0'.repeat(24), 'f'.repeat(24), 'null', 'undefined', '-0', '2147483648', '1e400', '%E6%BC%A2'.repeat(70)),
+      fc.constantFrom(
+        '%00',
+        'abc%00',
+        '%ED%A0%80',
+        '%ED%BF%BF',
+        'a.b',
+        '%24gt',
+        '%7B%22%24gt%22%3A1%7D',
+        '0'.repeat(24),
+        'f'.repeat(24),
+        'null',
+        'undefined',
+        '-0',
+        '2147483648',
+        '1e400',
+        '%E6%BC%A2'.repeat(70),
+      ),
       fc.integer({ min: 64, max: 4000 }).map((n) => 'a'.repeat(n)),
       fc.constant('FOREIGN'),
     );
@@ -714,7 +838,9 @@ describe('ids in paths', () => {
     await property('path ids', fc.tuple(fc.constantFrom(...routes), idArb), 45, 30_000, async ([[method, path, body], rawId]) => {
       const id = rawId === 'FOREIGN' ? w.foreignPermit : rawId;
       const b = (body as (id: string) => unknown)(id);
-      const ans = await send({ method, path: path(id), body: b === undefined ? undefined : serialize(b as Json), label: `${method} ${path(':id')}` }, [rawId === 'FOREIGN' ? 'foreign' : 'path-id']);
+      const ans = await send({ method, path: path(id), body: b === undefined ? undefined : serialize(b as Json), label: `${method} ${path(':id')}` }, [
+        rawId === 'FOREIGN' ? 'foreign' : 'path-id',
+      ]);
       expect({ path: path(id).slice(0, 80), status: ans.status >= 400 && ans.status < 500 }).toEqual({ path: path(id).slice(0, 80), status: true });
     });
   });
@@ -728,15 +854,34 @@ const DEVICE = 'fuzz-tab-1';
 
 async function syncTemplates(): Promise<Record<string, () => Promise<Change>>> {
   return {
-    'permit/create': async () => ({ entity: 'permit', op: 'create', offline_id: '', data: { permit_type_id: 'hot-work', title: 'Offline weld', location: 'Bay 2', probability: 2, severity: 2, ppe_requirements: ['helmet'], safety_checklist: { gas_test: true } } }),
-    'permit/update': async () => ({ entity: 'permit', op: 'update', offline_id: '', server_id: w.sync.update, client_version: await versionOf(w.sync.update), data: { title: `Offline edit ${++seq}`, description: 'd', safety_checklist: { gas_test: true }, ppe_requirements: ['gloves'] } }),
+    'permit/create': async () => ({
+      entity: 'permit',
+      op: 'create',
+      offline_id: '',
+      data: { permit_type_id: 'hot-work', title: 'Offline weld', location: 'Bay 2', probability: 2, severity: 2, ppe_requirements: ['helmet'], safety_checklist: { gas_test: true } },
+    }),
+    'permit/update': async () => ({
+      entity: 'permit',
+      op: 'update',
+      offline_id: '',
+      server_id: w.sync.update,
+      client_version: await versionOf(w.sync.update),
+      data: { title: `Offline edit ${++seq}`, description: 'd', safety_checklist: { gas_test: true }, ppe_requirements: ['gloves'] },
+    }),
     'permit/update_status': async () => {
       let st = await statusOf(w.sync.status);
       if (!['draft', 'submitted'].includes(st)) {
         w.sync.status = await newPermit();
         st = 'draft';
       }
-      return { entity: 'permit', op: 'update_status', offline_id: '', server_id: w.sync.status, client_version: await versionOf(w.sync.status), data: { status: st === 'draft' ? 'submitted' : 'draft', comments: 'Offline' } };
+      return {
+        entity: 'permit',
+        op: 'update_status',
+        offline_id: '',
+        server_id: w.sync.status,
+        client_version: await versionOf(w.sync.status),
+        data: { status: st === 'draft' ? 'submitted' : 'draft', comments: 'Offline' },
+      };
     },
     'isolation_point/update': async () => {
       let p = await m.IsolationPoint.findById(w.sync.point).lean();
@@ -746,7 +891,14 @@ async function syncTemplates(): Promise<Record<string, () => Promise<Change>>> {
         w.sync.point = live.id;
         p = await m.IsolationPoint.findById(w.sync.point).lean();
       }
-      return { entity: 'isolation_point', op: 'update', offline_id: '', server_id: w.sync.point, client_version: p!.version, data: { status: NEXT_STATUS[p!.status as string], lock_ids: ['L-5'], notes: 'Offline' } };
+      return {
+        entity: 'isolation_point',
+        op: 'update',
+        offline_id: '',
+        server_id: w.sync.point,
+        client_version: p!.version,
+        data: { status: NEXT_STATUS[p!.status as string], lock_ids: ['L-5'], notes: 'Offline' },
+      };
     },
     'closeout/update': async () => {
       let c = await m.Closeout.findOne({ permit_id: w.sync.closeout }).lean();
@@ -755,7 +907,14 @@ async function syncTemplates(): Promise<Record<string, () => Promise<Change>>> {
         await setup('GET', `/permits/${w.sync.closeout}/closeout/`);
         c = await m.Closeout.findOne({ permit_id: w.sync.closeout }).lean();
       }
-      return { entity: 'closeout', op: 'update', offline_id: '', server_id: w.sync.closeout, client_version: c!.version, data: { checklist: { area_cleaned: { done: true, comments: `Swept ${++seq}` } }, remarks: 'r' } };
+      return {
+        entity: 'closeout',
+        op: 'update',
+        offline_id: '',
+        server_id: w.sync.closeout,
+        client_version: c!.version,
+        data: { checklist: { area_cleaned: { done: true, comments: `Swept ${++seq}` } }, remarks: 'r' },
+      };
     },
   };
 }
@@ -765,7 +924,11 @@ async function targetState(c: Change): Promise<string> {
   const id = typeof c.server_id === 'string' ? c.server_id : '';
   if (!/^[0-9a-f]{24}$/.test(id)) return '';
   const doc =
-    c.entity === 'isolation_point' ? await m.IsolationPoint.findById(id).lean() : c.entity === 'closeout' ? await m.Closeout.findOne({ permit_id: id }).lean() : await m.Permit.findById(id).lean();
+    c.entity === 'isolation_point'
+      ? await m.IsolationPoint.findById(id).lean()
+      : c.entity === 'closeout'
+        ? await m.Closeout.findOne({ permit_id: id }).lean()
+        : await m.Permit.findById(id).lean();
   return JSON.stringify(doc);
 }
 
@@ -812,7 +975,11 @@ describe('offline sync', () => {
       });
       expect(r.summary.applied + r.summary.conflicts + r.summary.rejected).toBe(sentCount);
       const outcome = new Map<string, string[]>();
-      for (const [kind, list] of [['applied', r.applied], ['conflict', r.conflicts], ['rejected', r.rejected]] as const) {
+      for (const [kind, list] of [
+        ['applied', r.applied],
+        ['conflict', r.conflicts],
+        ['rejected', r.rejected],
+      ] as const) {
         for (const x of list) outcome.set(x.offline_id, [...(outcome.get(x.offline_id) ?? []), kind]);
       }
       for (const [i, c] of changes.entries()) {
@@ -821,14 +988,23 @@ describe('offline sync', () => {
         expect({ offline_id: c.offline_id, mutated: mutated[i], outcomes: kinds.length }).toEqual({ offline_id: c.offline_id, mutated: mutated[i], outcomes: 1 });
         if (kinds[0] === 'applied') continue;
         if (c.entity === 'permit' && c.op === 'create') {
-          expect({ offline_id: c.offline_id, outcome: kinds[0], permits: await m.Permit.countDocuments({ sync_origin: `${String(device)}/${c.offline_id}` }) }).toEqual({ offline_id: c.offline_id, outcome: kinds[0], permits: 0 });
+          expect({ offline_id: c.offline_id, outcome: kinds[0], permits: await m.Permit.countDocuments({ sync_origin: `${String(device)}/${c.offline_id}` }) }).toEqual({
+            offline_id: c.offline_id,
+            outcome: kinds[0],
+            permits: 0,
+          });
         } else {
-          expect({ offline_id: c.offline_id, outcome: kinds[0], targetUnchanged: (await targetState(c)) === before[i] }).toEqual({ offline_id: c.offline_id, outcome: kinds[0], targetUnchanged: true });
+          expect({ offline_id: c.offline_id, outcome: kinds[0], targetUnchanged: (await targetState(c)) === before[i] }).toEqual({
+            offline_id: c.offline_id,
+            outcome: kinds[0],
+            targetUnchanged: true,
+          });
         }
       }
       // An unmutated create of a batch is applied (SPEC §5: a bad change is rejected alone).
       for (const [i, c] of changes.entries()) {
-        if (!mutated[i] && c.op === 'create' && !envelopeMutation) expect({ offline_id: c.offline_id, outcome: outcome.get(c.offline_id as string) }).toEqual({ offline_id: c.offline_id, outcome: ['applied'] });
+        if (!mutated[i] && c.op === 'create' && !envelopeMutation)
+          expect({ offline_id: c.offline_id, outcome: outcome.get(c.offline_id as string) }).toEqual({ offline_id: c.offline_id, outcome: ['applied'] });
       }
     });
   });
@@ -865,7 +1041,14 @@ describe('oversized answers', () => {
         const c: Change =
           e.kind === 'permit'
             ? { entity: 'permit', op: 'update', offline_id, server_id: w.fullPermit, client_version: 1, data: Object.fromEntries(e.keys.map((f) => [f, all[f]])) }
-            : { entity: 'closeout', op: 'update', offline_id, server_id: w.fullCloseoutPermit, client_version: 1, data: { ...(e.keys.includes('remarks') ? { remarks: CJK(5000, '字') } : {}), checklist: Object.fromEntries(items.map((f) => [f, { comments: CJK(2000, '字') }])) } };
+            : {
+                entity: 'closeout',
+                op: 'update',
+                offline_id,
+                server_id: w.fullCloseoutPermit,
+                client_version: 1,
+                data: { ...(e.keys.includes('remarks') ? { remarks: CJK(5000, '字') } : {}), checklist: Object.fromEntries(items.map((f) => [f, { comments: CJK(2000, '字') }])) },
+              };
         size += Buffer.byteLength(serialize(c)) + 1;
         // Within the 1 MiB of a sync request, unless this run is about the limit itself.
         if (!overflow && size > 1024 * 1024 - 1024 && changes.length > 0) break;

@@ -193,7 +193,15 @@ async function runStep(opts, step) {
   const { DEV_JWT_SECRET, mintToken } = require(path.join(root, 'libs/common/dist'));
   const mongoose = require(require.resolve('mongoose', { paths: [path.join(codeRoot, 'libs/db')] }));
 
-  const out = { tablets: opts.tablets, managers: opts.managers, seconds: opts.seconds, permits: opts.permits, spread: opts.spread, maxInFlight: opts.maxInFlight, managerProjects: opts.managerProjects.join('+') };
+  const out = {
+    tablets: opts.tablets,
+    managers: opts.managers,
+    seconds: opts.seconds,
+    permits: opts.permits,
+    spread: opts.spread,
+    maxInFlight: opts.maxInFlight,
+    managerProjects: opts.managerProjects.join('+'),
+  };
   const cleanups = [];
   const tag = `${process.pid}-${step}-${Date.now().toString(36)}`;
   const devicePrefix = `load-${tag}-`;
@@ -320,7 +328,8 @@ async function runStep(opts, step) {
     out.replays = ledger.replays;
 
     // The figures first: a system still working off its backlog can make the verification slow.
-    for (const [name, r] of Object.entries(out.routes)) progress(`measured ${name}: offered ${r.offered}, served ${r.served}, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, statuses ${r.statuses.join(' ')}`);
+    for (const [name, r] of Object.entries(out.routes))
+      progress(`measured ${name}: offered ${r.offered}, served ${r.served}, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, statuses ${r.statuses.join(' ')}`);
     progress('verifying the store');
     const verifyClient = httpClient(gatewayUrl, { timeoutMs: Math.max(30_000, opts.timeoutMs) });
     const v = await verifyStore(conn.db, ledger, devicePrefix);
@@ -333,7 +342,9 @@ async function runStep(opts, step) {
     if (listed.status === 200) listCount = JSON.parse(listed.body).count;
     else failures.push(`GET /permits/?project=p1 as a fresh manager answered ${listed.status}`);
     if (listCount !== undefined && !(listCount >= lo && listCount <= lo + uncertainP1)) {
-      failures.push(`the list of p1 counts ${listCount} permits; seeded ${baseP1} + acknowledged ${v.figures.ackedCreates} = ${lo}${uncertainP1 ? ` (+ up to ${uncertainP1} uncertain)` : ''}`);
+      failures.push(
+        `the list of p1 counts ${listCount} permits; seeded ${baseP1} + acknowledged ${v.figures.ackedCreates} = ${lo}${uncertainP1 ? ` (+ up to ${uncertainP1} uncertain)` : ''}`,
+      );
     }
     out.verify = { ...v.figures, listCount, storeP1: await permitsCol.countDocuments({ project_id: 'p1' }), expectedLo: lo, expectedHi: lo + uncertainP1, failures };
     out.ok = failures.length === 0;
@@ -380,14 +391,19 @@ function printStep(out) {
   log(`## Shift start: ${out.tablets} tablets, ${out.managers} managers, ${out.seconds} s, ${out.permits.toLocaleString('en')} permits seeded (${out.spread})`);
   log();
   log(`- System: ${out.system}.`);
-  log(`- Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), node ${process.version}, load average ${fmt(out.loadStart, 1)} at the start, ${fmt(out.loadEnd, 1)} at the end (shared machine: compare like with like).`);
-  log(`- Throttle: ${out.throttle}.`);
-  if (out.permits) log(
-    `- Seed: ${out.permits.toLocaleString('en')} permits over p1…p20 (a quarter in p1; p1 held ${out.baseP1.toLocaleString('en')} before the run), ${out.isolationPoints} isolation points, permit-number counters, users tab-1… (worker, p1) and mgr-1… (manager, ${out.managerProjects}), in ${fmt(out.seedSeconds, 1)} s; ` +
-      'no revisions, audit events, workflow steps or closeouts for the seeded permits (no route of this load reads them).',
+  log(
+    `- Machine: ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), node ${process.version}, load average ${fmt(out.loadStart, 1)} at the start, ${fmt(out.loadEnd, 1)} at the end (shared machine: compare like with like).`,
   );
+  log(`- Throttle: ${out.throttle}.`);
+  if (out.permits)
+    log(
+      `- Seed: ${out.permits.toLocaleString('en')} permits over p1…p20 (a quarter in p1; p1 held ${out.baseP1.toLocaleString('en')} before the run), ${out.isolationPoints} isolation points, permit-number counters, users tab-1… (worker, p1) and mgr-1… (manager, ${out.managerProjects}), in ${fmt(out.seedSeconds, 1)} s; ` +
+        'no revisions, audit events, workflow steps or closeouts for the seeded permits (no route of this load reads them).',
+    );
   if (!out.permits) log(`- Seed: none; p1 held ${out.baseP1.toLocaleString('en')} permits before the run.`);
-  log(`- Load: every tablet (all on p1) one batch/s of 8 creates + 2 edits of its own acknowledged permits (1 batch in 8 re-sent as is); every manager (${out.managerProjects}) list + KPIs + one permit read per second; at most ${out.maxInFlight} requests in flight per client and route; latency from the scheduled time; the targets use the whole run's p99, cold start included. Generator timer lag max ${fmt(out.maxLagMs)} ms.`);
+  log(
+    `- Load: every tablet (all on p1) one batch/s of 8 creates + 2 edits of its own acknowledged permits (1 batch in 8 re-sent as is); every manager (${out.managerProjects}) list + KPIs + one permit read per second; at most ${out.maxInFlight} requests in flight per client and route; latency from the scheduled time; the targets use the whole run's p99, cold start included. Generator timer lag max ${fmt(out.maxLagMs)} ms.`,
+  );
   log();
   log(`| route | offered | sent | not sent (cap) | served (2xx in run) | answered | p50 ms | p99 ms | max ms | p99 after ${WARM_MS / 1000} s | statuses |`);
   log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
@@ -397,7 +413,9 @@ function printStep(out) {
     offered += r.offered;
     served += r.served;
     const label = { sync: 'POST /sync-offline-data/', list: 'GET /permits/?page_size=20', kpis: 'GET /permits/kpis/', read: 'GET /permits/{id}/' }[name];
-    log(`| ${label} | ${r.offered} | ${r.sent} | ${r.notSent} | ${r.served} | ${r.answered} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${fmt(r.p99Warm)} | ${r.statuses.map(([s, n]) => `${s}: ${n}`).join(', ') || '–'}${r.retried ? ` (${r.retried} sent again after a reset kept-alive connection)` : ''} |`);
+    log(
+      `| ${label} | ${r.offered} | ${r.sent} | ${r.notSent} | ${r.served} | ${r.answered} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${fmt(r.p99Warm)} | ${r.statuses.map(([s, n]) => `${s}: ${n}`).join(', ') || '–'}${r.retried ? ` (${r.retried} sent again after a reset kept-alive connection)` : ''} |`,
+    );
   }
   log();
   log(
@@ -454,7 +472,14 @@ function printSweep(rows) {
     const held = r.targets.every((t) => t.ok);
     console.log(
       `| ${r.tablets} | ${fmt(offered / r.seconds, 1)} | ${fmt((100 * served) / Math.max(1, offered), 1)} | ${fmt(r.routes.sync.p50)} / ${fmt(r.routes.sync.p99)} | ${fmt(r.routes.list.p99)} | ${fmt(r.routes.kpis.p99)} | ${fmt(r.routes.read.p99)} | ${r.status5xx} | ` +
-        `${pct((r.cpu.ferretdb ?? NaN) + (r.cpu.postgres ?? 0))} | ${pct(r.cpu.gateway)} | ${r.ok ? 'PASS' : 'FAIL'} | ${held ? 'hold' : `fail: ${r.targets.filter((t) => !t.ok).map((t) => t.name).join('; ')}`} |`,
+        `${pct((r.cpu.ferretdb ?? NaN) + (r.cpu.postgres ?? 0))} | ${pct(r.cpu.gateway)} | ${r.ok ? 'PASS' : 'FAIL'} | ${
+          held
+            ? 'hold'
+            : `fail: ${r.targets
+                .filter((t) => !t.ok)
+                .map((t) => t.name)
+                .join('; ')}`
+        } |`,
     );
   }
   const holding = rows.filter((r) => !r.error && r.targets.every((t) => t.ok)).map((r) => r.tablets);
@@ -492,7 +517,12 @@ async function main() {
         process.exit(130);
       }
       progress(`step with ${tablets} tablets failed: ${err.stack ?? err}`);
-      rows.push({ tablets, error: String(err.message ?? err).split('\n')[0].slice(0, 200) });
+      rows.push({
+        tablets,
+        error: String(err.message ?? err)
+          .split('\n')[0]
+          .slice(0, 200),
+      });
       exitCode = 1;
     }
   }

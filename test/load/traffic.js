@@ -77,7 +77,9 @@ function httpClient(baseUrl, { timeoutMs }) {
         finish({ status: 'timeout' });
         req.destroy(new Error('timeout'));
       }, ms);
-      req.on('error', (err) => finish({ status: `error ${err.code ?? err.message}${req.reusedSocket ? ' (reused connection)' : ''}`, stale: req.reusedSocket && ['ECONNRESET', 'EPIPE'].includes(err.code) }));
+      req.on('error', (err) =>
+        finish({ status: `error ${err.code ?? err.message}${req.reusedSocket ? ' (reused connection)' : ''}`, stale: req.reusedSocket && ['ECONNRESET', 'EPIPE'].includes(err.code) }),
+      );
       req.end(body);
     });
   const request = async (method, path, token, body) => {
@@ -205,14 +207,17 @@ class Run {
     const next = () => {
       const at = this.start + phaseMs + round * 1000;
       if (this.aborted || at >= this.end) return;
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        if (this.aborted) return;
-        this.maxLagMs = Math.max(this.maxLagMs, performance.now() - at);
-        fire(round, at);
-        round++;
-        next();
-      }, Math.max(0, at - performance.now()));
+      const timer = setTimeout(
+        () => {
+          this.timers.delete(timer);
+          if (this.aborted) return;
+          this.maxLagMs = Math.max(this.maxLagMs, performance.now() - at);
+          fire(round, at);
+          round++;
+          next();
+        },
+        Math.max(0, at - performance.now()),
+      );
       this.timers.add(timer);
     };
     next();
@@ -376,7 +381,9 @@ class Tablet {
         if (kind === 'applied' && o.status === 'already_applied' && same) ledger.replays.alreadyApplied++;
         else {
           ledger.replays.mismatches++;
-          ledger.problem(`replay of ${key(c)} (${c.op}, applied before as ${batch.before[i].serverId ?? ''} v${batch.before[i].newVersion ?? 1}) answered ${kind} ${o.status ?? o.reason} ${o.server_id ?? ''} v${o.new_version ?? ''}`);
+          ledger.problem(
+            `replay of ${key(c)} (${c.op}, applied before as ${batch.before[i].serverId ?? ''} v${batch.before[i].newVersion ?? 1}) answered ${kind} ${o.status ?? o.reason} ${o.server_id ?? ''} v${o.new_version ?? ''}`,
+          );
         }
       }
       if (kind === 'applied') {

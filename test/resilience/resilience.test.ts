@@ -56,7 +56,10 @@ async function syncLoop(device: string) {
   while (!stopLoad) {
     const offline = `${device}-${++seq}`;
     const title = `res-${RUN}-${offline}`;
-    const r = await call('sync', 'POST', '/sync-offline-data/', worker, { device_id: device, changes: [{ entity: 'permit', op: 'create', offline_id: offline, data: { permit_type_id: 'hot-work', title } }] });
+    const r = await call('sync', 'POST', '/sync-offline-data/', worker, {
+      device_id: device,
+      changes: [{ entity: 'permit', op: 'create', offline_id: offline, data: { permit_type_id: 'hot-work', title } }],
+    });
     if (r.status === 200 && r.body.applied[0]?.status === 'applied') acknowledged.set(offline, title);
     else unacknowledged.set(offline, title);
     await sleep(50);
@@ -160,7 +163,10 @@ it('when the store, Redis and each service die and come back under load, then no
     const device = offline.split('-').slice(0, 2).join('-');
     let applied = 0;
     while (applied === 0 && Date.now() < resendUntil) {
-      const r = await call('resend', 'POST', '/sync-offline-data/', worker, { device_id: device, changes: [{ entity: 'permit', op: 'create', offline_id: offline, data: { permit_type_id: 'hot-work', title } }] });
+      const r = await call('resend', 'POST', '/sync-offline-data/', worker, {
+        device_id: device,
+        changes: [{ entity: 'permit', op: 'create', offline_id: offline, data: { permit_type_id: 'hot-work', title } }],
+      });
       applied = r.status === 200 ? r.body.applied.length : 0;
       if (!applied) await sleep(1000);
     }
@@ -186,7 +192,9 @@ it('when the store, Redis and each service die and come back under load, then no
 
   const byStatus: Record<string, number> = {};
   for (const o of outcomes) byStatus[`${o.kind}:${o.status}`] = (byStatus[`${o.kind}:${o.status}`] ?? 0) + 1;
-  const unclear = outcomes.filter((o) => o.kind !== 'export' && !(o.status === 200 || o.status === 201 || (o.status === 503 && o.retryAfter) || o.status === 504 || (o.kind === 'edit' && o.status === 409)));
+  const unclear = outcomes.filter(
+    (o) => o.kind !== 'export' && !(o.status === 200 || o.status === 201 || (o.status === 503 && o.retryAfter) || o.status === 504 || (o.kind === 'edit' && o.status === 409)),
+  );
   // An export already streaming when its service or store dies cannot change its 200 any more: the
   // gateway cuts the chunked response without its last chunk, which every client sees as a failed
   // download. That is allowed only while the export service or the store is down.
@@ -210,7 +218,11 @@ it('when the store, Redis and each service die and come back under load, then no
   expect(stack.procs.health.exitCode).toBeNull();
   expect(healthDuring.redis).toMatchObject({ ok: (healthDuring.redis as { syncs: number }).syncs });
   for (const name of ['sync', 'workflow', 'export']) {
-    expect([name, (healthDuring[name] as { degraded: boolean; services: Record<string, string> }).degraded, (healthDuring[name] as { services: Record<string, string> }).services[name] !== 'SERVING']).toEqual([name, true, true]);
+    expect([
+      name,
+      (healthDuring[name] as { degraded: boolean; services: Record<string, string> }).degraded,
+      (healthDuring[name] as { services: Record<string, string> }).services[name] !== 'SERVING',
+    ]).toEqual([name, true, true]);
   }
   expect((healthDuring.store as { degraded: boolean } | undefined)?.degraded).toBe(true);
 });

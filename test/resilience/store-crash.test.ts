@@ -87,7 +87,7 @@ afterAll(async () => {
 });
 
 (ownCluster ? it : it.skip)(
-  'when the durable store\'s PostgreSQL is SIGKILLed under sync load and started again on its folder, then every create acknowledged more than 1 s before the kill is there',
+  "when the durable store's PostgreSQL is SIGKILLed under sync load and started again on its folder, then every create acknowledged more than 1 s before the kill is there",
   async () => {
     const s = stack!;
     const cluster = s.store?.cluster;

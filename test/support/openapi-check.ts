@@ -132,7 +132,9 @@ async function problemsOf(method: string, url: URL, res: Response): Promise<stri
     if (schema) {
       const validate = validatorFor(schema);
       if (!validate(body)) {
-        const errors = (validate.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(body)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
+        const errors = (validate.errors ?? [])
+          .slice(0, 5)
+          .map((e) => `${e.instancePath || '(body)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
         problems.push(`body does not match the document: ${errors.join('; ')}; body: ${text.slice(0, 300)}`);
       }
     }

@@ -27,10 +27,14 @@ function httpPanels(sel = '') {
         '{{method}} {{route}}',
       ),
     ]),
-    timeseries('Answers by status', 'HTTP answers per second by status code: 4xx are the clients\', 5xx ours.', 'reqps', [
-      q(`sum by (status) (rate(ptw_http_requests_total{job="gateway"${m}}[${RATE}]))`, '{{status}}'),
-    ], { stacked: true }),
-    timeseries('p99 latency per route', 'The slowest 1 % of each route\'s requests (alert PtwHttpLatencyP99High above 1 s, exports 20 s).', 's', [
+    timeseries(
+      'Answers by status',
+      "HTTP answers per second by status code: 4xx are the clients', 5xx ours.",
+      'reqps',
+      [q(`sum by (status) (rate(ptw_http_requests_total{job="gateway"${m}}[${RATE}]))`, '{{status}}')],
+      { stacked: true },
+    ),
+    timeseries('p99 latency per route', "The slowest 1 % of each route's requests (alert PtwHttpLatencyP99High above 1 s, exports 20 s).", 's', [
       q(`histogram_quantile(0.99, sum by (method, route, le) (rate(ptw_http_request_duration_seconds_bucket{job="gateway"${m}}[${RATE}])))`, '{{method}} {{route}}'),
     ]),
   ];
@@ -46,9 +50,13 @@ function grpcServerPanels(sel: string, by: 'job' | 'method') {
     timeseries('gRPC errors by code', 'Calls per second that did not end OK, by status code (UNAVAILABLE: a store or a peer down; INTERNAL: a bug, see the log).', 'reqps', [
       q(`sum by (${by}, code) (rate(ptw_grpc_server_handled_total{${sel ? `${sel}, ` : ''}code!="OK"}[${RATE}]))`, `${legend} {{code}}`),
     ]),
-    timeseries(`gRPC p99 latency per ${by === 'job' ? 'service' : 'method'}`, 'The slowest 1 % of calls (ptw_grpc_server_handling_seconds).', 's', [
-      q(`histogram_quantile(0.99, sum by (${by}, le) (rate(ptw_grpc_server_handling_seconds_bucket{${sel}}[${RATE}])))`, legend),
-    ], { w: 24 }),
+    timeseries(
+      `gRPC p99 latency per ${by === 'job' ? 'service' : 'method'}`,
+      'The slowest 1 % of calls (ptw_grpc_server_handling_seconds).',
+      's',
+      [q(`histogram_quantile(0.99, sum by (${by}, le) (rate(ptw_grpc_server_handling_seconds_bucket{${sel}}[${RATE}])))`, legend)],
+      { w: 24 },
+    ),
   ];
 }
 
@@ -57,9 +65,12 @@ function throttlePanels() {
     timeseries('Throttle decisions per scope', 'Requests admitted and refused (429) per scope (ptw_throttle_decisions_total; alert PtwThrottleBurst).', 'reqps', [
       q(`sum by (scope, decision) (rate(ptw_throttle_decisions_total[${RATE}]))`, '{{scope}} {{decision}}'),
     ]),
-    timeseries('Decided without Redis', 'Requests throttled without Redis, by scope and fail mode (open: admitted unlimited; closed: 503). Anything here means Redis is unreachable.', 'reqps', [
-      q(`sum by (scope, mode) (rate(ptw_throttle_fallback_total[${RATE}]))`, '{{scope}} fail {{mode}}'),
-    ]),
+    timeseries(
+      'Decided without Redis',
+      'Requests throttled without Redis, by scope and fail mode (open: admitted unlimited; closed: 503). Anything here means Redis is unreachable.',
+      'reqps',
+      [q(`sum by (scope, mode) (rate(ptw_throttle_fallback_total[${RATE}]))`, '{{scope}} fail {{mode}}')],
+    ),
   ];
 }
 
@@ -68,9 +79,12 @@ function syncPanels() {
     timeseries('Sync outcomes', 'Offline changes per second by outcome (ptw_sync_outcomes_total).', 'ops', [q(`sum by (outcome) (rate(ptw_sync_outcomes_total[${RATE}]))`, '{{outcome}}')], {
       stacked: true,
     }),
-    timeseries('Sync outcome share (last hour)', 'Each outcome\'s share of the last hour\'s changes (recording rule ptw:sync_outcome_share:rate1h; alerts fire at twice the usual share).', 'percentunit', [
-      q('ptw:sync_outcome_share:rate1h', '{{outcome}}'),
-    ]),
+    timeseries(
+      'Sync outcome share (last hour)',
+      "Each outcome's share of the last hour's changes (recording rule ptw:sync_outcome_share:rate1h; alerts fire at twice the usual share).",
+      'percentunit',
+      [q('ptw:sync_outcome_share:rate1h', '{{outcome}}')],
+    ),
   ];
 }
 
@@ -93,7 +107,7 @@ function jobPanels() {
     timeseries('Since last run, in periods', 'Time since each job last started, in periods of its schedule (alert PtwJobNotRunning above 2).', 'short', [
       q('(time() - max by (exported_job) (ptw_job_last_run_timestamp_seconds)) / max by (exported_job) (ptw_job_period_seconds)', '{{exported_job}}'),
     ]),
-    timeseries('Failed slots', 'Slots that failed on every attempt, per hour (ptw_job_failures_total), and whether each job\'s last attempt failed.', 'short', [
+    timeseries('Failed slots', "Slots that failed on every attempt, per hour (ptw_job_failures_total), and whether each job's last attempt failed.", 'short', [
       q('sum by (exported_job) (increase(ptw_job_failures_total[1h]))', '{{exported_job}} failed slots'),
       q('max by (exported_job) (ptw_job_last_run_failed)', '{{exported_job}} last attempt failed'),
     ]),
@@ -108,7 +122,7 @@ function overduePanels() {
     timeseries('Permits overdue', 'Permits waiting past their verification or approval SLA (ptw_permits_overdue, read from the store; alert PtwPermitsOverdue above 10).', 'short', [
       q('max by (stage) (ptw_permits_overdue)', '{{stage}}'),
     ]),
-    timeseries('Overdue-threshold webhooks', 'The workflow service\'s own overdue alert deliveries per hour, by outcome (ptw_alerts_total).', 'short', [
+    timeseries('Overdue-threshold webhooks', "The workflow service's own overdue alert deliveries per hour, by outcome (ptw_alerts_total).", 'short', [
       q('sum by (outcome) (increase(ptw_alerts_total[1h]))', '{{outcome}}'),
     ]),
   ];
@@ -123,10 +137,16 @@ function processPanels(job: Process): Builder<Panel>[] {
     ...(service ? [stat('Serving', 'Instances answering grpc.health.v1 SERVING (alert PtwServiceNotServing).', 'short', [q(`sum(ptw_grpc_serving{${sel}})`, 'serving')], { w: 4 })] : []),
     timeseries('CPU', 'CPU seconds per second, per instance.', 'percentunit', [q(`rate(process_cpu_seconds_total{${sel}}[${RATE}])`, '{{instance}}')], { w: service ? 5 : 7, h: 4 }),
     timeseries('Resident memory', 'Resident set size, per instance.', 'bytes', [q(`process_resident_memory_bytes{${sel}}`, '{{instance}}')], { w: service ? 5 : 7, h: 4 }),
-    timeseries('Event loop lag p99', 'Node.js event loop delay, per instance: a busy or blocked loop delays every request.', 's', [q(`nodejs_eventloop_lag_p99_seconds{${sel}}`, '{{instance}}')], {
-      w: 6,
-      h: 4,
-    }),
+    timeseries(
+      'Event loop lag p99',
+      'Node.js event loop delay, per instance: a busy or blocked loop delays every request.',
+      's',
+      [q(`nodejs_eventloop_lag_p99_seconds{${sel}}`, '{{instance}}')],
+      {
+        w: 6,
+        h: 4,
+      },
+    ),
   ];
 }
 
@@ -142,7 +162,9 @@ export function overview(): Dashboard {
   section(d, 'Health', [
     stat('Processes up', 'Processes answering their metrics scrape, of all targets.', 'short', [q('sum(up{job=~"gateway|sync|workflow|export|health"})', 'up')]),
     stat('Services serving', 'gRPC services answering grpc.health.v1 SERVING.', 'short', [q('sum(ptw_grpc_serving)', 'serving')]),
-    stat('Alerts firing', 'PTW alerts firing now (Prometheus /alerts lists them).', 'short', [q('count(ALERTS{alertstate="firing", alertname=~"Ptw.*"}) or vector(0)', 'firing')], { warnAt: 1 }),
+    stat('Alerts firing', 'PTW alerts firing now (Prometheus /alerts lists them).', 'short', [q('count(ALERTS{alertstate="firing", alertname=~"Ptw.*"}) or vector(0)', 'firing')], {
+      warnAt: 1,
+    }),
     stat('Permits overdue', 'Permits past their verification or approval SLA.', 'short', [q('sum(max by (stage) (ptw_permits_overdue))', 'overdue')], { warnAt: 11 }),
   ]);
   section(d, 'HTTP (gateway)', httpPanels());
@@ -176,9 +198,13 @@ export function processDashboard(job: Process): Dashboard {
   }
   if (job === 'gateway' || job === 'health') {
     section(d, 'gRPC client', [
-      timeseries('Calls to services', 'Calls this process made to the services, by method and status code (ptw_grpc_client_calls_total).', 'reqps', [
-        q(`sum by (method, code) (rate(ptw_grpc_client_calls_total{${sel}}[${RATE}]))`, '{{method}} {{code}}'),
-      ], { w: 24 }),
+      timeseries(
+        'Calls to services',
+        'Calls this process made to the services, by method and status code (ptw_grpc_client_calls_total).',
+        'reqps',
+        [q(`sum by (method, code) (rate(ptw_grpc_client_calls_total{${sel}}[${RATE}]))`, '{{method}} {{code}}')],
+        { w: 24 },
+      ),
     ]);
   }
   if (job === 'sync') section(d, 'Sync', syncPanels());

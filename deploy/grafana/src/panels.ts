@@ -68,7 +68,13 @@ export function timeseries(title: string, description: string, unit: string, que
 
 /** A single figure (the last value), green below `warnAt`, red from it when given. */
 export function stat(title: string, description: string, unit: string, queries: Query[], opts: PanelSize & { warnAt?: number } = {}): StatPanelBuilder {
-  const steps = opts.warnAt === undefined ? [{ value: null, color: 'blue' }] : [{ value: null, color: 'green' }, { value: opts.warnAt, color: 'red' }];
+  const steps =
+    opts.warnAt === undefined
+      ? [{ value: null, color: 'blue' }]
+      : [
+          { value: null, color: 'green' },
+          { value: opts.warnAt, color: 'red' },
+        ];
   const panel = new StatPanelBuilder()
     .title(title)
     .description(description)

@@ -54,8 +54,7 @@ let s: Served;
 beforeEach(async () => (s = await serve()));
 afterEach(() => s.close());
 
-const post = (body: Buffer | string, headers: Record<string, string> = {}) =>
-  fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+const post = (body: Buffer | string, headers: Record<string, string> = {}) => fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
 
 /**
  * POSTs a chunked body (no Content-Length) of 16 KiB chunks, `total` bytes in all, and reads the
@@ -200,7 +199,7 @@ describe('chunked bodies over the limit', () => {
     const request = (body: Buffer) =>
       new Promise<number>((resolve, reject) => {
         const req = http.request({ host: '127.0.0.1', port: s.port, path: '/sync', method: 'POST', agent, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
-        req.on('socket', (socket) => socket.once('connect', () => ports.push((socket).localPort!)));
+        req.on('socket', (socket) => socket.once('connect', () => ports.push(socket.localPort!)));
         req.on('response', (res) => res.resume().on('end', () => resolve(res.statusCode!)));
         req.on('error', reject);
         req.end(body);

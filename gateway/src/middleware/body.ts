@@ -47,7 +47,13 @@ export function jsonBody(limit: number) {
     const inflate = encoding && encoding !== 'identity' ? INFLATERS[encoding] : undefined;
     if (encoding && encoding !== 'identity' && !inflate) {
       // RFC 9110 §12.5.3: a 415's Accept-Encoding names the codings a request may use.
-      const err = new HttpError(415, 'unsupported_content_encoding', 'Request body must be sent as identity, gzip or br', { supported: ['identity', 'gzip', 'br'] }, { 'Accept-Encoding': 'gzip, br' });
+      const err = new HttpError(
+        415,
+        'unsupported_content_encoding',
+        'Request body must be sent as identity, gzip or br',
+        { supported: ['identity', 'gzip', 'br'] },
+        { 'Accept-Encoding': 'gzip, br' },
+      );
       throw refuse(ctx.req, err);
     }
     const declared = Number(ctx.headers['content-length'] || 0);

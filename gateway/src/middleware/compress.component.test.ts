@@ -34,8 +34,7 @@ beforeAll(async () => {
     else if (ctx.path === '/bundle.js') {
       ctx.type = 'application/javascript; charset=utf-8';
       ctx.body = Buffer.alloc(COMPRESS_MAX_BYTES + 1, 'x');
-    }
-    else if (ctx.path === '/created') {
+    } else if (ctx.path === '/created') {
       ctx.status = 201;
       ctx.body = page;
     } else if (ctx.path === '/conflict') throw new HttpError(409, 'conflict', 'Permit was changed', { server_state: page });

@@ -38,7 +38,11 @@ export const corsOriginsVariable = z
       .filter(Boolean);
     const bad = origins.filter((o) => !isOrigin(o));
     if (bad.length) {
-      ctx.addIssue({ code: 'custom', input: value, message: `not an origin: ${bad.map((o) => JSON.stringify(o)).join(', ')} (expected exact origins such as https://app.example.com, comma-separated; * is not allowed)` });
+      ctx.addIssue({
+        code: 'custom',
+        input: value,
+        message: `not an origin: ${bad.map((o) => JSON.stringify(o)).join(', ')} (expected exact origins such as https://app.example.com, comma-separated; * is not allowed)`,
+      });
       return z.NEVER;
     }
     return origins;

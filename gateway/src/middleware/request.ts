@@ -36,7 +36,12 @@ const noop = () => undefined;
  */
 export function requestMiddleware(log: Logger, metrics: Metrics) {
   const requests = metrics.counter('ptw_http_requests_total', 'HTTP requests by route and status', ['method', 'route', 'status']);
-  const durations = metrics.histogram('ptw_http_request_duration_seconds', 'HTTP request duration by route', ['method', 'route'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+  const durations = metrics.histogram(
+    'ptw_http_request_duration_seconds',
+    'HTTP request duration by route',
+    ['method', 'route'],
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
   const accessLine = lineWriter(log, 'request');
   return async (ctx: Context, next: Next) => {
     const started = performance.now();

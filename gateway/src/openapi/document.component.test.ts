@@ -80,7 +80,9 @@ describe('OpenAPI document', () => {
 
   it('when a route is added to any router of the gateway app without an entry in openapi/operations.ts, then this fails', () => {
     const served = mountedRouters(app).flatMap(routerOperations).sort();
-    const documented = ROUTES.filter((r) => !r.public).map((r) => `${r.method} ${openApiPath(r)}`).sort();
+    const documented = ROUTES.filter((r) => !r.public)
+      .map((r) => `${r.method} ${openApiPath(r)}`)
+      .sort();
     // Both the API router (routes.ts) and the admin console's (admin.ts) are enumerated.
     expect(served).toEqual(expect.arrayContaining(['get /api/v1/ptw/permits/', 'get /api/v1/ptw/admin/gateway/', 'get /api/v1/ptw/permits/health/history/']));
     expect(documented).toEqual(served);

@@ -19,7 +19,8 @@ function override(ctx: { jsonSchema: Json }): void {
 
 /** components.schemas: every registered schema, in its input or output form (registry.ts). */
 function components(): Record<string, Json> {
-  const all = (io: 'input' | 'output') => z.toJSONSchema(z.globalRegistry, { io, target: 'draft-2020-12', uri: (id) => `${SCHEMA_REF}${id}`, unrepresentable: 'any', override }).schemas as Record<string, Json>;
+  const all = (io: 'input' | 'output') =>
+    z.toJSONSchema(z.globalRegistry, { io, target: 'draft-2020-12', uri: (id) => `${SCHEMA_REF}${id}`, unrepresentable: 'any', override }).schemas as Record<string, Json>;
   const inputs = all('input');
   const outputs = all('output');
   const out: Record<string, Json> = {};
@@ -66,12 +67,22 @@ const ERRORS: Record<number, { name: string; description: string }> = {
 const ref = (kind: 'headers' | 'responses', name: string) => ({ $ref: `#/components/${kind}/${name}` });
 const intHeader = (description: string, required: boolean) => ({ required, description, schema: { type: 'string', pattern: '^\\d+$' } });
 const REQUEST_ID = ref('headers', 'XRequestId');
-const RATE_HEADERS = { 'X-RateLimit-Limit': 'Requests admitted per window in this scope', 'X-RateLimit-Remaining': 'Requests left in the current window', 'X-RateLimit-Reset': 'Unix time (seconds) when the window has room again' };
+const RATE_HEADERS = {
+  'X-RateLimit-Limit': 'Requests admitted per window in this scope',
+  'X-RateLimit-Remaining': 'Requests left in the current window',
+  'X-RateLimit-Reset': 'Unix time (seconds) when the window has room again',
+};
 const retryAfter = (description: string) => ({ 'Retry-After': intHeader(description, true) });
 
 /** components.headers: the rate headers of a throttled route's answers are absent when Redis could not be asked. */
 function headerComponents(): Json {
-  const out: Json = { XRequestId: { required: true, description: 'The request id (the client’s X-Request-Id when valid, else generated); also in every log line of the request', schema: { type: 'string', minLength: 1 } } };
+  const out: Json = {
+    XRequestId: {
+      required: true,
+      description: 'The request id (the client’s X-Request-Id when valid, else generated); also in every log line of the request',
+      schema: { type: 'string', minLength: 1 },
+    },
+  };
   for (const [name, description] of Object.entries(RATE_HEADERS)) out[name.replaceAll('-', '')] = intHeader(description, false);
   return out;
 }
@@ -79,7 +90,8 @@ function headerComponents(): Json {
 function errorComponent(status: number, schema: z.ZodType = errorResponse): Json {
   const headers: Json = { 'X-Request-Id': REQUEST_ID };
   // On a 429 the rate headers are always there.
-  if (status === 429) Object.assign(headers, retryAfter('Whole seconds until a request would be admitted'), Object.fromEntries(Object.entries(RATE_HEADERS).map(([h, d]) => [h, intHeader(d, true)])));
+  if (status === 429)
+    Object.assign(headers, retryAfter('Whole seconds until a request would be admitted'), Object.fromEntries(Object.entries(RATE_HEADERS).map(([h, d]) => [h, intHeader(d, true)])));
   if (status === 503) Object.assign(headers, retryAfter('Seconds after which to try again'));
   if (status === 401) headers['WWW-Authenticate'] = { required: true, description: 'Bearer realm="ptw"', schema: { type: 'string' } };
   return { description: ERRORS[status].description, headers, content: { 'application/json': { schema: schemaOf(schema, 'output') } } };
@@ -124,7 +136,9 @@ function parameters(r: RouteDoc): Json[] {
 }
 
 function operation(r: RouteDoc): Json {
-  const description = [r.roles && `**Who:** ${r.roles}.`, r.scope && `**Throttle scope:** \`${r.scope}\` (429 with Retry-After when over the limit).`, r.description].filter(Boolean).join('\n\n');
+  const description = [r.roles && `**Who:** ${r.roles}.`, r.scope && `**Throttle scope:** \`${r.scope}\` (429 with Retry-After when over the limit).`, r.description]
+    .filter(Boolean)
+    .join('\n\n');
   const op: Json = { operationId: r.operationId, tags: [r.tag], summary: r.summary };
   if (description) op.description = description;
   if (r.public) op.security = [];

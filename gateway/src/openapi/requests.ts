@@ -21,7 +21,15 @@ export const updateCloseoutBody = z
     remarks: z.string().max(5000).optional(),
   })
   .strict();
-export const versionBody = z.object({ version: z.number().int('expected an integer').min(1).max(2 ** 31 - 1, 'at most 2147483647 (int32)') }).loose();
+export const versionBody = z
+  .object({
+    version: z
+      .number()
+      .int('expected an integer')
+      .min(1)
+      .max(2 ** 31 - 1, 'at most 2147483647 (int32)'),
+  })
+  .loose();
 export const emptyBody = z.object({}).strict();
 
 export const SYNC_MAX_BYTES = 1024 * 1024;
@@ -41,7 +49,12 @@ export const syncChange = z
     op: z.string().max(40),
     offline_id: z.string().max(128),
     server_id: z.string().max(64).nullish(),
-    client_version: z.number().int('expected an integer').min(0).max(2 ** 31 - 1).nullish(),
+    client_version: z
+      .number()
+      .int('expected an integer')
+      .min(0)
+      .max(2 ** 31 - 1)
+      .nullish(),
     data: z.record(z.string(), z.unknown()).default({}),
   })
   .strict();

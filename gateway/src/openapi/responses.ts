@@ -119,10 +119,7 @@ export const closeout = named(
   'Closeout',
   z.object({
     permit_id: z.string(),
-    checklist: z.record(
-      z.string(),
-      z.object({ done: z.boolean(), comments: z.string(), by: z.string().optional(), at: dateTime.optional(), label: z.string(), required: z.boolean() }),
-    ),
+    checklist: z.record(z.string(), z.object({ done: z.boolean(), comments: z.string(), by: z.string().optional(), at: dateTime.optional(), label: z.string(), required: z.boolean() })),
     remarks: z.string(),
     completed: z.boolean(),
     completed_at: dateTime.optional(),
@@ -165,7 +162,13 @@ export const notificationList = named('NotificationList', z.object({ count: int,
 export const countResponse = named('Count', z.object({ count: int }));
 export const markAllRead = named('MarkAllRead', z.object({ updated: int }));
 
-const syncApplied = z.object({ entity: z.string(), offline_id: z.string(), server_id: z.string(), new_version: int, status: z.string().describe('"already_applied" for a replay, else empty') });
+const syncApplied = z.object({
+  entity: z.string(),
+  offline_id: z.string(),
+  server_id: z.string(),
+  new_version: int,
+  status: z.string().describe('"already_applied" for a replay, else empty'),
+});
 const syncConflict = z.object({
   entity: z.string(),
   offline_id: z.string(),
@@ -173,7 +176,7 @@ const syncConflict = z.object({
   reason: z.enum(['stale_version', 'missing_client_version', 'workflow_error']),
   client_version: int.optional(),
   server_version: int,
-  fields: struct.describe('{field: {client, server, merge_hint: last_write_wins|set_merge|true_wins}}; a permit\'s public fields only, those the change named'),
+  fields: struct.describe("{field: {client, server, merge_hint: last_write_wins|set_merge|true_wins}}; a permit's public fields only, those the change named"),
   server_state: struct.describe("The permit's id, version, status and the public fields the change named"),
   truncated: z.boolean().describe('true when the answer passed its 2 MiB budget of conflict values: fields keep only their merge hints, server_state is empty; read the permit to merge'),
 });
@@ -188,7 +191,15 @@ export const syncResponse = named(
   }),
 );
 
-const kpiRef = z.object({ id: z.string(), permit_number: z.string(), title: z.string(), status: z.string(), project_id: z.string(), planned_end_time: dateTime.optional(), hours: z.number() });
+const kpiRef = z.object({
+  id: z.string(),
+  permit_number: z.string(),
+  title: z.string(),
+  status: z.string(),
+  project_id: z.string(),
+  planned_end_time: dateTime.optional(),
+  hours: z.number(),
+});
 export const kpis = named(
   'Kpis',
   z.object({
@@ -259,7 +270,9 @@ export const healthHistory = named(
   z.object({
     as_of: dateTime,
     hours: z
-      .array(z.object({ start: dateTime.describe('Start of the hour-long bucket'), applied: int.describe('Excludes already_applied replays'), conflicts: int, rejected: int, bulk_exports: int }))
+      .array(
+        z.object({ start: dateTime.describe('Start of the hour-long bucket'), applied: int.describe('Excludes already_applied replays'), conflicts: int, rejected: int, bulk_exports: int }),
+      )
       .min(1)
       .max(24)
       .describe('Oldest first; the newest bucket ends at as_of'),

@@ -8,7 +8,11 @@ interface DriverModule {
 const Driver = require('koa-ratelimit/limiter/redis') as DriverModule;
 
 const FIX = ['-- PTW fix: a timestamp another request already holds would not be counted again.', "while redis.call('ZSCORE', key, now) do", 'now = now + 0.001', 'end'];
-const lines = (lua: string) => lua.split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (lua: string) =>
+  lua
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 describe('the sliding-window script', () => {
   it("when compared with the installed driver's script, then it differs only by the timestamp fix before ZADD", () => {

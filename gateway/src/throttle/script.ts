@@ -89,4 +89,3 @@ end
 
 return {remaining, math.floor(resetMicro / 1000), max}
 `;
-

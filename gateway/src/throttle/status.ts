@@ -18,12 +18,7 @@ export interface ScopeUsage {
  * in milliseconds, and drops members at or before `now - window` before it counts; so the requests
  * that count are those scored after `now - window`. One MULTI reads every scope at one instant.
  */
-export async function readUsage(
-  redis: Redis,
-  scopes: ScopeSettings[],
-  keyOf: (scope: ThrottleScope) => string,
-  now = Date.now(),
-): Promise<ScopeUsage[]> {
+export async function readUsage(redis: Redis, scopes: ScopeSettings[], keyOf: (scope: ThrottleScope) => string, now = Date.now()): Promise<ScopeUsage[]> {
   const tx = redis.multi();
   for (const s of scopes) {
     const after = `(${now - s.windowSeconds * 1000}`;
