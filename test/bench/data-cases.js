@@ -140,6 +140,7 @@ function permitDocs(n, spread, now) {
       created_by: `u${i % 50}`,
       version: 1 + steps.length,
       created_at: new Date(created),
+      created_day: utcDay(created),
       updated_at: at(0.9),
     };
     if (steps.includes('submitted')) doc.submitted_at = at(0.2);

@@ -74,6 +74,7 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
       created_by: `u${i % 50}`,
       version: 1 + (i % 6),
       created_at: new Date(created),
+      created_day: new Date(created).toISOString().slice(0, 10),
       updated_at: new Date(created + HOUR),
     };
     if (!['draft', 'cancelled'].includes(status)) doc.submitted_at = new Date(created + 2 * HOUR);

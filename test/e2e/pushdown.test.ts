@@ -78,6 +78,7 @@ function permitDoc(project: string, status: string, ageMs: number) {
     created_by: 'u-worker',
     version: 1,
     created_at: at,
+    created_day: at.toISOString().slice(0, 10),
     updated_at: at,
     submitted_at: at,
     verified_at: at,

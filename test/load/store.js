@@ -17,7 +17,7 @@ const utcDay = (d) => new Date(d).toISOString().slice(0, 10);
 /**
  * `n` permits as the services store them: test/bench's mix of projects, types and statuses, with
  * `created_at` over the past year (`spread` = year) or all since today's UTC midnight (`today`),
- * `updated_at` and the workflow stamps after it (never in the future),
+ * `created_day` its UTC day, `updated_at` and the workflow stamps after it (never in the future),
  * and permit numbers PTW-<year>-NNNNNN in order of creation per year after `numbered` (year → last
  * number already given; the counters are set to match, so the services' next numbers follow them).
  */
@@ -30,6 +30,7 @@ function sitePermits(n, spread, now = Date.now(), numbered = new Map()) {
       const created = midnight + Math.floor(((i * 7919) % n) * (span / n));
       const at = (f) => new Date(created + Math.floor(f * (now - created)));
       d.created_at = new Date(created);
+      d.created_day = utcDay(created);
       d.updated_at = at(0.8);
       if (d.submitted_at) d.submitted_at = at(0.2);
       if (d.verified_at) d.verified_at = at(0.4);

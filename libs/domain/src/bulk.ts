@@ -4,7 +4,7 @@
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
 import { AppError, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { findEach, upsertRetried, type Models } from '@ptw/db';
+import { findEach, upsertRetried, utcDay, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
 import { insertRegistered } from './registration';
@@ -45,6 +45,7 @@ export function permitDraft(who: Principal, data: unknown, now: Date, syncOrigin
       approver_id: input.approver_id ?? undefined,
       version: 1,
       created_at: now,
+      created_day: utcDay(now),
       updated_at: now,
       ...(syncOrigin ? { sync_origin: syncOrigin } : {}),
     },

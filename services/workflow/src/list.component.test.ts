@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { connectMongo, countStoreCommands, registerModels, type CommandCounter, type Models } from '@ptw/db';
-import { registerUnlisted } from '@ptw/domain';
+import { connectMongo, countStoreCommands, registerModels, utcDay, type CommandCounter, type Models } from '@ptw/db';
+import { backfillCreatedDay, registerUnlisted } from '@ptw/domain';
 import { testStore } from '@ptw/devstore';
 import { workflowPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
@@ -67,12 +67,10 @@ async function expectSameAsReference(projects: string[], pages: number[], size =
   }
 }
 
-let env: NodeJS.ProcessEnv;
-
 beforeAll(async () => {
   store = await testStore('workflow_list');
   counter = countStoreCommands('ptw-workflow');
-  env = {
+  const env = {
     ...process.env,
     ...auth,
     NODE_ENV: 'test',
@@ -133,7 +131,7 @@ it('when a permit is created, then it heads the next page and the count grows by
   const after = await wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who);
   expect(after.count).toBe(before.count + 1);
   expect(after.results[0].id).toBe(made.id);
-  expect((await m.Permit.findById(made.id).lean())!.list_seq).toBe(after.count);
+  expect((await m.Permit.findById(made.id).lean())!.created_day).toBe(utcDay(new Date()));
 });
 
 it('when permits are written without a place after the first list (an older replica during an upgrade), then they are listed once registered', async () => {
@@ -143,23 +141,22 @@ it('when permits are written without a place after the first list (an older repl
   await expectSameAsReference(['l1', 'l8'], [1]);
 });
 
-it('when a service starts on a store whose permits have no place (an older version wrote them), then it gives them places in creation order before serving', async () => {
+it('when permits of an older version lack created_day, then the backfill gives it to them once and later starts only read its mark', async () => {
   const at = Date.now() - 3 * DAY;
-  // As an older version wrote them: every field (the schema's defaults) but a place.
-  await m.Permit.collection.insertMany([new m.Permit(permitAt('l6', at)).toObject(), new m.Permit(permitAt('l6', at - DAY)).toObject()]);
-  await m.Counter.deleteOne({ _id: 'migration:permit_list_seq' });
-  const again = await start({ ...env, PTW_STORE_BACKEND: 'postgresql' });
-  try {
-    const placed = ((await m.Permit.find({ project_id: 'l6' }).lean()) as { list_seq?: number; created_at: Date }[]).sort((a, b) => (a.list_seq ?? 0) - (b.list_seq ?? 0));
-    expect(placed.map((p) => [p.list_seq, new Date(p.created_at).getTime()])).toEqual([
-      [1, at - DAY],
-      [2, at],
-    ]);
-    expect(await m.Counter.exists({ _id: 'migration:permit_list_seq' })).not.toBeNull();
-    await expectSameAsReference(['l6'], [1]);
-  } finally {
-    await again.stop();
-  }
+  // As an older version wrote them: every field but created_day.
+  const older = (project: string, t: number) => {
+    const { created_day: _, ...doc } = new m.Permit(permitAt(project, t)).toObject();
+    return doc;
+  };
+  await m.Permit.collection.insertMany([older('l6', at - DAY), older('l6', at)]);
+  await m.Counter.deleteOne({ _id: 'migration:permit_created_day' });
+  expect(await backfillCreatedDay(m)).toBe(2);
+  await registerUnlisted(m);
+  expect((await m.Permit.find({ project_id: 'l6' }).lean()).map((p) => p.created_day).sort()).toEqual([utcDay(at - DAY), utcDay(at)]);
+  await expectSameAsReference(['l6'], [1]);
+  await m.Permit.collection.insertOne(older('l7', at));
+  expect(await backfillCreatedDay(m)).toBe(0);
+  expect((await m.Permit.findOne({ project_id: 'l7' }).lean())!.created_day).toBeUndefined();
 });
 
 it('when the store is FerretDB on SQLite, then the default list is one count and one page query (the same page)', async () => {

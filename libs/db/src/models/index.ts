@@ -2,7 +2,7 @@ import { Schema, type Connection, type InferSchemaType, type Model } from 'mongo
 
 const opts = { versionKey: false as const };
 
-/** The UTC day of a time, YYYY-MM-DD. */
+/** The UTC day of a time, YYYY-MM-DD (a permit's `created_day`). */
 export function utcDay(d: Date | number): string {
   return new Date(d).toISOString().slice(0, 10);
 }
@@ -72,6 +72,13 @@ const permitSchema = new Schema(
     approved_at: Date,
     version: { type: Number, required: true, default: 1 },
     created_at: { type: Date, required: true },
+    /** UTC day of created_at (YYYY-MM-DD): the list's and its count's equality buckets (@ptw/domain list.ts). */
+    created_day: {
+      type: String,
+      default(this: { created_at?: Date }) {
+        return this.created_at ? utcDay(this.created_at) : undefined;
+      },
+    },
     updated_at: { type: Date, required: true },
     /**
      * Its place in its project's registration order: 1, 2, 3, … with no gaps (@ptw/domain
@@ -96,6 +103,8 @@ permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, created_at: -1 });
 permitSchema.index({ created_at: -1 });
+// The default list's day buckets (@ptw/domain list.ts), newest first within a day.
+permitSchema.index({ project_id: 1, created_day: 1, created_at: -1 });
 // Registration order (@ptw/domain registration.ts): the unique index is what claims a place, so
 // two creators never share one; partial so that permits not yet registered (an older version's)
 // do not collide on a missing value (FerretDB, which does not implement partial indexes, gets
