@@ -17,26 +17,8 @@ const DAY = 24 * HOUR;
 
 /** One status per twentieth of the permits: a site's year, most permits closed, a third of them still open. */
 const STATUS_MIX = [
-  'draft',
-  'draft',
-  'draft',
-  'submitted',
-  'submitted',
-  'under_review',
-  'approved',
-  'active',
-  'active',
-  'active',
-  'active',
-  'active',
-  'suspended',
-  'completed',
-  'completed',
-  'completed',
-  'completed',
-  'cancelled',
-  'expired',
-  'rejected',
+  'draft', 'draft', 'draft', 'submitted', 'submitted', 'under_review', 'approved', 'active', 'active', 'active',
+  'active', 'active', 'suspended', 'completed', 'completed', 'completed', 'completed', 'cancelled', 'expired', 'rejected',
 ];
 
 /**
@@ -49,7 +31,7 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
   return Array.from({ length: n }, (_, k) => {
     const i = offset + k;
     const status = allDue ? 'active' : STATUS_MIX[i % STATUS_MIX.length];
-    const created = now - 365 * DAY + Math.floor((i * 7919) % ((364 * DAY) / HOUR)) * HOUR;
+    const created = now - 365 * DAY + Math.floor((i * 7919) % (364 * DAY / HOUR)) * HOUR;
     const due = allDue || (status === 'active' && i % 3 === 0);
     const start = due ? now - 10 * HOUR : now - HOUR;
     const end = due ? now - HOUR - (i % 600) * 1000 : now + (1 + (i % 48)) * HOUR;
@@ -95,34 +77,6 @@ async function insertChunked(collection, docs, chunk = 1000) {
   for (let i = 0; i < docs.length; i += chunk) await collection.insertMany(docs.slice(i, i + chunk), { ordered: false });
 }
 
-/**
- * Gives `docs` (permits about to be inserted) their places in their projects' registration order
- * (@ptw/domain registration.ts), in creation order after the places the store already holds, as
- * the services would have written them. Mutates and returns `docs`.
- */
-async function placePermits(collection, docs) {
-  const byProject = new Map();
-  for (const d of docs) {
-    if (!byProject.has(d.project_id)) byProject.set(d.project_id, []);
-    byProject.get(d.project_id).push(d);
-  }
-  for (const [project, list] of byProject) {
-    const [last] = await collection
-      .find({ project_id: project, list_seq: { $exists: true } }, { projection: { list_seq: 1 } })
-      .sort({ list_seq: -1 })
-      .limit(1)
-      .toArray();
-    let seq = last?.list_seq ?? 0;
-    list.sort((a, b) => a.created_at - b.created_at || (String(a._id) < String(b._id) ? -1 : 1));
-    for (const d of list) {
-      seq++;
-      d.list_seq = seq;
-      d.list_block = Math.floor(seq / 25);
-    }
-  }
-  return docs;
-}
-
 async function timeMs(fn) {
   const t0 = process.hrtime.bigint();
   const out = await fn();
@@ -166,12 +120,7 @@ async function measureBackend(backend, { permits, reps }) {
     const col = conn.db.collection('permits');
     const docs = permitDocs(permits);
     const seeded = await timeMs(() => insertChunked(col, docs));
-    const ids = (
-      await col
-        .find({ project_id: 'p1' }, { projection: { _id: 1 } })
-        .limit(reps + 1)
-        .toArray()
-    ).map((d) => d._id);
+    const ids = (await col.find({ project_id: 'p1' }, { projection: { _id: 1 } }).limit(reps + 1).toArray()).map((d) => d._id);
     const byCreated = { created_at: -1, _id: -1 };
     const page = (filter) => async () => {
       const rows = await col.find(filter).sort(byCreated).limit(20).toArray();
@@ -237,4 +186,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { permitDocs, insertChunked, placePermits, STATUS_MIX };
+module.exports = { permitDocs, insertChunked, STATUS_MIX };

@@ -115,13 +115,9 @@ export function equalityFields(filter: Record<string, unknown>): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(filter)) {
     if (k.startsWith('$')) continue;
-    const scalar = (x: unknown) =>
-      x === null ||
-      ['string', 'number', 'boolean'].includes(typeof x) ||
-      x instanceof Date ||
-      (typeof x === 'object' && x !== null && (x as { _bsontype?: string })._bsontype === 'ObjectId');
+    const scalar = (x: unknown) => x === null || ['string', 'number', 'boolean'].includes(typeof x) || x instanceof Date || (typeof x === 'object' && x !== null && (x as { _bsontype?: string })._bsontype === 'ObjectId');
     if (scalar(v)) out.push(k);
-    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar(v.$eq)) out.push(k);
+    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar((v).$eq)) out.push(k);
   }
   return out;
 }
@@ -182,8 +178,7 @@ export function describeUnbounded(verdicts: PushdownVerdict[]): string[] {
  * pushdown guard tests accept without an allow-list entry.
  */
 export const BOUNDING_KEYS: BoundingKeys = {
-  // A place in a project's registration order (unique) and a block of places (@ptw/domain registration.ts: 25 permits at most).
-  permits: [['_id'], ['permit_number'], ['sync_origin'], ['sync_batch'], ['project_id', 'list_seq'], ['project_id', 'list_block']],
+  permits: [['_id'], ['permit_number'], ['sync_origin'], ['sync_batch']],
   revisions: [['entity', 'entity_id', 'version'], ['_id']],
   audit_events: [['permit_id']],
   workflow_steps: [['permit_id'], ['_id']],
@@ -191,10 +186,7 @@ export const BOUNDING_KEYS: BoundingKeys = {
   closeouts: [['permit_id'], ['_id']],
   notifications: [['_id'], ['user_id', 'dedupe_key']],
   sync_receipts: [['_id'], ['device_id', 'offline_id', 'entity'], ['batch']],
-  tallies: [
-    ['series', 'minute'],
-    ['series', 'hour'],
-  ],
+  tallies: [['series', 'minute'], ['series', 'hour']],
   tally_rollups: [['_id'], ['series', 'level', 'parent']],
   counters: [['_id']],
   kpi_snapshots: [['_id']],
@@ -207,4 +199,7 @@ export const BOUNDING_KEYS: BoundingKeys = {
 };
 
 /** Allow-list entries every guard shares: bounded by something other than a key, stated here. */
-export const SHARED_ALLOWED: AllowedQuery[] = [{ collection: 'permit_types', fields: ['active'], bound: 'the active permit types: a handful per site, not growing with permits' }];
+export const SHARED_ALLOWED: AllowedQuery[] = [
+  { collection: 'permit_types', fields: ['active'], bound: 'the active permit types: a handful per site, not growing with permits' },
+  { collection: 'permits', fields: ['project_id', 'created_day'], bound: "one project's permits created on one UTC day (the default list's day buckets)" },
+];

@@ -3,11 +3,10 @@
  * bounded number of store commands whatever the number of permits — one permit-type read, one
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
-import { AppError, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { findEach, upsertRetried, utcDay, type Models } from '@ptw/db';
+import { AppError, conflict, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
+import { findEach, insertUnordered, upsertRetried, utcDay, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
-import { insertRegistered } from './registration';
 import { risk } from './rules';
 
 /** A validated permit to create, before its type is checked and its number allocated. */
@@ -69,7 +68,7 @@ const year = (d: Date) => d.getUTCFullYear();
 export function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
   const y = year(now);
   let byKey = allocators.get(models);
-  if (!byKey) allocators.set(models, (byKey = new Map<number, { queue: Ask[]; busy: boolean }>()));
+  if (!byKey) allocators.set(models, (byKey = new Map()));
   let a = byKey.get(y);
   if (!a) byKey.set(y, (a = { queue: [], busy: false }));
   const allocator = a;
@@ -134,7 +133,7 @@ export type BulkCreateResult = { ok: true; id: string; project_id: string; versi
  * (a retry of a create that was written before). Store errors are thrown.
  */
 export async function createPermits(models: Models, who: Principal, items: BulkCreateItem[], now = new Date()): Promise<BulkCreateResult[]> {
-  const results = new Array<BulkCreateResult | undefined>(items.length);
+  const results: (BulkCreateResult | undefined)[] = new Array(items.length);
   const drafts: (PermitDraft | undefined)[] = items.map((item, i) => {
     try {
       return permitDraft(who, item.data, now, item.syncOrigin);
@@ -172,42 +171,32 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
       // The schema's defaults as Model.create applies them (the fields are typed by the input schema
       // already); a mongoose document per permit would cost more CPU than its insert.
       const fields = Object.fromEntries(Object.entries(d.fields).filter(([, v]) => v !== undefined));
-      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id, ...(items[i].syncBatch ? { sync_batch: items[i].syncBatch } : {}) }));
+      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id, ...(items[i].syncBatch ? { sync_batch: items[i].syncBatch } : {}) }) as Record<string, unknown>);
     }
   });
 
-  // Each project's permits at its next places (registration.ts), numbered as reserved above; a
-  // permit whose id exists already is one this create wrote before: it is done.
-  let k = 0;
-  for (const i of docs.keys()) docs.get(i)!.permit_number = firstNumbers[k++];
-  const byProject = new Map<string, number[]>();
-  for (const i of docs.keys()) {
-    const p = docs.get(i)!.project_id as string;
-    byProject.set(p, [...(byProject.get(p) ?? []), i]);
+  let pending = [...docs.keys()];
+  for (let attempt = 0; pending.length && attempt < 20; attempt++) {
+    const numbers = attempt === 0 ? firstNumbers : await reserveNumbers(models, now, pending.length);
+    const batch = pending.map((i, k) => ({ ...docs.get(i)!, permit_number: numbers[k] }));
+    const refused = await insertUnordered(models.Permit, batch, { lean: true });
+    let retry = pending.filter((_, k) => refused.has(k));
+    if (retry.length) {
+      // A refused id (not number) is a permit this create wrote before: it exists, it is done.
+      const existing = new Set((await findEach<{ _id: unknown }>(models.Permit, '_id', retry.map((i) => items[i].id), { projection: { _id: 1 } })).map((p) => String(p._id)));
+      retry = retry.filter((i) => !existing.has(String(items[i].id)));
+    }
+    const inserted = pending.filter((_, k) => !refused.has(k));
+    if (inserted.length) {
+      await models.AuditEvent.insertMany(
+        inserted.map((i) => ({ permit_id: String(items[i].id), project_id: docs.get(i)!.project_id, action: 'create', to: 'draft', user_id: who.user_id, comments: '', at: now })),
+        { lean: true },
+      );
+    }
+    const retrySet = new Set(retry);
+    for (const i of pending) if (!retrySet.has(i)) results[i] = { ok: true, id: String(items[i].id), project_id: docs.get(i)!.project_id as string, version: 1 };
+    pending = retry;
   }
-  const renumber = async () => (await reserveNumbers(models, now, 1))[0];
-  const outcomes = await Promise.all(
-    [...byProject].map(([p, idx]) =>
-      insertRegistered(
-        models,
-        p,
-        idx.map((i) => docs.get(i)!),
-        renumber,
-      ),
-    ),
-  );
-  const inserted: number[] = [];
-  [...byProject.values()].forEach((idx, n) =>
-    idx.forEach((i, j) => {
-      if (outcomes[n][j] === 'inserted') inserted.push(i);
-      results[i] = { ok: true, id: String(items[i].id), project_id: docs.get(i)!.project_id as string, version: 1 };
-    }),
-  );
-  if (inserted.length) {
-    await models.AuditEvent.insertMany(
-      inserted.map((i) => ({ permit_id: String(items[i].id), project_id: docs.get(i)!.project_id, action: 'create', to: 'draft', user_id: who.user_id, comments: '', at: now })),
-      { lean: true },
-    );
-  }
+  for (const i of pending) results[i] = { ok: false, error: conflict('Could not allocate a permit number, retry') };
   return results as BulkCreateResult[];
 }

@@ -8,4 +8,3 @@ export * from './inbox';
 export * from './sla';
 export * from './bulk';
 export * from './list';
-export * from './registration';

@@ -42,15 +42,7 @@ beforeAll(async () => {
   await m.PermitType.create({ _id: 'hot-work', name: 'Hot Work', category: 'hot_work', risk_level: 'high', closeout_items: [] });
   // Before the service connects: its connection turns command monitoring on only while a counter listens.
   counter = countStoreCommands('ptw-sync');
-  svc = await start({
-    ...process.env,
-    ...auth,
-    NODE_ENV: 'test',
-    MONGO_URL: store.url,
-    PTW_SYNC_ADDR: '127.0.0.1:0',
-    PTW_METRICS_LISTEN: '127.0.0.1:0',
-    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')),
-  });
+  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')) });
   sync = createClient(syncPb.SyncServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
   who = { token: await mintToken(auth, { user: 'u-worker', role: 'worker', projects: ['p1'], ttlSeconds: 3600 }) };
 });
@@ -70,21 +62,18 @@ async function commandsOf(changes: syncPb.Change[], device: string) {
 }
 
 describe('command budget', () => {
-  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 9 store commands; a replay of 500 costs 5', async () => {
+  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 7 store commands; a replay of 500 costs 5', async () => {
     const budgets: Record<number, string[]> = {};
-    // The service's first create reads the store's registration mark (once per process): not part of a batch's cost.
-    await commandsOf(creates('budget-warm-up', 1), 'tablet-warm-up');
     for (const n of [1, 100, 500]) {
       const { r, commands: used } = await commandsOf(creates(`budget-${n}`, n), 'tablet-budget');
       expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
       budgets[n] = used;
     }
-    // Receipts claimed; permit types read and numbers reserved (together); the project's last place (2 probes
-    // together); permits, audit events; sync events and the batch's tally (together).
-    const expected = ['insert', 'find+findAndModify', 'find+find', 'insert', 'insert', 'insert+insert'];
-    const steps = (used: string[]) => [used[0], [used[1], used[2]].sort().join('+'), [used[3], used[4]].join('+'), used[5], used[6], [used[7], used[8]].join('+')];
+    // Receipts claimed; permit types read and numbers reserved (together); permits, audit events; sync events and the batch's tally (together).
+    const expected = ['insert', 'find+findAndModify', 'insert', 'insert', 'insert+insert'];
+    const steps = (used: string[]) => [used[0], [used[1], used[2]].sort().join('+'), used[3], used[4], [used[5], used[6]].join('+')];
     expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: expected, 100: expected, 500: expected });
-    expect(budgets[500]).toHaveLength(9);
+    expect(budgets[500]).toHaveLength(7);
 
     // Receipts refused, the batch's receipts read, its permits checked (one equality each), sync events and tally.
     const { r, commands: replay } = await commandsOf(creates('budget-500', 500), 'tablet-budget');
@@ -148,29 +137,9 @@ describe('crash recovery', () => {
   it('when a process died after claiming creates, then a retry takes over a stale claim with its permit id, answers one whose permit was written at once, and waits for a fresh one', async () => {
     const [lost, written, fresh] = creates('crash', 3);
     const ids = [new Types.ObjectId(), new Types.ObjectId(), new Types.ObjectId()];
-    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({
-      device_id: 'tablet-crash',
-      offline_id: c.offline_id,
-      entity: 'permit',
-      status: 'reserved',
-      server_id: String(id),
-      new_version: 1,
-      user_id: 'u-worker',
-      at: new Date(Date.now() - ageMs),
-    });
+    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({ device_id: 'tablet-crash', offline_id: c.offline_id, entity: 'permit', status: 'reserved', server_id: String(id), new_version: 1, user_id: 'u-worker', at: new Date(Date.now() - ageMs) });
     await m.SyncReceipt.insertMany([claim(lost, ids[0], 30_000), claim(written, ids[1], 1_000), claim(fresh, ids[2], 0)]);
-    await m.Permit.create({
-      _id: ids[1],
-      permit_number: 'PTW-CRASH-1',
-      project_id: 'p1',
-      permit_type_id: 'hot-work',
-      title: 'crash 1',
-      status: 'draft',
-      created_by: 'u-worker',
-      version: 1,
-      created_at: new Date(),
-      updated_at: new Date(),
-    });
+    await m.Permit.create({ _id: ids[1], permit_number: 'PTW-CRASH-1', project_id: 'p1', permit_type_id: 'hot-work', title: 'crash 1', status: 'draft', created_by: 'u-worker', version: 1, created_at: new Date(), updated_at: new Date() });
 
     const first = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [lost, written] }, who);
     expect(first.applied.map((a) => [a.offline_id, a.server_id, a.status])).toEqual([

@@ -7,7 +7,18 @@ export function utcDay(d: Date | number): string {
   return new Date(d).toISOString().slice(0, 10);
 }
 
-export const PERMIT_STATUSES = ['draft', 'submitted', 'under_review', 'approved', 'active', 'suspended', 'completed', 'cancelled', 'expired', 'rejected'] as const;
+export const PERMIT_STATUSES = [
+  'draft',
+  'submitted',
+  'under_review',
+  'approved',
+  'active',
+  'suspended',
+  'completed',
+  'cancelled',
+  'expired',
+  'rejected',
+] as const;
 export type PermitStatus = (typeof PERMIT_STATUSES)[number];
 
 const projectSchema = new Schema({ _id: String, name: { type: String, required: true } }, opts);
@@ -80,12 +91,6 @@ const permitSchema = new Schema(
       },
     },
     updated_at: { type: Date, required: true },
-    /**
-     * Its place in its project's registration order: 1, 2, 3, … with no gaps (@ptw/domain
-     * registration.ts), and that place's block of LIST_BLOCK: the default list's equality reads.
-     */
-    list_seq: Number,
-    list_block: Number,
     /** `<device_id>/<offline_id>` of the offline change that created it (sync crash recovery). */
     sync_origin: String,
     /** The sync batch that created it (a hash of its device and offline ids): a re-sent batch's permits in one equality read. */
@@ -105,12 +110,6 @@ permitSchema.index({ status: 1, created_at: -1 });
 permitSchema.index({ created_at: -1 });
 // The default list's day buckets (@ptw/domain list.ts), newest first within a day.
 permitSchema.index({ project_id: 1, created_day: 1, created_at: -1 });
-// Registration order (@ptw/domain registration.ts): the unique index is what claims a place, so
-// two creators never share one; partial so that permits not yet registered (an older version's)
-// do not collide on a missing value (FerretDB, which does not implement partial indexes, gets
-// the plain index: its PostgreSQL index never counts a missing value as a duplicate).
-permitSchema.index({ project_id: 1, list_seq: 1 }, { unique: true, partialFilterExpression: { list_seq: { $exists: true } } });
-permitSchema.index({ project_id: 1, list_block: 1 });
 // KPIs' completed/cancelled today.
 permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, updated_at: 1 });
@@ -318,30 +317,12 @@ const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, require
 const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true }, first_day: String }, opts);
 
 /** One operation's counts in a time series (see tallies.ts): read by minute, equality only. */
-const tallySchema = new Schema(
-  {
-    series: { type: String, required: true },
-    minute: { type: String, required: true },
-    hour: { type: String, required: true },
-    counts: { type: Schema.Types.Mixed, required: true },
-    at: { type: Date, required: true },
-  },
-  { ...opts, minimize: false },
-);
+const tallySchema = new Schema({ series: { type: String, required: true }, minute: { type: String, required: true }, hour: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true }, at: { type: Date, required: true } }, { ...opts, minimize: false });
 tallySchema.index({ series: 1, minute: 1 });
 tallySchema.index({ series: 1, hour: 1 });
 
 /** The sum of a closed minute or hour of a series (`_id` `<series>:<level>:<key>`), read by its parent hour or day. */
-const tallyRollupSchema = new Schema(
-  {
-    _id: String,
-    series: { type: String, required: true },
-    level: { type: String, required: true },
-    parent: { type: String, required: true },
-    counts: { type: Schema.Types.Mixed, required: true },
-  },
-  { ...opts, minimize: false },
-);
+const tallyRollupSchema = new Schema({ _id: String, series: { type: String, required: true }, level: { type: String, required: true }, parent: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true } }, { ...opts, minimize: false });
 tallyRollupSchema.index({ series: 1, level: 1, parent: 1 });
 
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
@@ -377,7 +358,6 @@ export type Models = { [K in keyof Schemas]: Model<Doc<K>> };
 export function registerModels(conn: Connection): Models {
   const out = {} as Record<string, Model<unknown>>;
   for (const [name, [schema, collection]] of Object.entries(schemas)) {
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- mongoose types the connection's model map as Model<any>
     out[name] = conn.models[name] ?? conn.model(name, schema as Schema, collection);
   }
   return out as unknown as Models;

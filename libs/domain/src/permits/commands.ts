@@ -1,13 +1,12 @@
 /** Permit writes: create, edit and status transitions, each audited. */
 import { conflict, failedPrecondition, hasRole, invalidArgument, permissionDenied, storableIssue, type Principal } from '@ptw/common';
-import { PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
+import { isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
 import { checkTimes, permitDraft } from '../bulk';
 import { parseInput, updatePermitSchema } from '../input';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from '../rules';
 import { audit, completeEffects } from './effects';
 import { nextPermitNumber } from './numbering';
 import { getScopedPermit } from './query';
-import { insertRegistered } from '../registration';
 import type { PendingEffects, PermitDoc } from './types';
 import { guardedPermitWrite, staleVersion } from './versioning';
 
@@ -22,15 +21,20 @@ export async function createPermit(models: Models, who: Principal, data: unknown
   const draft = permitDraft(who, data, now);
   await loadActiveType(models, draft.typeId);
   checkTimes(draft.fields.planned_start_time as Date | undefined, draft.fields.planned_end_time as Date | undefined);
-  // Validated and cast as Model.create would, then written at the project's next place (registration.ts).
-  const doc = new models.Permit({ ...draft.fields, permit_number: await nextPermitNumber(models, now) });
-  await doc.validate();
-  const created = doc.toObject() as PermitDoc;
-  const [outcome] = await insertRegistered(models, created.project_id, [created], () => nextPermitNumber(models, now));
-  if (outcome !== 'inserted') throw conflict('Could not create the permit, retry');
-  await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
-  await audit(models, created, 'create', undefined, 'draft', who.user_id, '', now);
-  return created;
+  const base = draft.fields;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const permit_number = await nextPermitNumber(models, now);
+    try {
+      const created = await models.Permit.create({ ...base, permit_number });
+      await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
+      await audit(models, created.toObject() as PermitDoc, 'create', undefined, 'draft', who.user_id, '', now);
+      return created.toObject() as PermitDoc;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
+    }
+  }
+  throw conflict('Could not allocate a permit number, retry');
 }
 
 /** Who may edit which permit: the creator while draft/rejected; supervisors and managers until it ends. */
@@ -50,9 +54,9 @@ export async function updatePermit(models: Models, who: Principal, id: string, v
   const refusal = editRefusal(who, doc);
   if (refusal) throw TERMINAL.has(doc.status) ? failedPrecondition(refusal) : permissionDenied(refusal);
   if (version !== doc.version) throw await staleVersion(models, id, version, Object.keys(input));
-  checkTimes(input.planned_start_time ?? (doc.planned_start_time as Date | undefined), input.planned_end_time ?? (doc.planned_end_time as Date | undefined));
+  checkTimes(input.planned_start_time ?? doc.planned_start_time, input.planned_end_time ?? doc.planned_end_time);
   const set: Record<string, unknown> = { ...input };
-  if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? (doc.probability as number), input.severity ?? (doc.severity as number)));
+  if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? doc.probability, input.severity ?? doc.severity));
   const updated = await guardedPermitWrite(models, doc, set, who.user_id, now, version);
   await audit(models, updated, 'update', doc.status, doc.status, who.user_id, '', now);
   return updated;
@@ -111,7 +115,6 @@ async function checkGates(models: Models, doc: PermitDoc, to: PermitStatus): Pro
     const closeout = await models.Closeout.findOne({ permit_id: id }, { completed: 1 }).lean();
     if (!closeout?.completed) throw failedPrecondition('Closeout must be completed before the permit is completed');
     const stillIsolated = await models.IsolationPoint.find({ permit_id: id, status: { $in: ['isolated', 'verified'] } }, { name: 1 }).lean();
-    if (stillIsolated.length)
-      throw failedPrecondition(`Isolation points are not de-isolated: ${stillIsolated.map((p) => p.name).join(', ')}`, { isolated: stillIsolated.map((p) => p.name) });
+    if (stillIsolated.length) throw failedPrecondition(`Isolation points are not de-isolated: ${stillIsolated.map((p) => p.name).join(', ')}`, { isolated: stillIsolated.map((p) => p.name) });
   }
 }

@@ -3,8 +3,7 @@ import { inScope, invalidArgument, notFound, type Principal } from '@ptw/common'
 import { PERMIT_STATUSES, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { parseInput, permitFilterSchema } from '../input';
-import { NEWEST_FIRST } from '../list';
-import { registeredPage } from '../registration';
+import { DAY_WALK_MAX_DEPTH, NEWEST_FIRST, newestOfProject } from '../list';
 import { toPermitMessage } from '../serialize';
 import { completeEffects, PENDING_GRACE_MS } from './effects';
 import type { PendingEffects, PermitDoc, PermitFilterInput } from './types';
@@ -93,7 +92,7 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
 }
 
 function newerFirst(a: PermitDoc, b: PermitDoc): number {
-  const t = new Date(b.created_at as Date).getTime() - new Date(a.created_at as Date).getTime();
+  const t = new Date(b.created_at).getTime() - new Date(a.created_at).getTime();
   if (t !== 0) return t;
   const x = String(a._id);
   const y = String(b._id);
@@ -102,22 +101,17 @@ function newerFirst(a: PermitDoc, b: PermitDoc): number {
 
 export interface ListOptions {
   /**
-   * Serve the default list by registration order (registration.ts): right where the store pushes
-   * equality down to an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend,
-   * which pushes down only `_id`, every query scans, so fewer queries win there.
+   * Serve the default list by day buckets (list.ts): right where the store pushes equality down to
+   * an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend, which pushes down
+   * only `_id`, every query scans, so fewer queries win there.
    */
-  byPlace?: boolean;
+  dayWalk?: boolean;
 }
 
-/** Deepest result (page × page_size) merged from several projects' registration orders. */
-export const MERGE_MAX_DEPTH = 200;
-
 /**
- * One page of the caller's permits, newest first. With no filter but the caller's projects, a
- * project's page is read by place (registration.ts: the count is the last place, the page the
- * places it covers), and several projects' heads are merged by creation time. Otherwise each part
- * of the query (see {@link permitQueryParts}) is counted and read up to the page's depth in
- * parallel; the parts are disjoint, so the counts add up and the page is the merged head.
+ * One page of the caller's permits, newest first. Each part of the query (see
+ * {@link permitQueryParts}) is counted and read up to the page's depth in parallel; the parts are
+ * disjoint, so the counts add up and the page is the merged head.
  */
 export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number, opts: ListOptions = {}) {
   if (!Number.isInteger(page) || page < 1) throw invalidArgument('page: expected an integer ≥ 1', { field: 'page' });
@@ -128,19 +122,12 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   const parts = permitQueryParts(who, filter);
   const skip = (page - 1) * pageSize;
   const plainProjects = parts.every((q) => Object.keys(q).length === 1 && typeof q.project_id === 'string');
-  if ((opts.byPlace ?? true) && parts.length > 0 && plainProjects) {
-    if (parts.length === 1) {
-      const { count, docs } = await registeredPage(models, parts[0].project_id as string, skip, pageSize);
-      return { count, results: docs.map((d) => toPermitMessage(d)) };
-    }
-    if (skip + pageSize <= MERGE_MAX_DEPTH) {
-      const heads = await Promise.all(parts.map((q) => registeredPage(models, q.project_id as string, 0, skip + pageSize)));
-      const docs = heads
-        .flatMap((h) => h.docs as unknown as PermitDoc[])
-        .sort(newerFirst)
-        .slice(skip, skip + pageSize);
-      return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
-    }
+  if ((opts.dayWalk ?? true) && parts.length > 0 && plainProjects && skip + pageSize <= DAY_WALK_MAX_DEPTH) {
+    // No filter but the projects: day buckets (see list.ts), the same page and count.
+    const now = new Date();
+    const heads = await Promise.all(parts.map((q) => newestOfProject(models, q.project_id as string, skip + pageSize, now)));
+    const docs = heads.flatMap((h) => h.docs).sort(newerFirst).slice(skip, skip + pageSize);
+    return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
   }
   if (parts.length <= 1) {
     const q = parts[0];
@@ -151,20 +138,8 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   const [counts, heads] = await Promise.all([
     Promise.all(parts.map((q) => models.Permit.countDocuments(q))),
     // One reply per part (the driver's first batch is otherwise 101 documents).
-    Promise.all(
-      parts.map(
-        (q) =>
-          models.Permit.find(q)
-            .sort(NEWEST_FIRST)
-            .limit(skip + pageSize)
-            .batchSize(skip + pageSize)
-            .lean() as Promise<PermitDoc[]>,
-      ),
-    ),
+    Promise.all(parts.map((q) => models.Permit.find(q).sort(NEWEST_FIRST).limit(skip + pageSize).batchSize(skip + pageSize).lean() as Promise<PermitDoc[]>)),
   ]);
-  const docs = heads
-    .flat()
-    .sort(newerFirst)
-    .slice(skip, skip + pageSize);
+  const docs = heads.flat().sort(newerFirst).slice(skip, skip + pageSize);
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
 }
