@@ -55,9 +55,7 @@ function permits(n, now) {
 
 async function main() {
   let store;
-  const url = process.env.MONGO_URL
-    ? process.env.MONGO_URL.replace(/^(mongodb(?:\+srv)?:\/\/[^/?]+)(\/[^?]*)?/, `$1/ptw_bench_auto_expire_${Date.now()}`)
-    : (store = await startStore()).url;
+  const url = process.env.MONGO_URL ? process.env.MONGO_URL.replace(/^(mongodb(?:\+srv)?:\/\/[^/?]+)(\/[^?]*)?/, `$1/ptw_bench_auto_expire_${Date.now()}`) : (store = await startStore()).url;
   const conn = await mongoose.createConnection(url, { monitorCommands: true, retryWrites: false }).asPromise();
   let counting = false;
   let counts = {};
@@ -102,8 +100,26 @@ async function main() {
           { _id: p._id, version: p.version, status: 'active' },
           { $set: { status: 'expired', version: p.version + 1, updated_at: at, actual_end_time: at } },
         );
-        await models.AuditEvent.collection.insertOne({ permit_id: String(p._id), project_id: p.project_id, action: 'status_change', from: 'active', to: 'expired', user_id: 'system', comments: 'Auto-expired: planned end time passed', at });
-        await models.Notification.collection.insertOne({ user_id: p.created_by, type: 'ptw_expired', title: `Permit ${p.permit_number} expired`, message: '', data: { permit_id: String(p._id) }, dedupe_key: `expired_${p._id}`, read: false, created_at: at });
+        await models.AuditEvent.collection.insertOne({
+          permit_id: String(p._id),
+          project_id: p.project_id,
+          action: 'status_change',
+          from: 'active',
+          to: 'expired',
+          user_id: 'system',
+          comments: 'Auto-expired: planned end time passed',
+          at,
+        });
+        await models.Notification.collection.insertOne({
+          user_id: p.created_by,
+          type: 'ptw_expired',
+          title: `Permit ${p.permit_number} expired`,
+          message: '',
+          data: { permit_id: String(p._id) },
+          dedupe_key: `expired_${p._id}`,
+          read: false,
+          created_at: at,
+        });
       }
       return rows.length;
     });
@@ -111,14 +127,24 @@ async function main() {
     const rate = (n, ms) => Math.round((n / ms) * 1000);
     const jobRate = rate(PERMITS, job.ms);
     const naiveRate = rate(BASELINE, naive.ms);
-    console.log(`## auto_expire_permits — ${PERMITS} active permits past their end (${store ? `FerretDB 1.24, ${store.backend === 'sqlite' ? 'SQLite' : 'PostgreSQL'}` : `MONGO_URL ${new URL(url).host}`}; batch ${BATCH})\n`);
+    console.log(
+      `## auto_expire_permits — ${PERMITS} active permits past their end (${store ? `FerretDB 1.24, ${store.backend === 'sqlite' ? 'SQLite' : 'PostgreSQL'}` : `MONGO_URL ${new URL(url).host}`}; batch ${BATCH})\n`,
+    );
     console.log('| case | permits | wall time | permits/s | store commands | commands per 1,000 permits |');
     console.log('|---|---:|---:|---:|---:|---:|');
-    console.log(`| insertMany (set-up) | ${PERMITS} | ${(insert.ms / 1000).toFixed(2)} s | ${rate(PERMITS, insert.ms)} | ${insert.total} | ${((insert.total / PERMITS) * 1000).toFixed(1)} |`);
+    console.log(
+      `| insertMany (set-up) | ${PERMITS} | ${(insert.ms / 1000).toFixed(2)} s | ${rate(PERMITS, insert.ms)} | ${insert.total} | ${((insert.total / PERMITS) * 1000).toFixed(1)} |`,
+    );
     console.log(`| **job (bulk)** | ${PERMITS} | ${(job.ms / 1000).toFixed(2)} s | ${jobRate} | ${job.total} | ${((job.total / PERMITS) * 1000).toFixed(1)} |`);
     console.log(`| baseline: one by one | ${BASELINE} | ${(naive.ms / 1000).toFixed(2)} s | ${naiveRate} | ${naive.total} | ${((naive.total / BASELINE) * 1000).toFixed(1)} |`);
-    console.log(`\njob commands: ${Object.entries(job.commands).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    console.log(`ratio: the bulk job expires ${(jobRate / naiveRate).toFixed(1)}× as many permits per second as the baseline, with ${((naive.total / BASELINE) / (job.total / PERMITS)).toFixed(0)}× fewer commands per permit`);
+    console.log(
+      `\njob commands: ${Object.entries(job.commands)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    console.log(
+      `ratio: the bulk job expires ${(jobRate / naiveRate).toFixed(1)}× as many permits per second as the baseline, with ${(naive.total / BASELINE / (job.total / PERMITS)).toFixed(0)}× fewer commands per permit`,
+    );
     console.log(`outcome: expired ${expired}, audit events ${audits}, notifications ${notes} → ${ok ? 'OK' : 'MISMATCH'}; peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
     if (!ok) process.exitCode = 1;
   } finally {

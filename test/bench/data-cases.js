@@ -52,8 +52,16 @@ const UNCACHED_REPS = 3;
 
 // list-kpis.js's mix: a year of a large site, most permits closed, a few hundred open in each state.
 const MIX = [
-  ['completed', 60], ['cancelled', 5], ['expired', 5], ['rejected', 3], ['draft', 5],
-  ['submitted', 5], ['under_review', 3], ['approved', 4], ['active', 8], ['suspended', 2],
+  ['completed', 60],
+  ['cancelled', 5],
+  ['expired', 5],
+  ['rejected', 3],
+  ['draft', 5],
+  ['submitted', 5],
+  ['under_review', 3],
+  ['approved', 4],
+  ['active', 8],
+  ['suspended', 2],
 ];
 const WHEEL = MIX.flatMap(([s, w]) => Array(w).fill(s));
 const TYPES = ['hot-work', 'electrical-isolation', 'confined-space'];
@@ -165,19 +173,52 @@ function auditTrail(permits) {
     audit.push({ ...base, action: 'create', to: 'draft', user_id: p.created_by, comments: '', at: p.created_at });
     let from = 'draft';
     for (const [k, to] of PATH[p.status].entries()) {
-      audit.push({ ...base, action: 'status_change', from, to, user_id: ['under_review', 'approved'].includes(to) ? 'u-supervisor' : p.created_by, comments: k % 2 ? 'ok' : '', at: new Date(p.created_at.getTime() + Math.floor(((k + 1) / (PATH[p.status].length + 1)) * span)) });
+      audit.push({
+        ...base,
+        action: 'status_change',
+        from,
+        to,
+        user_id: ['under_review', 'approved'].includes(to) ? 'u-supervisor' : p.created_by,
+        comments: k % 2 ? 'ok' : '',
+        at: new Date(p.created_at.getTime() + Math.floor(((k + 1) / (PATH[p.status].length + 1)) * span)),
+      });
       from = to;
     }
     if (p.submitted_at) {
       const verified = p.verified_at ? 'completed' : p.status === 'rejected' ? 'rejected' : 'pending';
       const approved = p.approved_at ? 'completed' : 'pending';
-      steps.push({ ...base, step: 'verification', assignee_id: 'u-supervisor', status: verified, started_at: p.submitted_at, ...(p.verified_at ? { completed_at: p.verified_at } : {}), limit_hours: 4 });
-      steps.push({ ...base, step: 'approval', assignee_id: 'u-manager', status: approved, ...(p.verified_at ? { started_at: p.verified_at } : {}), ...(p.approved_at ? { completed_at: p.approved_at } : {}), limit_hours: 4 });
+      steps.push({
+        ...base,
+        step: 'verification',
+        assignee_id: 'u-supervisor',
+        status: verified,
+        started_at: p.submitted_at,
+        ...(p.verified_at ? { completed_at: p.verified_at } : {}),
+        limit_hours: 4,
+      });
+      steps.push({
+        ...base,
+        step: 'approval',
+        assignee_id: 'u-manager',
+        status: approved,
+        ...(p.verified_at ? { started_at: p.verified_at } : {}),
+        ...(p.approved_at ? { completed_at: p.approved_at } : {}),
+        limit_hours: 4,
+      });
     }
     if (ISOLATING.has(p.permit_type_id) && p.submitted_at) {
       const state = { submitted: 'assigned', under_review: 'isolated', rejected: 'assigned', completed: 'deisolated' }[p.status] ?? 'verified';
       for (let k = 0; k < 1 + (n % 2); k++) {
-        const point = { ...base, name: `Breaker MCC-${1 + ((n + k) % 40)}`, energy_type: p.permit_type_id === 'confined-space' ? 'mechanical' : 'electrical', required: true, status: state, lock_ids: state === 'assigned' ? [] : [`L-${n}-${k}`], notes: '', version: 1 + ['assigned', 'isolated', 'verified', 'deisolated'].indexOf(state) };
+        const point = {
+          ...base,
+          name: `Breaker MCC-${1 + ((n + k) % 40)}`,
+          energy_type: p.permit_type_id === 'confined-space' ? 'mechanical' : 'electrical',
+          required: true,
+          status: state,
+          lock_ids: state === 'assigned' ? [] : [`L-${n}-${k}`],
+          notes: '',
+          version: 1 + ['assigned', 'isolated', 'verified', 'deisolated'].indexOf(state),
+        };
         if (state !== 'assigned') Object.assign(point, { isolated_by: p.created_by, isolated_at: p.submitted_at });
         if (state === 'verified' || state === 'deisolated') Object.assign(point, { verified_by: 'u-supervisor', verified_at: p.verified_at ?? p.submitted_at });
         if (state === 'deisolated') Object.assign(point, { deisolated_by: p.created_by, deisolated_at: p.actual_end_time ?? p.updated_at });
@@ -185,7 +226,15 @@ function auditTrail(permits) {
       }
     }
     if (p.status === 'completed') {
-      closeouts.push({ ...base, checklist: { area_clean: true, tools_removed: true, fire_watch_done: true }, remarks: 'Area handed back.', completed: true, completed_at: p.actual_end_time, completed_by: p.created_by, version: 2 });
+      closeouts.push({
+        ...base,
+        checklist: { area_clean: true, tools_removed: true, fire_watch_done: true },
+        remarks: 'Area handed back.',
+        completed: true,
+        completed_at: p.actual_end_time,
+        completed_by: p.created_by,
+        version: 2,
+      });
     }
   }
   return { audit, steps, points, closeouts };
@@ -232,7 +281,14 @@ function syncHistory(now) {
 function expectedSync(stamps, t) {
   const since = t - DAY;
   const sinceMinute = Math.floor(since / 60_000) * 60_000;
-  const sum = (from) => stamps.filter((s) => s.at >= from).reduce((a, s) => ({ applied: a.applied + (s.counts.applied ?? 0), conflicts: a.conflicts + (s.counts.conflicts ?? 0), rejected: a.rejected + (s.counts.rejected ?? 0) }), { applied: 0, conflicts: 0, rejected: 0 });
+  const sum = (from) =>
+    stamps
+      .filter((s) => s.at >= from)
+      .reduce((a, s) => ({ applied: a.applied + (s.counts.applied ?? 0), conflicts: a.conflicts + (s.counts.conflicts ?? 0), rejected: a.rejected + (s.counts.rejected ?? 0) }), {
+        applied: 0,
+        conflicts: 0,
+        rejected: 0,
+      });
   return { exact: sum(since), fromMinute: sum(sinceMinute) };
 }
 
@@ -280,7 +336,19 @@ function quantile(xs, q) {
  * `{soft: text}` for an answer that came but is wrong (timed, and the kind FAILs). Returns per kind: first, times, failures, the first failure, abandoned, last answer.
  */
 async function runRounds(kinds, reps, { pauseMs = 0, first = true } = {}) {
-  const out = kinds.map((k) => ({ name: k.name, target: k.target, times: [], failures: 0, wrong: 0, wrongError: undefined, streak: 0, firstError: undefined, abandoned: false, first: undefined, answers: [] }));
+  const out = kinds.map((k) => ({
+    name: k.name,
+    target: k.target,
+    times: [],
+    failures: 0,
+    wrong: 0,
+    wrongError: undefined,
+    streak: 0,
+    firstError: undefined,
+    abandoned: false,
+    first: undefined,
+    answers: [],
+  }));
   const once = async (k, o) => {
     const r = await k.send();
     const verdict = r.error ?? k.check(r);
@@ -337,7 +405,12 @@ function printRows(rows, reps, extra = () => '') {
   for (const r of rows) {
     const p50 = quantile(r.times, 0.5);
     const p99 = quantile(r.times, 0.99);
-    const first = r.first === 'n/a' ? '–' : typeof r.first === 'number' ? `${f1(r.first)}${r.firstWrong ? ' (wrong answer)' : ''}` : `failed${r.first?.failed !== undefined ? ` after ${f1(r.first.failed)}` : ''}`;
+    const first =
+      r.first === 'n/a'
+        ? '–'
+        : typeof r.first === 'number'
+          ? `${f1(r.first)}${r.firstWrong ? ' (wrong answer)' : ''}`
+          : `failed${r.first?.failed !== undefined ? ` after ${f1(r.first.failed)}` : ''}`;
     const sent = r.times.length + r.failures + (typeof r.first === 'number' ? 1 : 0);
     const ok = sent - r.failures;
     let verdict;
@@ -405,49 +478,63 @@ async function seedPermits(db, n, spread, now) {
 
 async function listCase(args, shared) {
   const now = Date.now();
-  return withStack('list', shared, (db) => seedPermits(db, args.permits, 'today', now), async ({ api, db, seedS }) => {
-    const permits = db.collection('permits');
-    const rx = { $regex: Q_WORD, $options: 'i' };
-    const kinds = [
-      { name: 'default page (page_size=20)', qs: 'page_size=20', filter: {}, page: 1, target: 50 },
-      { name: 'status=draft', qs: 'status=draft&page_size=20', filter: { status: 'draft' }, page: 1, target: 100 },
-      { name: 'status=completed,cancelled', qs: 'status=completed,cancelled&page_size=20', filter: { status: { $in: ['completed', 'cancelled'] } }, page: 1, target: 100 },
-      { name: 'page=50&page_size=20', qs: 'page=50&page_size=20', filter: {}, page: 50, target: 100 },
-      { name: `q=${Q_WORD}`, qs: `q=${Q_WORD}&page_size=20`, filter: { $or: [{ title: rx }, { permit_number: rx }, { location: rx }, { description: rx }] }, page: 1, target: 300 },
-    ];
-    const checks = [];
-    for (const k of kinds) {
-      const sel = { project_id: 'p1', ...k.filter };
-      k.expected = await permits.countDocuments(sel);
-      k.rawPage = (await permits.find(sel, { projection: { _id: 1 } }).sort({ created_at: -1, _id: -1 }).skip((k.page - 1) * 20).limit(20).toArray()).map((d) => String(d._id));
-      k.seen = new Set();
-      k.pageSeen = new Set();
-      k.send = () => request(`${api}/permits/?${k.qs}`, { token: shared.tokens.manager });
-      k.check = (r) => {
-        if (r.status !== 200) return r.body.toString('utf8').slice(0, 200);
-        const b = json(r);
-        if (!b || typeof b.count !== 'number' || !Array.isArray(b.results)) return 'not a {count, results} answer';
-        k.seen.add(b.count);
-        const ids = b.results.map((p) => p.id);
-        k.pageSeen.add(ids.join(',') === k.rawPage.join(',') ? 'same' : ids.length === k.rawPage.length ? 'other order/ids' : `${ids.length} results, raw ${k.rawPage.length}`);
-        return b.count === k.expected ? undefined : { soft: `count ${b.count}, raw countDocuments ${k.expected}` };
-      };
-    }
-    progress('list: measuring');
-    const rows = await runRounds(kinds, args.reps);
-    for (const [i, k] of kinds.entries()) {
-      const seen = [...k.seen];
-      const countOk = seen.length === 1 && seen[0] === k.expected;
-      const pageOk = [...k.pageSeen].every((s) => s === 'same');
-      checks.push({ name: k.name, expected: k.expected, seen, countOk, page: [...k.pageSeen].join('; ') || '–', pageOk });
-      rows[i].extra = `${seen.length ? seen.join(', ') : '–'} vs ${k.expected}: ${countOk ? 'OK' : '**MISMATCH**'}; page ${pageOk ? 'same as raw' : `**${[...k.pageSeen].join('; ')}**`}`;
-    }
-    const p1 = await permits.countDocuments({ project_id: 'p1' });
-    const total = await permits.countDocuments({});
-    console.log(`### 1. One-day list — ${total.toLocaleString('en')} permits all created today (UTC), ${p1.toLocaleString('en')} in p1; a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`);
-    printRows(rows, args.reps, (r) => (r ? r.extra : 'count vs raw countDocuments; page vs raw sorted page'));
-    return rows.map((r, i) => ({ ...r, countOk: checks[i].countOk }));
-  });
+  return withStack(
+    'list',
+    shared,
+    (db) => seedPermits(db, args.permits, 'today', now),
+    async ({ api, db, seedS }) => {
+      const permits = db.collection('permits');
+      const rx = { $regex: Q_WORD, $options: 'i' };
+      const kinds = [
+        { name: 'default page (page_size=20)', qs: 'page_size=20', filter: {}, page: 1, target: 50 },
+        { name: 'status=draft', qs: 'status=draft&page_size=20', filter: { status: 'draft' }, page: 1, target: 100 },
+        { name: 'status=completed,cancelled', qs: 'status=completed,cancelled&page_size=20', filter: { status: { $in: ['completed', 'cancelled'] } }, page: 1, target: 100 },
+        { name: 'page=50&page_size=20', qs: 'page=50&page_size=20', filter: {}, page: 50, target: 100 },
+        { name: `q=${Q_WORD}`, qs: `q=${Q_WORD}&page_size=20`, filter: { $or: [{ title: rx }, { permit_number: rx }, { location: rx }, { description: rx }] }, page: 1, target: 300 },
+      ];
+      const checks = [];
+      for (const k of kinds) {
+        const sel = { project_id: 'p1', ...k.filter };
+        k.expected = await permits.countDocuments(sel);
+        k.rawPage = (
+          await permits
+            .find(sel, { projection: { _id: 1 } })
+            .sort({ created_at: -1, _id: -1 })
+            .skip((k.page - 1) * 20)
+            .limit(20)
+            .toArray()
+        ).map((d) => String(d._id));
+        k.seen = new Set();
+        k.pageSeen = new Set();
+        k.send = () => request(`${api}/permits/?${k.qs}`, { token: shared.tokens.manager });
+        k.check = (r) => {
+          if (r.status !== 200) return r.body.toString('utf8').slice(0, 200);
+          const b = json(r);
+          if (!b || typeof b.count !== 'number' || !Array.isArray(b.results)) return 'not a {count, results} answer';
+          k.seen.add(b.count);
+          const ids = b.results.map((p) => p.id);
+          k.pageSeen.add(ids.join(',') === k.rawPage.join(',') ? 'same' : ids.length === k.rawPage.length ? 'other order/ids' : `${ids.length} results, raw ${k.rawPage.length}`);
+          return b.count === k.expected ? undefined : { soft: `count ${b.count}, raw countDocuments ${k.expected}` };
+        };
+      }
+      progress('list: measuring');
+      const rows = await runRounds(kinds, args.reps);
+      for (const [i, k] of kinds.entries()) {
+        const seen = [...k.seen];
+        const countOk = seen.length === 1 && seen[0] === k.expected;
+        const pageOk = [...k.pageSeen].every((s) => s === 'same');
+        checks.push({ name: k.name, expected: k.expected, seen, countOk, page: [...k.pageSeen].join('; ') || '–', pageOk });
+        rows[i].extra = `${seen.length ? seen.join(', ') : '–'} vs ${k.expected}: ${countOk ? 'OK' : '**MISMATCH**'}; page ${pageOk ? 'same as raw' : `**${[...k.pageSeen].join('; ')}**`}`;
+      }
+      const p1 = await permits.countDocuments({ project_id: 'p1' });
+      const total = await permits.countDocuments({});
+      console.log(
+        `### 1. One-day list — ${total.toLocaleString('en')} permits all created today (UTC), ${p1.toLocaleString('en')} in p1; a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`,
+      );
+      printRows(rows, args.reps, (r) => (r ? r.extra : 'count vs raw countDocuments; page vs raw sorted page'));
+      return rows.map((r, i) => ({ ...r, countOk: checks[i].countOk }));
+    },
+  );
 }
 
 async function healthCase(args, shared) {
@@ -476,7 +563,11 @@ async function healthCase(args, shared) {
       const lo = expectedSync(stamps, Date.now()).exact;
       const hi = expectedSync(stamps, Date.now() - r.ms - 1000).fromMinute;
       const out = [];
-      for (const [field, key] of [['applied_last_24h', 'applied'], ['conflicts_last_24h', 'conflicts'], ['rejected_last_24h', 'rejected']]) {
+      for (const [field, key] of [
+        ['applied_last_24h', 'applied'],
+        ['conflicts_last_24h', 'conflicts'],
+        ['rejected_last_24h', 'rejected'],
+      ]) {
         const v = b?.sync?.[field];
         if (v !== null && v !== undefined && !(v >= lo[key] && v <= hi[key])) out.push(`sync.${field} ${v}, seeded ${lo[key] === hi[key] ? lo[key] : `${lo[key]}–${hi[key]}`}`);
       }
@@ -520,9 +611,13 @@ async function healthCase(args, shared) {
       uncachedNote = `The rows "cache expired": ${uncachedReps} requests of each, every one more than 60 s after the previous one of its \`hours\` (rollups already built).`;
     }
     const exp = expectedSync(stamps, t);
-    console.log(`### 2. Health — ${SYNC_EVENTS.toLocaleString('en')} sync events in the last 24 h (${SYNC_EVENTS / SYNC_BATCH} batches of ${SYNC_BATCH}: sync_events + one tallies document each), ${args.permits.toLocaleString('en')} permits; a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`);
+    console.log(
+      `### 2. Health — ${SYNC_EVENTS.toLocaleString('en')} sync events in the last 24 h (${SYNC_EVENTS / SYNC_BATCH} batches of ${SYNC_BATCH}: sync_events + one tallies document each), ${args.permits.toLocaleString('en')} permits; a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`,
+    );
     printRows(rows, args.reps);
-    console.log(`The health service caches a history answer for 60 s per \`hours\` (when not degraded): the rounds after the first of each \`hours\` are mostly cache hits. ${uncachedNote}\n`);
+    console.log(
+      `The health service caches a history answer for 60 s per \`hours\` (when not degraded): the rounds after the first of each \`hours\` are mostly cache hits. ${uncachedNote}\n`,
+    );
     const show = (r) => {
       if (!r || r.status !== 200) return r ? `HTTP ${r.status ?? '–'} ${(r.error ?? r.body?.toString('utf8') ?? '').slice(0, 160)}` : '–';
       const b = json(r);
@@ -533,14 +628,22 @@ async function healthCase(args, shared) {
         `${bad.length ? `**null/UNAVAILABLE: ${bad.join('; ')}**` : 'no figure null, no service UNAVAILABLE'}; ${wrong.length ? `**wrong: ${wrong.join('; ')}**` : 'sync figures match the seeded events'}`
       );
     };
-    console.log(`Expected in the window when measuring started: applied ${exp.exact.applied} (from the window's minute: ${exp.fromMinute.applied}), conflicts ${exp.exact.conflicts}, rejected ${exp.exact.rejected} (already_applied re-sends are not counted as applied).\n`);
+    console.log(
+      `Expected in the window when measuring started: applied ${exp.exact.applied} (from the window's minute: ${exp.fromMinute.applied}), conflicts ${exp.exact.conflicts}, rejected ${exp.exact.rejected} (already_applied re-sends are not counted as applied).\n`,
+    );
     console.log(`- first health answer: ${show(rows[0].answers[0])}`);
     console.log(`- last health answer: ${show(rows[0].answers.at(-1))}`);
     for (const i of [1, 2]) {
       const r = rows[i].answers[0];
       const b = r?.status === 200 ? json(r) : undefined;
-      const sum = b?.hours?.reduce((a, h) => ({ applied: a.applied + (h.applied ?? 0), conflicts: a.conflicts + (h.conflicts ?? 0), rejected: a.rejected + (h.rejected ?? 0) }), { applied: 0, conflicts: 0, rejected: 0 });
-      console.log(`- first ${rows[i].name.replace('GET /permits/health/history/', 'history ')}: ${b ? `degraded ${b.degraded}, ${b.hours.length} hours summing to ${JSON.stringify(sum)}` : `HTTP ${r?.status ?? '–'} ${(r?.error ?? r?.body?.toString('utf8') ?? '').slice(0, 160)}`}`);
+      const sum = b?.hours?.reduce((a, h) => ({ applied: a.applied + (h.applied ?? 0), conflicts: a.conflicts + (h.conflicts ?? 0), rejected: a.rejected + (h.rejected ?? 0) }), {
+        applied: 0,
+        conflicts: 0,
+        rejected: 0,
+      });
+      console.log(
+        `- first ${rows[i].name.replace('GET /permits/health/history/', 'history ')}: ${b ? `degraded ${b.degraded}, ${b.hours.length} hours summing to ${JSON.stringify(sum)}` : `HTTP ${r?.status ?? '–'} ${(r?.error ?? r?.body?.toString('utf8') ?? '').slice(0, 160)}`}`,
+      );
     }
     console.log('');
     const applied = rows[0].answers.at(-1)?.status === 200 ? json(rows[0].answers.at(-1))?.sync?.applied_last_24h : undefined;
@@ -595,9 +698,12 @@ async function exportCase(args, shared) {
     progress('export: measuring');
     const rows = await runRounds(kinds, args.reps);
     const c = seeded.counts;
-    console.log(`### 3. Export — ${args.permits.toLocaleString('en')} permits over a year with their audit trail (${c.audit.toLocaleString('en')} audit events, ${c.steps.toLocaleString('en')} workflow steps, ${c.points.toLocaleString('en')} isolation points, ${c.closeouts.toLocaleString('en')} closeouts); a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`);
+    console.log(
+      `### 3. Export — ${args.permits.toLocaleString('en')} permits over a year with their audit trail (${c.audit.toLocaleString('en')} audit events, ${c.steps.toLocaleString('en')} workflow steps, ${c.points.toLocaleString('en')} isolation points, ${c.closeouts.toLocaleString('en')} closeouts); a manager of p1 (seeded in ${seedS.toFixed(0)} s)\n`,
+    );
     printRows(rows, args.reps);
-    if (sizes.length) console.log(`XLSX size: ${Math.min(...sizes).toLocaleString('en')}–${Math.max(...sizes).toLocaleString('en')} bytes, every one starting with PK and X-Permit-Count ${EXPORT_IDS}.\n`);
+    if (sizes.length)
+      console.log(`XLSX size: ${Math.min(...sizes).toLocaleString('en')}–${Math.max(...sizes).toLocaleString('en')} bytes, every one starting with PK and X-Permit-Count ${EXPORT_IDS}.\n`);
     return rows;
   });
 }
@@ -616,7 +722,11 @@ async function main() {
     tokens: { manager: await mintToken(auth, { user: 'u-manager', role: 'manager', projects: ['p1'], ttlSeconds: 24 * 3600 }) },
   };
   const cpus = os.cpus();
-  const load = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = () =>
+    os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
   const gitHead = (dir) => spawnSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).stdout.trim().slice(0, 100);
   const started = new Date();
   const loadStart = load();
@@ -634,7 +744,11 @@ async function main() {
       results[name] = await cases[name](args, shared);
     } catch (err) {
       progress(`${name}: ${err.stack ?? err}`);
-      console.log(`### ${name}: could not run — ${String(err.message ?? err).split('\n')[0].slice(0, 300)}\n`);
+      console.log(
+        `### ${name}: could not run — ${String(err.message ?? err)
+          .split('\n')[0]
+          .slice(0, 300)}\n`,
+      );
       results[name] = { error: true };
     }
   }
@@ -652,10 +766,14 @@ async function main() {
       const p50 = quantile(r.times, 0.5);
       const ok = r.times.length && !r.failures && !r.wrong && p50 <= r.target && r.countOk !== false;
       if (!ok) failed++;
-      console.log(`| ${name} | ${r.name} | ${f1(p50)} | ≤ ${r.target} ms | ${ok ? 'PASS' : `**FAIL**${r.countOk === false ? ' (count mismatch)' : !r.times.length ? ' (no successful request)' : r.failures ? ` (${r.failures} failed)` : r.wrong ? ` (${r.wrong} wrong answers)` : ''}`} |`);
+      console.log(
+        `| ${name} | ${r.name} | ${f1(p50)} | ≤ ${r.target} ms | ${ok ? 'PASS' : `**FAIL**${r.countOk === false ? ' (count mismatch)' : !r.times.length ? ' (no successful request)' : r.failures ? ` (${r.failures} failed)` : r.wrong ? ` (${r.wrong} wrong answers)` : ''}`} |`,
+      );
     }
   }
-  console.log(`\nEnded ${new Date().toISOString()} (${((Date.now() - started) / 1000).toFixed(0)} s); load average at start ${loadStart}, at end ${load()}. ${failed ? `${failed} FAIL` : 'all PASS'}.`);
+  console.log(
+    `\nEnded ${new Date().toISOString()} (${((Date.now() - started) / 1000).toFixed(0)} s); load average at start ${loadStart}, at end ${load()}. ${failed ? `${failed} FAIL` : 'all PASS'}.`,
+  );
   agent.destroy();
 }
 

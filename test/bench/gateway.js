@@ -86,7 +86,13 @@ async function koaH2(env, { throttled, target, token }) {
   const session = http2.connect(`http://${target}`);
   close.unshift(() => session.close());
   const frame = require('./canned-grpc').grpcFrame(syncPb.SyncOfflineDataRequest.encode({ device_id: 'bench-device', changes: [] }).finish());
-  const headers = { ':method': 'POST', ':path': '/ptw.sync.v1.SyncService/SyncOfflineData', 'content-type': 'application/grpc', te: 'trailers', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const headers = {
+    ':method': 'POST',
+    ':path': '/ptw.sync.v1.SyncService/SyncOfflineData',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+  };
   const call = () =>
     new Promise((resolve, reject) => {
       const stream = session.request(headers);
@@ -299,7 +305,7 @@ const totalCpu = (pids) => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 async function settle(pids) {
   let last = totalCpu(pids);
   if (!Number.isFinite(last)) return sleep(5000);
-  for (const until = Date.now() + 30_000; Date.now() < until; ) {
+  for (const until = Date.now() + 30_000; Date.now() < until;) {
     await sleep(250);
     const now = totalCpu(pids);
     if (now - last < 0.025) return;
@@ -323,7 +329,12 @@ async function measure(name, req, duration, cpu, settlePids = []) {
   const r = await autocannon({ ...opts, duration });
   const perResponse = (seconds) => (seconds * 1e6) / r.requests.total;
   const self = process.cpuUsage(before.self);
-  const used = { server: cpuSeconds(cpu.server) - before.server, redis: cpuSeconds(cpu.redis) - before.redis, service: cpuSeconds(cpu.service) - before.service, self: (self.user + self.system) / 1e6 };
+  const used = {
+    server: cpuSeconds(cpu.server) - before.server,
+    redis: cpuSeconds(cpu.redis) - before.redis,
+    service: cpuSeconds(cpu.service) - before.service,
+    self: (self.user + self.system) / 1e6,
+  };
   if (settlePids.length) await settle(settlePids);
   return {
     name,
@@ -544,7 +555,13 @@ async function main() {
       })),
       { id: 'express', name: 'Express + express-rate-limit + rate-limit-redis', kind: 'express', env: childEnv, req: {}, expect: hasHeader('ratelimit') },
       { id: 'koa-h2', name: 'floor of a proxied request: bare Koa + one raw HTTP/2 unary call to a canned answer', kind: 'koa-h2', env: childEnv, req: {} },
-      { id: 'koa-rl-h2', name: 'floor of a throttled proxied request: Koa + koa-ratelimit (redis) + one raw HTTP/2 unary call to a canned answer', kind: 'koa-rl-h2', env: childEnv, req: {} },
+      {
+        id: 'koa-rl-h2',
+        name: 'floor of a throttled proxied request: Koa + koa-ratelimit (redis) + one raw HTTP/2 unary call to a canned answer',
+        kind: 'koa-rl-h2',
+        env: childEnv,
+        req: {},
+      },
     ];
     const selected = (c) => !only || c.id === 'koa' || only.has(c.id);
     // The real stack starts first and runs through every round, so that its cases are measured in the
@@ -579,7 +596,12 @@ async function main() {
           id: 'sync',
           service: 'sync',
           name: 'full sync, 0 changes: gateway → sync (ptw_sync throttle)',
-          req: { url: `${api}/sync-offline-data/`, method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify({ device_id: 'bench-device', changes: [] }) },
+          req: {
+            url: `${api}/sync-offline-data/`,
+            method: 'POST',
+            headers: { ...bearer, 'content-type': 'application/json' },
+            body: JSON.stringify({ device_id: 'bench-device', changes: [] }),
+          },
           expect: json((b) => (b.summary?.total === 0 ? undefined : 'unexpected sync summary')),
         },
         {

@@ -31,8 +31,16 @@ const H = 3600_000;
 
 // A year of a large site: most permits closed, a few hundred open in each state.
 const MIX = [
-  ['completed', 60], ['cancelled', 5], ['expired', 5], ['rejected', 3], ['draft', 5],
-  ['submitted', 5], ['under_review', 3], ['approved', 4], ['active', 8], ['suspended', 2],
+  ['completed', 60],
+  ['cancelled', 5],
+  ['expired', 5],
+  ['rejected', 3],
+  ['draft', 5],
+  ['submitted', 5],
+  ['under_review', 3],
+  ['approved', 4],
+  ['active', 8],
+  ['suspended', 2],
 ];
 const WHEEL = MIX.flatMap(([s, w]) => Array(w).fill(s));
 
@@ -147,7 +155,11 @@ async function main() {
   console.log(`\n## list and KPIs — ${PERMITS} permits in ${PROJECTS} projects (${process.env.MONGO_URL ? 'MONGO_URL' : 'local FerretDB'}; ${RUNS} requests per case, one at a time)\n`);
   console.log('| case | p50 ms | p99 ms | p50 / raw driver | service store commands |');
   console.log('|---|---:|---:|---:|---:|');
-  rows.forEach((r, i) => console.log(`| ${r.name} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${i < 5 ? (r.p50 / base1).toFixed(2) : i < 7 ? (r.p50 / base3).toFixed(2) : '–'} | ${r.name.startsWith('raw') || r.name.startsWith('before') ? '–' : r.commands} |`));
+  rows.forEach((r, i) =>
+    console.log(
+      `| ${r.name} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${i < 5 ? (r.p50 / base1).toFixed(2) : i < 7 ? (r.p50 / base3).toFixed(2) : '–'} | ${r.name.startsWith('raw') || r.name.startsWith('before') ? '–' : r.commands} |`,
+    ),
+  );
 
   await wfSvc.stop();
   await exSvc.stop();

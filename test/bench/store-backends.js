@@ -17,8 +17,26 @@ const DAY = 24 * HOUR;
 
 /** One status per twentieth of the permits: a site's year, most permits closed, a third of them still open. */
 const STATUS_MIX = [
-  'draft', 'draft', 'draft', 'submitted', 'submitted', 'under_review', 'approved', 'active', 'active', 'active',
-  'active', 'active', 'suspended', 'completed', 'completed', 'completed', 'completed', 'cancelled', 'expired', 'rejected',
+  'draft',
+  'draft',
+  'draft',
+  'submitted',
+  'submitted',
+  'under_review',
+  'approved',
+  'active',
+  'active',
+  'active',
+  'active',
+  'active',
+  'suspended',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'cancelled',
+  'expired',
+  'rejected',
 ];
 
 /**
@@ -31,7 +49,7 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
   return Array.from({ length: n }, (_, k) => {
     const i = offset + k;
     const status = allDue ? 'active' : STATUS_MIX[i % STATUS_MIX.length];
-    const created = now - 365 * DAY + Math.floor((i * 7919) % (364 * DAY / HOUR)) * HOUR;
+    const created = now - 365 * DAY + Math.floor((i * 7919) % ((364 * DAY) / HOUR)) * HOUR;
     const due = allDue || (status === 'active' && i % 3 === 0);
     const start = due ? now - 10 * HOUR : now - HOUR;
     const end = due ? now - HOUR - (i % 600) * 1000 : now + (1 + (i % 48)) * HOUR;
@@ -120,7 +138,12 @@ async function measureBackend(backend, { permits, reps }) {
     const col = conn.db.collection('permits');
     const docs = permitDocs(permits);
     const seeded = await timeMs(() => insertChunked(col, docs));
-    const ids = (await col.find({ project_id: 'p1' }, { projection: { _id: 1 } }).limit(reps + 1).toArray()).map((d) => d._id);
+    const ids = (
+      await col
+        .find({ project_id: 'p1' }, { projection: { _id: 1 } })
+        .limit(reps + 1)
+        .toArray()
+    ).map((d) => d._id);
     const byCreated = { created_at: -1, _id: -1 };
     const page = (filter) => async () => {
       const rows = await col.find(filter).sort(byCreated).limit(20).toArray();

@@ -103,7 +103,14 @@ describe('answers of any size arrive', () => {
   it('when a sync carries 100 stale edits of such a permit, then 200 with 100 conflicts showing only the fields they named', async () => {
     const id = (await call('POST', '/permits/', fullPermit())).body.id;
     expect((await call('PATCH', `/permits/${id}/`, { version: 1, title: CJK(199) })).status).toBe(200);
-    const changes = Array.from({ length: 100 }, (_, i) => ({ entity: 'permit', op: 'update', offline_id: `stale-${i}`, server_id: id, client_version: 1, data: { title: `${i}${CJK(190)}`, location: CJK(500) } }));
+    const changes = Array.from({ length: 100 }, (_, i) => ({
+      entity: 'permit',
+      op: 'update',
+      offline_id: `stale-${i}`,
+      server_id: id,
+      client_version: 1,
+      data: { title: `${i}${CJK(190)}`, location: CJK(500) },
+    }));
     const r = await call('POST', '/sync-offline-data/', { device_id: 'tab-hostile', changes });
     expect(r.status).toBe(200);
     expect(r.ms).toBeLessThan(10_000);
@@ -114,7 +121,14 @@ describe('answers of any size arrive', () => {
   it('when the conflicts of a sync outgrow the budget of its answer, then the later ones keep their merge hints and say truncated', async () => {
     const id = (await call('POST', '/permits/', fullPermit())).body.id;
     expect((await call('PATCH', `/permits/${id}/`, { version: 1, description: CJK(4990) })).status).toBe(200);
-    const changes = Array.from({ length: 60 }, (_, i) => ({ entity: 'permit', op: 'update', offline_id: `big-${i}`, server_id: id, client_version: 1, data: { description: CJK(5000 - (i % 5)) } }));
+    const changes = Array.from({ length: 60 }, (_, i) => ({
+      entity: 'permit',
+      op: 'update',
+      offline_id: `big-${i}`,
+      server_id: id,
+      client_version: 1,
+      data: { description: CJK(5000 - (i % 5)) },
+    }));
     const r = await call('POST', '/sync-offline-data/', { device_id: 'tab-hostile2', changes });
     expect(r.status).toBe(200);
     expect(r.body.summary.conflicts).toBe(60);
@@ -128,12 +142,17 @@ describe('answers of any size arrive', () => {
 
 describe('only API fields leave the system', () => {
   it('when a stale sync edit names _id, sync_origin and created_day, then its conflict shows none of them', async () => {
-    const first = await call('POST', '/sync-offline-data/', { device_id: 'tab-leak', changes: [{ entity: 'permit', op: 'create', offline_id: 'leak-1', data: { permit_type_id: 'hot-work', title: 'Leak' } }] });
+    const first = await call('POST', '/sync-offline-data/', {
+      device_id: 'tab-leak',
+      changes: [{ entity: 'permit', op: 'create', offline_id: 'leak-1', data: { permit_type_id: 'hot-work', title: 'Leak' } }],
+    });
     const id = first.body.applied[0].server_id;
     expect((await call('PATCH', `/permits/${id}/`, { version: 1, title: 'Moved on' })).status).toBe(200);
     const r = await call('POST', '/sync-offline-data/', {
       device_id: 'tab-leak',
-      changes: [{ entity: 'permit', op: 'update', offline_id: 'leak-2', server_id: id, client_version: 1, data: { title: 'Mine', _id: 'x', sync_origin: 'y', created_day: 'z', sync_batch: 'w' } }],
+      changes: [
+        { entity: 'permit', op: 'update', offline_id: 'leak-2', server_id: id, client_version: 1, data: { title: 'Mine', _id: 'x', sync_origin: 'y', created_day: 'z', sync_batch: 'w' } },
+      ],
     });
     expect(r.status).toBe(200);
     const c = r.body.conflicts[0];

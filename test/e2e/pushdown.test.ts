@@ -10,7 +10,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { BOUNDING_KEYS, captureQueries, checkBounded, connectMongo, describeUnbounded, ensureIndexes, registerModels, SHARED_ALLOWED, type AllowedQuery, type Models, type QueryCapture } from '@ptw/db';
+import {
+  BOUNDING_KEYS,
+  captureQueries,
+  checkBounded,
+  connectMongo,
+  describeUnbounded,
+  ensureIndexes,
+  registerModels,
+  SHARED_ALLOWED,
+  type AllowedQuery,
+  type Models,
+  type QueryCapture,
+} from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { commonPb, exportPb, syncPb, workflowPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
@@ -29,9 +41,14 @@ const H = 3600_000;
 const ALLOWED: AllowedQuery[] = [
   ...SHARED_ALLOWED,
   { collection: 'permits', fields: ['project_id', 'status'], bound: "one project's permits in one status (filtered list pages, KPI counts): grows with that status, see docs" },
-  { collection: 'permits', fields: ['project_id', 'status', '$or'], bound: "a `q` search within one project and status" },
+  { collection: 'permits', fields: ['project_id', 'status', '$or'], bound: 'a `q` search within one project and status' },
   { collection: 'permits', fields: ['project_id', '$or'], bound: "a `q` search reads one project's permits (regex, not indexable)" },
-  { collection: 'permits', fields: ['project_id', 'created_at'], ranged: ['created_at'], bound: "past the day walk (deeper than 200 results) or a recount older than 31 days: one project's older permits" },
+  {
+    collection: 'permits',
+    fields: ['project_id', 'created_at'],
+    ranged: ['created_at'],
+    bound: "past the day walk (deeper than 200 results) or a recount older than 31 days: one project's older permits",
+  },
   { collection: 'permits', fields: ['project_id'], bound: "an export selection without filters: at most limit + 1 of one project's permits (no sort)" },
   { collection: 'permits', fields: ['project_id', 'status', 'updated_at'], ranged: ['updated_at'], bound: "KPIs' completed/cancelled today: one project's permits in that status" },
   { collection: 'permits', fields: ['status', 'submitted_at'], ranged: ['submitted_at'], bound: 'health: the permits awaiting verification (open work, system-wide)' },
@@ -56,7 +73,21 @@ let n = 0;
 function permitDoc(project: string, status: string, ageMs: number) {
   n++;
   const at = new Date(Date.now() - ageMs);
-  return { permit_number: `PTW-2033-${String(n).padStart(6, '0')}`, project_id: project, permit_type_id: 'hot-work', title: `Guard permit ${n}`, status, created_by: 'u-worker', version: 1, created_at: at, created_day: at.toISOString().slice(0, 10), updated_at: at, submitted_at: at, verified_at: at, planned_end_time: new Date(Date.now() + H) };
+  return {
+    permit_number: `PTW-2033-${String(n).padStart(6, '0')}`,
+    project_id: project,
+    permit_type_id: 'hot-work',
+    title: `Guard permit ${n}`,
+    status,
+    created_by: 'u-worker',
+    version: 1,
+    created_at: at,
+    created_day: at.toISOString().slice(0, 10),
+    updated_at: at,
+    submitted_at: at,
+    verified_at: at,
+    planned_end_time: new Date(Date.now() + H),
+  };
 }
 
 async function guard(which: QueryCapture, fn: () => Promise<unknown>): Promise<string[]> {
@@ -68,7 +99,17 @@ async function guard(which: QueryCapture, fn: () => Promise<unknown>): Promise<s
 beforeAll(async () => {
   store = await testStore('pushdown_guard');
   capture = { workflow: captureQueries('ptw-workflow'), sync: captureQueries('ptw-sync'), export: captureQueries('ptw-export'), test: captureQueries('guard-export') };
-  const env = { ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-guard-')), LOG_LEVEL: 'warn', PTW_KPI_MAX_AGE_SECONDS: '0' };
+  const env = {
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    PTW_JOBS_WORKER: 'false',
+    MONGO_URL: store.url,
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-guard-')),
+    LOG_LEVEL: 'warn',
+    PTW_KPI_MAX_AGE_SECONDS: '0',
+  };
   const w = await startWorkflow({ ...env, PTW_WORKFLOW_ADDR: '127.0.0.1:0' });
   const s = await startSync({ ...env, PTW_SYNC_ADDR: '127.0.0.1:0' });
   const e = await startExport({ ...env, PTW_EXPORT_ADDR: '127.0.0.1:0' });
@@ -177,7 +218,9 @@ describe('export', () => {
     ).toEqual([]);
     expect(await guard(capture.test, () => selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: filter({ status: ['active'] }) }, 200))).toEqual([]);
     // Over the limit: refused after reading at most limit + 1 ids.
-    await expect(selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: undefined }, 20)).rejects.toMatchObject({ message: expect.stringMatching(/^Too many permits/) });
+    await expect(selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: undefined }, 20)).rejects.toMatchObject({
+      message: expect.stringMatching(/^Too many permits/),
+    });
   });
 
   it('when the export figures of health are read, then every query is bounded', async () => {

@@ -96,13 +96,16 @@ async function seedSite(db, { permits, spread, users, readableBy }) {
   const t0 = Date.now();
   // Numbers continue the store's own counters (a running system may have numbered permits already).
   const numbered = new Map();
-  for (const c of await db.collection('counters').find({ _id: { $regex: '^permit_number:' } }).toArray()) numbered.set(Number(c._id.split(':')[1]), c.seq ?? 0);
+  for (const c of await db
+    .collection('counters')
+    .find({ _id: { $regex: '^permit_number:' } })
+    .toArray())
+    numbered.set(Number(c._id.split(':')[1]), c.seq ?? 0);
   const { docs, counters } = sitePermits(permits, spread, now, numbered);
   if (docs.length) await insertChunked(db.collection('permits'), docs);
   const points = isolationPoints(docs);
   if (points.length) await insertChunked(db.collection('isolation_points'), points);
-  const upsert = (name, rows) =>
-    rows.length ? db.collection(name).bulkWrite(rows.map((r) => ({ updateOne: { filter: { _id: r._id }, update: { $set: r }, upsert: true } }))) : undefined;
+  const upsert = (name, rows) => (rows.length ? db.collection(name).bulkWrite(rows.map((r) => ({ updateOne: { filter: { _id: r._id }, update: { $set: r }, upsert: true } }))) : undefined);
   // The counters only ever grow: a store that already numbered more keeps its figure.
   for (const c of counters) await db.collection('counters').updateOne({ _id: c._id }, { $max: { seq: c.seq } }, { upsert: true });
   await upsert(
@@ -177,7 +180,9 @@ async function verifyStore(db, ledger, devicePrefix) {
       const hi = lo + edits.uncertain;
       figures.permitsChecked++;
       if (!(p.version >= lo && p.version <= hi)) {
-        fail(`permit ${c.serverId} (${c.origin}) is at version ${p.version}, its acknowledged edits give ${lo === hi ? lo : `${lo}…${hi}`} (${edits.applied} acknowledged, ${edits.uncertain} uncertain)`);
+        fail(
+          `permit ${c.serverId} (${c.origin}) is at version ${p.version}, its acknowledged edits give ${lo === hi ? lo : `${lo}…${hi}`} (${edits.applied} acknowledged, ${edits.uncertain} uncertain)`,
+        );
       }
       if (edits.maxAcked > p.version) fail(`permit ${c.serverId}: an answer acknowledged version ${edits.maxAcked}, the store has ${p.version}`);
     } else if (c.state === 'uncertain') {

@@ -115,9 +115,13 @@ export function equalityFields(filter: Record<string, unknown>): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(filter)) {
     if (k.startsWith('$')) continue;
-    const scalar = (x: unknown) => x === null || ['string', 'number', 'boolean'].includes(typeof x) || x instanceof Date || (typeof x === 'object' && x !== null && (x as { _bsontype?: string })._bsontype === 'ObjectId');
+    const scalar = (x: unknown) =>
+      x === null ||
+      ['string', 'number', 'boolean'].includes(typeof x) ||
+      x instanceof Date ||
+      (typeof x === 'object' && x !== null && (x as { _bsontype?: string })._bsontype === 'ObjectId');
     if (scalar(v)) out.push(k);
-    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar((v).$eq)) out.push(k);
+    else if (v && typeof v === 'object' && Object.keys(v).length === 1 && '$eq' in v && scalar(v.$eq)) out.push(k);
   }
   return out;
 }
@@ -186,7 +190,10 @@ export const BOUNDING_KEYS: BoundingKeys = {
   closeouts: [['permit_id'], ['_id']],
   notifications: [['_id'], ['user_id', 'dedupe_key']],
   sync_receipts: [['_id'], ['device_id', 'offline_id', 'entity'], ['batch']],
-  tallies: [['series', 'minute'], ['series', 'hour']],
+  tallies: [
+    ['series', 'minute'],
+    ['series', 'hour'],
+  ],
   tally_rollups: [['_id'], ['series', 'level', 'parent']],
   counters: [['_id']],
   kpi_snapshots: [['_id']],

@@ -68,7 +68,7 @@ const year = (d: Date) => d.getUTCFullYear();
 export function reserveNumbers(models: Models, now: Date, n: number): Promise<string[]> {
   const y = year(now);
   let byKey = allocators.get(models);
-  if (!byKey) allocators.set(models, (byKey = new Map()));
+  if (!byKey) allocators.set(models, (byKey = new Map<number, { queue: Ask[]; busy: boolean }>()));
   let a = byKey.get(y);
   if (!a) byKey.set(y, (a = { queue: [], busy: false }));
   const allocator = a;
@@ -133,7 +133,7 @@ export type BulkCreateResult = { ok: true; id: string; project_id: string; versi
  * (a retry of a create that was written before). Store errors are thrown.
  */
 export async function createPermits(models: Models, who: Principal, items: BulkCreateItem[], now = new Date()): Promise<BulkCreateResult[]> {
-  const results: (BulkCreateResult | undefined)[] = new Array(items.length);
+  const results = new Array<BulkCreateResult | undefined>(items.length);
   const drafts: (PermitDraft | undefined)[] = items.map((item, i) => {
     try {
       return permitDraft(who, item.data, now, item.syncOrigin);
@@ -171,7 +171,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
       // The schema's defaults as Model.create applies them (the fields are typed by the input schema
       // already); a mongoose document per permit would cost more CPU than its insert.
       const fields = Object.fromEntries(Object.entries(d.fields).filter(([, v]) => v !== undefined));
-      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id, ...(items[i].syncBatch ? { sync_batch: items[i].syncBatch } : {}) }) as Record<string, unknown>);
+      docs.set(i, models.Permit.applyDefaults({ ...fields, _id: items[i].id, ...(items[i].syncBatch ? { sync_batch: items[i].syncBatch } : {}) }));
     }
   });
 
@@ -183,7 +183,16 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
     let retry = pending.filter((_, k) => refused.has(k));
     if (retry.length) {
       // A refused id (not number) is a permit this create wrote before: it exists, it is done.
-      const existing = new Set((await findEach<{ _id: unknown }>(models.Permit, '_id', retry.map((i) => items[i].id), { projection: { _id: 1 } })).map((p) => String(p._id)));
+      const existing = new Set(
+        (
+          await findEach<{ _id: unknown }>(
+            models.Permit,
+            '_id',
+            retry.map((i) => items[i].id),
+            { projection: { _id: 1 } },
+          )
+        ).map((p) => String(p._id)),
+      );
       retry = retry.filter((i) => !existing.has(String(items[i].id)));
     }
     const inserted = pending.filter((_, k) => !refused.has(k));

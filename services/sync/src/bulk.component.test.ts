@@ -42,7 +42,15 @@ beforeAll(async () => {
   await m.PermitType.create({ _id: 'hot-work', name: 'Hot Work', category: 'hot_work', risk_level: 'high', closeout_items: [] });
   // Before the service connects: its connection turns command monitoring on only while a counter listens.
   counter = countStoreCommands('ptw-sync');
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', MONGO_URL: store.url, PTW_SYNC_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')) });
+  svc = await start({
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    MONGO_URL: store.url,
+    PTW_SYNC_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-sync-bulk-')),
+  });
   sync = createClient(syncPb.SyncServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
   who = { token: await mintToken(auth, { user: 'u-worker', role: 'worker', projects: ['p1'], ttlSeconds: 3600 }) };
 });
@@ -137,9 +145,29 @@ describe('crash recovery', () => {
   it('when a process died after claiming creates, then a retry takes over a stale claim with its permit id, answers one whose permit was written at once, and waits for a fresh one', async () => {
     const [lost, written, fresh] = creates('crash', 3);
     const ids = [new Types.ObjectId(), new Types.ObjectId(), new Types.ObjectId()];
-    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({ device_id: 'tablet-crash', offline_id: c.offline_id, entity: 'permit', status: 'reserved', server_id: String(id), new_version: 1, user_id: 'u-worker', at: new Date(Date.now() - ageMs) });
+    const claim = (c: syncPb.Change, id: Types.ObjectId, ageMs: number) => ({
+      device_id: 'tablet-crash',
+      offline_id: c.offline_id,
+      entity: 'permit',
+      status: 'reserved',
+      server_id: String(id),
+      new_version: 1,
+      user_id: 'u-worker',
+      at: new Date(Date.now() - ageMs),
+    });
     await m.SyncReceipt.insertMany([claim(lost, ids[0], 30_000), claim(written, ids[1], 1_000), claim(fresh, ids[2], 0)]);
-    await m.Permit.create({ _id: ids[1], permit_number: 'PTW-CRASH-1', project_id: 'p1', permit_type_id: 'hot-work', title: 'crash 1', status: 'draft', created_by: 'u-worker', version: 1, created_at: new Date(), updated_at: new Date() });
+    await m.Permit.create({
+      _id: ids[1],
+      permit_number: 'PTW-CRASH-1',
+      project_id: 'p1',
+      permit_type_id: 'hot-work',
+      title: 'crash 1',
+      status: 'draft',
+      created_by: 'u-worker',
+      version: 1,
+      created_at: new Date(),
+      updated_at: new Date(),
+    });
 
     const first = await sync.syncOfflineData({ device_id: 'tablet-crash', changes: [lost, written] }, who);
     expect(first.applied.map((a) => [a.offline_id, a.server_id, a.status])).toEqual([

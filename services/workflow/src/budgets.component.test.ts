@@ -109,7 +109,7 @@ describe('permit list', () => {
     expect(list.count).toBe(await m.Permit.countDocuments({ project_id: 'p1' }));
   });
 
-  it('when a caller with three projects lists, then a few commands per project without filters (2 past the day walk\'s depth); two statuses in one project, 2 per status', async () => {
+  it("when a caller with three projects lists, then a few commands per project without filters (2 past the day walk's depth); two statuses in one project, 2 per status", async () => {
     const who = await as('u-manager', 'manager', ['p1', 'p2', 'p3']);
     await wf.listPermits({ filter: undefined, page: 1, page_size: 10 }, who);
     const all = await counter.measure(() => wf.listPermits({ filter: undefined, page: 2, page_size: 10 }, who));
@@ -136,7 +136,10 @@ describe('permit list', () => {
   it('when a page lies past the deepest listable result, then INVALID_ARGUMENT naming page, and nothing is sent to the store', async () => {
     const who = await as('u-worker', 'worker', ['p1']);
     const r = await commandsOf(() =>
-      expect(wf.listPermits({ filter: undefined, page: MAX_LIST_DEPTH / 100 + 1, page_size: 100 }, who)).rejects.toMatchObject({ code: 3, details: expect.stringMatching(/^page: only the first 10000 results/) }),
+      expect(wf.listPermits({ filter: undefined, page: MAX_LIST_DEPTH / 100 + 1, page_size: 100 }, who)).rejects.toMatchObject({
+        code: 3,
+        details: expect.stringMatching(/^page: only the first 10000 results/),
+      }),
     );
     expect(r.commands).toBe(0);
   });

@@ -34,13 +34,27 @@ const as = async (role: Role, projects: string[]) => ({ token: await mintToken(a
 let n = 0;
 function permitAt(project: string, at: number) {
   n++;
-  return { permit_number: `PTW-2032-${String(n).padStart(6, '0')}`, project_id: project, permit_type_id: 'hot-work', title: `List ${n}`, status: 'draft', created_by: 'u-worker', version: 1, created_at: new Date(at), updated_at: new Date(at) };
+  return {
+    permit_number: `PTW-2032-${String(n).padStart(6, '0')}`,
+    project_id: project,
+    permit_type_id: 'hot-work',
+    title: `List ${n}`,
+    status: 'draft',
+    created_by: 'u-worker',
+    version: 1,
+    created_at: new Date(at),
+    updated_at: new Date(at),
+  };
 }
 
 /** What the plain query returns: the reference every page is held to. */
 async function reference(projects: string[], page: number, size: number) {
   const q = { project_id: { $in: projects } };
-  const docs = await m.Permit.find(q).sort({ created_at: -1, _id: -1 }).skip((page - 1) * size).limit(size).lean();
+  const docs = await m.Permit.find(q)
+    .sort({ created_at: -1, _id: -1 })
+    .skip((page - 1) * size)
+    .limit(size)
+    .lean();
   return { count: await m.Permit.countDocuments(q), ids: docs.map((d) => String(d._id)) };
 }
 
@@ -56,7 +70,17 @@ async function expectSameAsReference(projects: string[], pages: number[], size =
 beforeAll(async () => {
   store = await testStore('workflow_list');
   counter = countStoreCommands('ptw-workflow');
-  const env = { ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-list-')), LOG_LEVEL: 'warn' };
+  const env = {
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    PTW_JOBS_WORKER: 'false',
+    MONGO_URL: store.url,
+    PTW_WORKFLOW_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-list-')),
+    LOG_LEVEL: 'warn',
+  };
   svc = await start({ ...env, PTW_STORE_BACKEND: 'postgresql' });
   // The same store, but the service told it is FerretDB on SQLite (only `_id` pushed down).
   onSqlite = await start({ ...env, PTW_STORE_BACKEND: 'sqlite' });

@@ -66,7 +66,16 @@ async function placed(status: PermitStatus, typeId = 'hot-work') {
 beforeAll(async () => {
   store = await testStore('workflow_component');
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-wf-'));
-  svc = await start({ ...process.env, ...auth, NODE_ENV: 'test', PTW_JOBS_WORKER: 'false', MONGO_URL: store.url, PTW_WORKFLOW_ADDR: '127.0.0.1:0', PTW_METRICS_LISTEN: '127.0.0.1:0', LOG_DIR: logDir });
+  svc = await start({
+    ...process.env,
+    ...auth,
+    NODE_ENV: 'test',
+    PTW_JOBS_WORKER: 'false',
+    MONGO_URL: store.url,
+    PTW_WORKFLOW_ADDR: '127.0.0.1:0',
+    PTW_METRICS_LISTEN: '127.0.0.1:0',
+    LOG_DIR: logDir,
+  });
   conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'test' });
   m = registerModels(conn);
   await seed(m);
@@ -98,10 +107,7 @@ describe('happy path with gates and audit', () => {
       code: 9,
       details: expect.stringMatching(/requires isolation/),
     });
-    const iso = await wf.assignIsolation(
-      { permit_id: p.id, points: [{ name: 'MCC-4 breaker', energy_type: 'electrical', required: true, lock_ids: ['L1'] }] },
-      await worker(),
-    );
+    const iso = await wf.assignIsolation({ permit_id: p.id, points: [{ name: 'MCC-4 breaker', energy_type: 'electrical', required: true, lock_ids: ['L1'] }] }, await worker());
     const pointId = iso.points[0].id;
     expect(iso.summary).toEqual({ total: 1, required: 1, verified: 0, deisolated: 0, pending_verification: 1 });
     await wf.updateIsolation({ permit_id: p.id, point_id: pointId, action: 'isolate', lock_ids: ['L2'], notes: '' }, await supervisor());
@@ -238,15 +244,13 @@ describe('races', () => {
   it('when 20 edits race from the same version, then exactly one wins, 19 conflict and the version is start + 1', async () => {
     const p = await wf.createPermit({ data: permitInput() }, await worker());
     const who = await worker();
-    const results = await Promise.allSettled(
-      Array.from({ length: 20 }, (_, i) => wf.updatePermit({ id: p.id, version: p.version, changes: { title: `edit ${i}` } }, who)),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => wf.updatePermit({ id: p.id, version: p.version, changes: { title: `edit ${i}` } }, who)));
     const ok = results.filter((r) => r.status === 'fulfilled');
     const conflicts = results.filter((r) => r.status === 'rejected' && (r.reason as { code: number }).code === 10);
     expect([ok.length, conflicts.length]).toEqual([1, 19]);
     const final = await wf.getPermit({ id: p.id }, who);
     expect(final.version).toBe(p.version + 1);
-    expect(final.title).toBe((ok[0]).value.title);
+    expect(final.title).toBe(ok[0].value.title);
   });
 
   it('when 50 permits are created at once, then they get 50 distinct permit numbers', async () => {
@@ -277,10 +281,19 @@ describe('races', () => {
     }
   });
 
-  it("when the first bulk creates of a year (sync batches) run at once, then every permit is created with its own number", async () => {
+  it('when the first bulk creates of a year (sync batches) run at once, then every permit is created with its own number', async () => {
     for (let year = 2036; year < 2041; year++) {
       const { now, data, who } = await newYear(year);
-      const batches = await Promise.all(Array.from({ length: 6 }, () => createPermits(m, who, [0, 1, 2].map(() => ({ id: new Types.ObjectId(), data })), now)));
+      const batches = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          createPermits(
+            m,
+            who,
+            [0, 1, 2].map(() => ({ id: new Types.ObjectId(), data })),
+            now,
+          ),
+        ),
+      );
       const results = batches.flat();
       expect(results.map((r) => r.ok)).toEqual(Array(18).fill(true));
       const ids = results.map((r) => (r as { ok: true; id: string }).id);
@@ -297,7 +310,17 @@ describe('races', () => {
       const project = `p-first-lists-${round}`;
       const who = await as('u-manager', 'manager', [project]);
       await m.Permit.insertMany(
-        Array.from({ length: 3 }, (_, i) => ({ permit_number: `PTW-2020-${String(990100 + round * 10 + i)}`, project_id: project, permit_type_id: 'hot-work', title: `old ${i}`, status: 'draft', created_by: 'u-worker', version: 1, created_at: at, updated_at: at })),
+        Array.from({ length: 3 }, (_, i) => ({
+          permit_number: `PTW-2020-${String(990100 + round * 10 + i)}`,
+          project_id: project,
+          permit_type_id: 'hot-work',
+          title: `old ${i}`,
+          status: 'draft',
+          created_by: 'u-worker',
+          version: 1,
+          created_at: at,
+          updated_at: at,
+        })),
       );
       const lists = await Promise.all(Array.from({ length: 10 }, () => wf.listPermits({ filter: undefined, page: 1, page_size: 2 }, who)));
       expect(lists.map((l) => l.count)).toEqual(Array(10).fill(3));

@@ -7,18 +7,7 @@ export function utcDay(d: Date | number): string {
   return new Date(d).toISOString().slice(0, 10);
 }
 
-export const PERMIT_STATUSES = [
-  'draft',
-  'submitted',
-  'under_review',
-  'approved',
-  'active',
-  'suspended',
-  'completed',
-  'cancelled',
-  'expired',
-  'rejected',
-] as const;
+export const PERMIT_STATUSES = ['draft', 'submitted', 'under_review', 'approved', 'active', 'suspended', 'completed', 'cancelled', 'expired', 'rejected'] as const;
 export type PermitStatus = (typeof PERMIT_STATUSES)[number];
 
 const projectSchema = new Schema({ _id: String, name: { type: String, required: true } }, opts);
@@ -317,12 +306,30 @@ const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, require
 const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true }, first_day: String }, opts);
 
 /** One operation's counts in a time series (see tallies.ts): read by minute, equality only. */
-const tallySchema = new Schema({ series: { type: String, required: true }, minute: { type: String, required: true }, hour: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true }, at: { type: Date, required: true } }, { ...opts, minimize: false });
+const tallySchema = new Schema(
+  {
+    series: { type: String, required: true },
+    minute: { type: String, required: true },
+    hour: { type: String, required: true },
+    counts: { type: Schema.Types.Mixed, required: true },
+    at: { type: Date, required: true },
+  },
+  { ...opts, minimize: false },
+);
 tallySchema.index({ series: 1, minute: 1 });
 tallySchema.index({ series: 1, hour: 1 });
 
 /** The sum of a closed minute or hour of a series (`_id` `<series>:<level>:<key>`), read by its parent hour or day. */
-const tallyRollupSchema = new Schema({ _id: String, series: { type: String, required: true }, level: { type: String, required: true }, parent: { type: String, required: true }, counts: { type: Schema.Types.Mixed, required: true } }, { ...opts, minimize: false });
+const tallyRollupSchema = new Schema(
+  {
+    _id: String,
+    series: { type: String, required: true },
+    level: { type: String, required: true },
+    parent: { type: String, required: true },
+    counts: { type: Schema.Types.Mixed, required: true },
+  },
+  { ...opts, minimize: false },
+);
 tallyRollupSchema.index({ series: 1, level: 1, parent: 1 });
 
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
@@ -358,6 +365,7 @@ export type Models = { [K in keyof Schemas]: Model<Doc<K>> };
 export function registerModels(conn: Connection): Models {
   const out = {} as Record<string, Model<unknown>>;
   for (const [name, [schema, collection]] of Object.entries(schemas)) {
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- mongoose types the connection's model map as Model<any>
     out[name] = conn.models[name] ?? conn.model(name, schema as Schema, collection);
   }
   return out as unknown as Models;

@@ -54,9 +54,9 @@ export async function updatePermit(models: Models, who: Principal, id: string, v
   const refusal = editRefusal(who, doc);
   if (refusal) throw TERMINAL.has(doc.status) ? failedPrecondition(refusal) : permissionDenied(refusal);
   if (version !== doc.version) throw await staleVersion(models, id, version, Object.keys(input));
-  checkTimes(input.planned_start_time ?? doc.planned_start_time, input.planned_end_time ?? doc.planned_end_time);
+  checkTimes(input.planned_start_time ?? (doc.planned_start_time as Date | undefined), input.planned_end_time ?? (doc.planned_end_time as Date | undefined));
   const set: Record<string, unknown> = { ...input };
-  if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? doc.probability, input.severity ?? doc.severity));
+  if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? (doc.probability as number), input.severity ?? (doc.severity as number)));
   const updated = await guardedPermitWrite(models, doc, set, who.user_id, now, version);
   await audit(models, updated, 'update', doc.status, doc.status, who.user_id, '', now);
   return updated;
@@ -115,6 +115,7 @@ async function checkGates(models: Models, doc: PermitDoc, to: PermitStatus): Pro
     const closeout = await models.Closeout.findOne({ permit_id: id }, { completed: 1 }).lean();
     if (!closeout?.completed) throw failedPrecondition('Closeout must be completed before the permit is completed');
     const stillIsolated = await models.IsolationPoint.find({ permit_id: id, status: { $in: ['isolated', 'verified'] } }, { name: 1 }).lean();
-    if (stillIsolated.length) throw failedPrecondition(`Isolation points are not de-isolated: ${stillIsolated.map((p) => p.name).join(', ')}`, { isolated: stillIsolated.map((p) => p.name) });
+    if (stillIsolated.length)
+      throw failedPrecondition(`Isolation points are not de-isolated: ${stillIsolated.map((p) => p.name).join(', ')}`, { isolated: stillIsolated.map((p) => p.name) });
   }
 }

@@ -92,7 +92,7 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
 }
 
 function newerFirst(a: PermitDoc, b: PermitDoc): number {
-  const t = new Date(b.created_at).getTime() - new Date(a.created_at).getTime();
+  const t = new Date(b.created_at as Date).getTime() - new Date(a.created_at as Date).getTime();
   if (t !== 0) return t;
   const x = String(a._id);
   const y = String(b._id);
@@ -126,7 +126,10 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
     // No filter but the projects: day buckets (see list.ts), the same page and count.
     const now = new Date();
     const heads = await Promise.all(parts.map((q) => newestOfProject(models, q.project_id as string, skip + pageSize, now)));
-    const docs = heads.flatMap((h) => h.docs).sort(newerFirst).slice(skip, skip + pageSize);
+    const docs = heads
+      .flatMap((h) => h.docs)
+      .sort(newerFirst)
+      .slice(skip, skip + pageSize);
     return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
   }
   if (parts.length <= 1) {
@@ -138,8 +141,20 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   const [counts, heads] = await Promise.all([
     Promise.all(parts.map((q) => models.Permit.countDocuments(q))),
     // One reply per part (the driver's first batch is otherwise 101 documents).
-    Promise.all(parts.map((q) => models.Permit.find(q).sort(NEWEST_FIRST).limit(skip + pageSize).batchSize(skip + pageSize).lean() as Promise<PermitDoc[]>)),
+    Promise.all(
+      parts.map(
+        (q) =>
+          models.Permit.find(q)
+            .sort(NEWEST_FIRST)
+            .limit(skip + pageSize)
+            .batchSize(skip + pageSize)
+            .lean() as Promise<PermitDoc[]>,
+      ),
+    ),
   ]);
-  const docs = heads.flat().sort(newerFirst).slice(skip, skip + pageSize);
+  const docs = heads
+    .flat()
+    .sort(newerFirst)
+    .slice(skip, skip + pageSize);
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
 }
