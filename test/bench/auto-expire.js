@@ -47,7 +47,6 @@ function permits(n, now) {
       planned_start_time: new Date(now - 10 * HOUR),
       planned_end_time: new Date(now - HOUR - (seq % 600) * 1000),
       created_at: new Date(now - 20 * HOUR),
-      created_day: new Date(now - 20 * HOUR).toISOString().slice(0, 10),
       updated_at: new Date(now - 20 * HOUR),
     };
   });

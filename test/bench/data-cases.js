@@ -33,7 +33,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { insertChunked } = require('./store-backends');
+const { insertChunked, placePermits } = require('./store-backends');
 
 const root = path.resolve(__dirname, '..', '..');
 const codeRoot = process.env.BENCH_CODE_ROOT ? path.resolve(process.env.BENCH_CODE_ROOT) : root;
@@ -140,7 +140,6 @@ function permitDocs(n, spread, now) {
       created_by: `u${i % 50}`,
       version: 1 + steps.length,
       created_at: new Date(created),
-      created_day: utcDay(created),
       updated_at: at(0.9),
     };
     if (steps.includes('submitted')) doc.submitted_at = at(0.2);
@@ -471,7 +470,7 @@ async function withStack(name, shared, seed, fn) {
 
 async function seedPermits(db, n, spread, now) {
   const { docs, counters } = permitDocs(n, spread, now);
-  await insertChunked(db.collection('permits'), docs);
+  await insertChunked(db.collection('permits'), await placePermits(db.collection('permits'), docs));
   for (const c of counters) await db.collection('counters').updateOne({ _id: c._id }, { $max: { seq: c.seq } }, { upsert: true });
   return docs;
 }

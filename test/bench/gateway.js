@@ -396,7 +396,6 @@ function permitDoc(i, now) {
     created_at: created,
     // As the services write it (the default list counts the open days' permits by it): without it the
     // permits of today and yesterday's last hour were missing from the list's count.
-    created_day: created.toISOString().slice(0, 10),
     updated_at: created,
   };
   if (status !== 'draft') doc.submitted_at = new Date(created.getTime() + 600_000);

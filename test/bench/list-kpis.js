@@ -74,7 +74,6 @@ function permit(i, now) {
     ...(['under_review', 'approved', 'active', 'suspended', 'completed', 'expired'].includes(status) ? { verified_at: new Date(now - ((i % 10) + 1) * H) } : {}),
     version: 1 + (i % 6),
     created_at: created,
-    created_day: created.toISOString().slice(0, 10),
     updated_at: status === 'completed' && i % 50 === 0 ? new Date(now - H) : created,
   };
 }

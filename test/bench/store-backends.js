@@ -74,7 +74,6 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
       created_by: `u${i % 50}`,
       version: 1 + (i % 6),
       created_at: new Date(created),
-      created_day: new Date(created).toISOString().slice(0, 10),
       updated_at: new Date(created + HOUR),
     };
     if (!['draft', 'cancelled'].includes(status)) doc.submitted_at = new Date(created + 2 * HOUR);
@@ -93,6 +92,34 @@ function permitDocs(n, { now = Date.now(), tag = 'b', allDue = false, offset = 0
 /** Inserts `docs` in chunks (FerretDB on SQLite stalls on very large commands). */
 async function insertChunked(collection, docs, chunk = 1000) {
   for (let i = 0; i < docs.length; i += chunk) await collection.insertMany(docs.slice(i, i + chunk), { ordered: false });
+}
+
+/**
+ * Gives `docs` (permits about to be inserted) their places in their projects' registration order
+ * (@ptw/domain registration.ts), in creation order after the places the store already holds, as
+ * the services would have written them. Mutates and returns `docs`.
+ */
+async function placePermits(collection, docs) {
+  const byProject = new Map();
+  for (const d of docs) {
+    if (!byProject.has(d.project_id)) byProject.set(d.project_id, []);
+    byProject.get(d.project_id).push(d);
+  }
+  for (const [project, list] of byProject) {
+    const [last] = await collection
+      .find({ project_id: project, list_seq: { $exists: true } }, { projection: { list_seq: 1 } })
+      .sort({ list_seq: -1 })
+      .limit(1)
+      .toArray();
+    let seq = last?.list_seq ?? 0;
+    list.sort((a, b) => a.created_at - b.created_at || (String(a._id) < String(b._id) ? -1 : 1));
+    for (const d of list) {
+      seq++;
+      d.list_seq = seq;
+      d.list_block = Math.floor(seq / 25);
+    }
+  }
+  return docs;
 }
 
 async function timeMs(fn) {
@@ -209,4 +236,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { permitDocs, insertChunked, STATUS_MIX };
+module.exports = { permitDocs, insertChunked, placePermits, STATUS_MIX };

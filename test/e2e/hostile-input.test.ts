@@ -141,7 +141,7 @@ describe('answers of any size arrive', () => {
 });
 
 describe('only API fields leave the system', () => {
-  it('when a stale sync edit names _id, sync_origin and created_day, then its conflict shows none of them', async () => {
+  it('when a stale sync edit names _id, sync_origin, created_day and list_seq, then its conflict shows none of them', async () => {
     const first = await call('POST', '/sync-offline-data/', {
       device_id: 'tab-leak',
       changes: [{ entity: 'permit', op: 'create', offline_id: 'leak-1', data: { permit_type_id: 'hot-work', title: 'Leak' } }],
@@ -151,13 +151,20 @@ describe('only API fields leave the system', () => {
     const r = await call('POST', '/sync-offline-data/', {
       device_id: 'tab-leak',
       changes: [
-        { entity: 'permit', op: 'update', offline_id: 'leak-2', server_id: id, client_version: 1, data: { title: 'Mine', _id: 'x', sync_origin: 'y', created_day: 'z', sync_batch: 'w' } },
+        {
+          entity: 'permit',
+          op: 'update',
+          offline_id: 'leak-2',
+          server_id: id,
+          client_version: 1,
+          data: { title: 'Mine', _id: 'x', sync_origin: 'y', created_day: 'z', sync_batch: 'w', list_seq: 7 },
+        },
       ],
     });
     expect(r.status).toBe(200);
     const c = r.body.conflicts[0];
     expect(Object.keys(c.fields)).toEqual(['title']);
-    expect(r.text).not.toMatch(/tab-leak\/leak-1|created_day|sync_origin|sync_batch/);
+    expect(r.text).not.toMatch(/tab-leak\/leak-1|created_day|sync_origin|sync_batch|list_seq|list_block/);
     expect(Object.keys(c.server_state).sort()).toEqual(['id', 'status', 'title', 'version']);
   });
 

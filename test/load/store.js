@@ -4,7 +4,7 @@
  * offline create is stored exactly once with the version its acknowledged edits give it.
  */
 const path = require('node:path');
-const { permitDocs, insertChunked } = require('../bench/store-backends');
+const { permitDocs, insertChunked, placePermits } = require('../bench/store-backends');
 
 const root = path.resolve(__dirname, '..', '..');
 const { Types } = require(require.resolve('mongoose', { paths: [path.join(root, 'libs/db')] }));
@@ -17,7 +17,7 @@ const utcDay = (d) => new Date(d).toISOString().slice(0, 10);
 /**
  * `n` permits as the services store them: test/bench's mix of projects, types and statuses, with
  * `created_at` over the past year (`spread` = year) or all since today's UTC midnight (`today`),
- * `created_day` its UTC day, `updated_at` and the workflow stamps after it (never in the future),
+ * `updated_at` and the workflow stamps after it (never in the future),
  * and permit numbers PTW-<year>-NNNNNN in order of creation per year after `numbered` (year → last
  * number already given; the counters are set to match, so the services' next numbers follow them).
  */
@@ -30,7 +30,6 @@ function sitePermits(n, spread, now = Date.now(), numbered = new Map()) {
       const created = midnight + Math.floor(((i * 7919) % n) * (span / n));
       const at = (f) => new Date(created + Math.floor(f * (now - created)));
       d.created_at = new Date(created);
-      d.created_day = utcDay(created);
       d.updated_at = at(0.8);
       if (d.submitted_at) d.submitted_at = at(0.2);
       if (d.verified_at) d.verified_at = at(0.4);
@@ -102,7 +101,7 @@ async function seedSite(db, { permits, spread, users, readableBy }) {
     .toArray())
     numbered.set(Number(c._id.split(':')[1]), c.seq ?? 0);
   const { docs, counters } = sitePermits(permits, spread, now, numbered);
-  if (docs.length) await insertChunked(db.collection('permits'), docs);
+  if (docs.length) await insertChunked(db.collection('permits'), await placePermits(db.collection('permits'), docs));
   const points = isolationPoints(docs);
   if (points.length) await insertChunked(db.collection('isolation_points'), points);
   const upsert = (name, rows) => (rows.length ? db.collection(name).bulkWrite(rows.map((r) => ({ updateOne: { filter: { _id: r._id }, update: { $set: r }, upsert: true } }))) : undefined);

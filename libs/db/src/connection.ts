@@ -44,11 +44,29 @@ export function watchConnection(conn: Connection, setServing: (serving: boolean)
 export async function ensureIndexes(conn: Connection, attempts = 4): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      for (const model of Object.values(conn.models)) await model.createIndexes();
+      for (const model of Object.values(conn.models)) await createModelIndexes(model);
       return;
     } catch (err) {
       if (attempt >= attempts || !/already exists/.test(String((err as Error).message))) throw err;
       await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
+/**
+ * A model's indexes, one by one. A partial index the store does not implement (FerretDB 1.24
+ * answers NotImplemented for `partialFilterExpression`) is made without its filter: the partial
+ * indexes here only keep missing values from colliding, which FerretDB's PostgreSQL indexes never do.
+ */
+async function createModelIndexes(model: Connection['models'][string]): Promise<void> {
+  for (const [keys, options] of model.schema.indexes()) {
+    try {
+      await model.collection.createIndex(keys as Record<string, 1 | -1>, { background: true, ...(options as Record<string, unknown>) });
+    } catch (err) {
+      const partial = (options as { partialFilterExpression?: unknown }).partialFilterExpression;
+      if (!partial || (err as { code?: number }).code !== 238) throw err;
+      const { partialFilterExpression: _, ...rest } = options as Record<string, unknown>;
+      await model.collection.createIndex(keys as Record<string, 1 | -1>, { background: true, ...rest });
     }
   }
 }

@@ -182,7 +182,8 @@ export function describeUnbounded(verdicts: PushdownVerdict[]): string[] {
  * pushdown guard tests accept without an allow-list entry.
  */
 export const BOUNDING_KEYS: BoundingKeys = {
-  permits: [['_id'], ['permit_number'], ['sync_origin'], ['sync_batch']],
+  // A place in a project's registration order (unique) and a block of places (@ptw/domain registration.ts: 25 permits at most).
+  permits: [['_id'], ['permit_number'], ['sync_origin'], ['sync_batch'], ['project_id', 'list_seq'], ['project_id', 'list_block']],
   revisions: [['entity', 'entity_id', 'version'], ['_id']],
   audit_events: [['permit_id']],
   workflow_steps: [['permit_id'], ['_id']],
@@ -206,7 +207,4 @@ export const BOUNDING_KEYS: BoundingKeys = {
 };
 
 /** Allow-list entries every guard shares: bounded by something other than a key, stated here. */
-export const SHARED_ALLOWED: AllowedQuery[] = [
-  { collection: 'permit_types', fields: ['active'], bound: 'the active permit types: a handful per site, not growing with permits' },
-  { collection: 'permits', fields: ['project_id', 'created_day'], bound: "one project's permits created on one UTC day (the default list's day buckets)" },
-];
+export const SHARED_ALLOWED: AllowedQuery[] = [{ collection: 'permit_types', fields: ['active'], bound: 'the active permit types: a handful per site, not growing with permits' }];

@@ -3,10 +3,11 @@
  * bounded number of store commands whatever the number of permits — one permit-type read, one
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
-import { AppError, conflict, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { findEach, insertUnordered, upsertRetried, utcDay, type Models } from '@ptw/db';
+import { AppError, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
+import { findEach, upsertRetried, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
+import { insertRegistered } from './registration';
 import { risk } from './rules';
 
 /** A validated permit to create, before its type is checked and its number allocated. */
@@ -44,7 +45,6 @@ export function permitDraft(who: Principal, data: unknown, now: Date, syncOrigin
       approver_id: input.approver_id ?? undefined,
       version: 1,
       created_at: now,
-      created_day: utcDay(now),
       updated_at: now,
       ...(syncOrigin ? { sync_origin: syncOrigin } : {}),
     },
@@ -175,37 +175,38 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
     }
   });
 
-  let pending = [...docs.keys()];
-  for (let attempt = 0; pending.length && attempt < 20; attempt++) {
-    const numbers = attempt === 0 ? firstNumbers : await reserveNumbers(models, now, pending.length);
-    const batch = pending.map((i, k) => ({ ...docs.get(i)!, permit_number: numbers[k] }));
-    const refused = await insertUnordered(models.Permit, batch, { lean: true });
-    let retry = pending.filter((_, k) => refused.has(k));
-    if (retry.length) {
-      // A refused id (not number) is a permit this create wrote before: it exists, it is done.
-      const existing = new Set(
-        (
-          await findEach<{ _id: unknown }>(
-            models.Permit,
-            '_id',
-            retry.map((i) => items[i].id),
-            { projection: { _id: 1 } },
-          )
-        ).map((p) => String(p._id)),
-      );
-      retry = retry.filter((i) => !existing.has(String(items[i].id)));
-    }
-    const inserted = pending.filter((_, k) => !refused.has(k));
-    if (inserted.length) {
-      await models.AuditEvent.insertMany(
-        inserted.map((i) => ({ permit_id: String(items[i].id), project_id: docs.get(i)!.project_id, action: 'create', to: 'draft', user_id: who.user_id, comments: '', at: now })),
-        { lean: true },
-      );
-    }
-    const retrySet = new Set(retry);
-    for (const i of pending) if (!retrySet.has(i)) results[i] = { ok: true, id: String(items[i].id), project_id: docs.get(i)!.project_id as string, version: 1 };
-    pending = retry;
+  // Each project's permits at its next places (registration.ts), numbered as reserved above; a
+  // permit whose id exists already is one this create wrote before: it is done.
+  let k = 0;
+  for (const i of docs.keys()) docs.get(i)!.permit_number = firstNumbers[k++];
+  const byProject = new Map<string, number[]>();
+  for (const i of docs.keys()) {
+    const p = docs.get(i)!.project_id as string;
+    byProject.set(p, [...(byProject.get(p) ?? []), i]);
   }
-  for (const i of pending) results[i] = { ok: false, error: conflict('Could not allocate a permit number, retry') };
+  const renumber = async () => (await reserveNumbers(models, now, 1))[0];
+  const outcomes = await Promise.all(
+    [...byProject].map(([p, idx]) =>
+      insertRegistered(
+        models,
+        p,
+        idx.map((i) => docs.get(i)!),
+        renumber,
+      ),
+    ),
+  );
+  const inserted: number[] = [];
+  [...byProject.values()].forEach((idx, n) =>
+    idx.forEach((i, j) => {
+      if (outcomes[n][j] === 'inserted') inserted.push(i);
+      results[i] = { ok: true, id: String(items[i].id), project_id: docs.get(i)!.project_id as string, version: 1 };
+    }),
+  );
+  if (inserted.length) {
+    await models.AuditEvent.insertMany(
+      inserted.map((i) => ({ permit_id: String(items[i].id), project_id: docs.get(i)!.project_id, action: 'create', to: 'draft', user_id: who.user_id, comments: '', at: now })),
+      { lean: true },
+    );
+  }
   return results as BulkCreateResult[];
 }

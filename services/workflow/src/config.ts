@@ -8,7 +8,7 @@ export const workflowConfigSchema = serviceConfigSchema
   .extend(slaConfigSchema.shape)
   .extend(jobsConfigSchema.shape)
   .extend({
-    /** The local store's backend (as `make up` and the tests choose it): on `sqlite` the default list does not walk day buckets (see @ptw/domain listPermits). */
+    /** The local store's backend (as `make up` and the tests choose it): on `sqlite` the default list takes the general path, not registration order (see @ptw/domain listPermits). */
     PTW_STORE_BACKEND: z.enum(['postgresql', 'sqlite']).default('postgresql'),
   });
 export type WorkflowConfig = z.infer<typeof workflowConfigSchema>;

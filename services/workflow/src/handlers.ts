@@ -25,7 +25,7 @@ export function workflowHandlers(models: Models, rt: ServiceRuntime<WorkflowConf
           })),
         };
       },
-      listPermits: (req, ctx) => d.listPermits(models, ctx.principal, req.filter ?? {}, req.page || 1, req.page_size || 20, { dayWalk: rt.config.PTW_STORE_BACKEND !== 'sqlite' }),
+      listPermits: (req, ctx) => d.listPermits(models, ctx.principal, req.filter ?? {}, req.page || 1, req.page_size || 20, { byPlace: rt.config.PTW_STORE_BACKEND !== 'sqlite' }),
       createPermit: async (req, ctx) => d.toPermitMessage(await d.createPermit(models, ctx.principal, req.data)),
       getPermit: async (req, ctx) => d.toPermitMessage(await d.getScopedPermit(models, ctx.principal, req.id)),
       updatePermit: async (req, ctx) => d.toPermitMessage(await d.updatePermit(models, ctx.principal, req.id, req.version, req.changes)),

@@ -1,15 +1,15 @@
 /**
- * The default permit list (no filter but the projects) served by day buckets (@ptw/domain list.ts):
- * through the real service on a real store, every page and count equal what the plain sorted query
- * and countDocuments return, for dense, sparse, old-only, empty and busy-today projects, and the
- * saved "created before" figure is rolled forward, recounted or left alone as it should.
+ * The default permit list (no filter but the projects) served by registration order (@ptw/domain
+ * registration.ts): through the real service on a real store, permits seeded without a place are
+ * registered at the service's first list, and then every page and count equal what the plain
+ * sorted query and countDocuments return, for dense, sparse, old-only, empty and busy-today projects.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { connectMongo, countStoreCommands, registerModels, utcDay, type CommandCounter, type Models } from '@ptw/db';
-import { backfillCreatedDay, CLOSE_MARGIN_MS } from '@ptw/domain';
+import { connectMongo, countStoreCommands, registerModels, type CommandCounter, type Models } from '@ptw/db';
+import { registerUnlisted } from '@ptw/domain';
 import { testStore } from '@ptw/devstore';
 import { workflowPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
@@ -67,10 +67,12 @@ async function expectSameAsReference(projects: string[], pages: number[], size =
   }
 }
 
+let env: NodeJS.ProcessEnv;
+
 beforeAll(async () => {
   store = await testStore('workflow_list');
   counter = countStoreCommands('ptw-workflow');
-  const env = {
+  env = {
     ...process.env,
     ...auth,
     NODE_ENV: 'test',
@@ -89,7 +91,7 @@ beforeAll(async () => {
   await seed(m);
   const now = Date.now();
   const docs = [
-    // dense: 5 a day over 60 days (page 10 of 20 lies past the walk's 39 days: the rest query)
+    // dense: 5 a day over 60 days
     ...Array.from({ length: 300 }, (_, i) => permitAt('l1', now - Math.floor(i / 5) * DAY - (i % 5) * 37 * 60_000 - 1000)),
     // old only: 100 to 130 days ago (the walk finds nothing)
     ...Array.from({ length: 30 }, (_, i) => permitAt('l2', now - (100 + i) * DAY)),
@@ -100,6 +102,8 @@ beforeAll(async () => {
     permitAt('l5', now - 2 * DAY),
   ];
   await m.Permit.insertMany(docs);
+  // Seeded straight into the store after the seed's creates registered the store: given places now.
+  await registerUnlisted(m);
   wf = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${svc.port}`, { defaultDeadlineMs: 120_000 }).call;
   wfSqlite = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${onSqlite.port}`, { defaultDeadlineMs: 120_000 }).call;
 });
@@ -129,43 +133,33 @@ it('when a permit is created, then it heads the next page and the count grows by
   const after = await wf.listPermits({ filter: undefined, page: 1, page_size: 20 }, who);
   expect(after.count).toBe(before.count + 1);
   expect(after.results[0].id).toBe(made.id);
-  expect((await m.Permit.findById(made.id).lean())!.created_day).toBe(utcDay(new Date()));
+  expect((await m.Permit.findById(made.id).lean())!.list_seq).toBe(after.count);
 });
 
-it('when the saved figure is some days old, then it is rolled forward; over a month old or wrong by then, recounted; ahead of this clock, left alone', async () => {
-  const closed = utcDay(Date.now() - CLOSE_MARGIN_MS);
-  const dayAgo = (d: number) => utcDay(Date.parse(`${closed}T00:00:00Z`) - d * DAY);
-  const exactBefore = async (day: string) => m.Permit.countDocuments({ project_id: 'l1', created_at: { $lt: new Date(`${day}T00:00:00Z`) } });
-
-  await m.ListCount.updateOne({ _id: 'l1' }, { $set: { day: dayAgo(10), before: await exactBefore(dayAgo(10)) } }, { upsert: true });
-  await expectSameAsReference(['l1'], [1]);
-  expect(await m.ListCount.findById('l1').lean()).toMatchObject({ day: closed, before: await exactBefore(closed) });
-
-  await m.ListCount.updateOne({ _id: 'l1' }, { $set: { day: dayAgo(40), before: 123_456 } });
-  await expectSameAsReference(['l1'], [1]);
-  expect(await m.ListCount.findById('l1').lean()).toMatchObject({ day: closed, before: await exactBefore(closed) });
-
-  const ahead = utcDay(Date.parse(`${closed}T00:00:00Z`) + 2 * DAY);
-  await m.ListCount.updateOne({ _id: 'l1' }, { $set: { day: ahead, before: await exactBefore(ahead) } });
-  await expectSameAsReference(['l1'], [1]);
-  expect((await m.ListCount.findById('l1').lean())!.day).toBe(ahead);
+it('when permits are written without a place after the first list (an older replica during an upgrade), then they are listed once registered', async () => {
+  await m.Permit.insertMany([permitAt('l8', Date.now() - 1000), permitAt('l8', Date.now())]);
+  await registerUnlisted(m);
+  await expectSameAsReference(['l8'], [1]);
+  await expectSameAsReference(['l1', 'l8'], [1]);
 });
 
-it('when permits of an older version lack created_day, then the backfill gives it to them once and later starts only read its mark', async () => {
+it('when a service starts on a store whose permits have no place (an older version wrote them), then it gives them places in creation order before serving', async () => {
   const at = Date.now() - 3 * DAY;
-  // As an older version wrote them: every field but created_day.
-  const older = (project: string, t: number) => {
-    const { created_day: _, ...doc } = new m.Permit(permitAt(project, t)).toObject();
-    return doc;
-  };
-  await m.Permit.collection.insertMany([older('l6', at), older('l6', at - DAY)]);
-  await m.Counter.deleteOne({ _id: 'migration:permit_created_day' });
-  expect(await backfillCreatedDay(m)).toBe(2);
-  expect((await m.Permit.find({ project_id: 'l6' }).lean()).map((p) => p.created_day).sort()).toEqual([utcDay(at - DAY), utcDay(at)]);
-  await expectSameAsReference(['l6'], [1]);
-  await m.Permit.collection.insertOne(older('l7', at));
-  expect(await backfillCreatedDay(m)).toBe(0);
-  expect((await m.Permit.findOne({ project_id: 'l7' }).lean())!.created_day).toBeUndefined();
+  // As an older version wrote them: every field (the schema's defaults) but a place.
+  await m.Permit.collection.insertMany([new m.Permit(permitAt('l6', at)).toObject(), new m.Permit(permitAt('l6', at - DAY)).toObject()]);
+  await m.Counter.deleteOne({ _id: 'migration:permit_list_seq' });
+  const again = await start({ ...env, PTW_STORE_BACKEND: 'postgresql' });
+  try {
+    const placed = ((await m.Permit.find({ project_id: 'l6' }).lean()) as { list_seq?: number; created_at: Date }[]).sort((a, b) => (a.list_seq ?? 0) - (b.list_seq ?? 0));
+    expect(placed.map((p) => [p.list_seq, new Date(p.created_at).getTime()])).toEqual([
+      [1, at - DAY],
+      [2, at],
+    ]);
+    expect(await m.Counter.exists({ _id: 'migration:permit_list_seq' })).not.toBeNull();
+    await expectSameAsReference(['l6'], [1]);
+  } finally {
+    await again.stop();
+  }
 });
 
 it('when the store is FerretDB on SQLite, then the default list is one count and one page query (the same page)', async () => {

@@ -2,7 +2,7 @@
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
-import { backfillCreatedDay } from '@ptw/domain';
+import { ensureRegistered } from '@ptw/domain';
 import { PROTO_FILES, SERVICE_NAMES, workflowPb } from '@ptw/proto';
 import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
@@ -23,8 +23,8 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-workflow' });
       const models = registerModels(conn);
       await ensureIndexes(conn);
-      const backfilled = await backfillCreatedDay(models);
-      if (backfilled) rt.log.info({ event: 'migration', permit_count: backfilled }, 'permits given created_day');
+      // Permits of an older version get their places in the registration order before the first list (once per store).
+      await ensureRegistered(models);
       // Every replica serves run-now and job states; with PTW_JOBS_WORKER (default true) it also
       // runs the schedules — the job-run unique index keeps each slot to one execution.
       const jobs = await startJobs({ conn, models, config, log: rt.log, metrics: rt.metrics, worker: config.PTW_JOBS_WORKER });

@@ -2,7 +2,7 @@ import { Schema, type Connection, type InferSchemaType, type Model } from 'mongo
 
 const opts = { versionKey: false as const };
 
-/** The UTC day of a time, YYYY-MM-DD (a permit's `created_day`). */
+/** The UTC day of a time, YYYY-MM-DD. */
 export function utcDay(d: Date | number): string {
   return new Date(d).toISOString().slice(0, 10);
 }
@@ -72,14 +72,13 @@ const permitSchema = new Schema(
     approved_at: Date,
     version: { type: Number, required: true, default: 1 },
     created_at: { type: Date, required: true },
-    /** UTC day of created_at (YYYY-MM-DD): the list's and its count's equality buckets (@ptw/domain list.ts). */
-    created_day: {
-      type: String,
-      default(this: { created_at?: Date }) {
-        return this.created_at ? utcDay(this.created_at) : undefined;
-      },
-    },
     updated_at: { type: Date, required: true },
+    /**
+     * Its place in its project's registration order: 1, 2, 3, … with no gaps (@ptw/domain
+     * registration.ts), and that place's block of LIST_BLOCK: the default list's equality reads.
+     */
+    list_seq: Number,
+    list_block: Number,
     /** `<device_id>/<offline_id>` of the offline change that created it (sync crash recovery). */
     sync_origin: String,
     /** The sync batch that created it (a hash of its device and offline ids): a re-sent batch's permits in one equality read. */
@@ -97,8 +96,15 @@ permitSchema.index({ project_id: 1, status: 1, created_at: -1 });
 permitSchema.index({ project_id: 1, created_at: -1 });
 permitSchema.index({ status: 1, created_at: -1 });
 permitSchema.index({ created_at: -1 });
-// The default list's day buckets (@ptw/domain list.ts), newest first within a day.
-permitSchema.index({ project_id: 1, created_day: 1, created_at: -1 });
+// Registration order (@ptw/domain registration.ts): the unique index is what claims a place, so
+// two creators never share one; partial so that permits not yet registered (an older version's)
+// do not collide on a missing value (FerretDB, which does not implement partial indexes, gets
+// the plain index: its PostgreSQL index never counts a missing value as a duplicate).
+permitSchema.index({ project_id: 1, list_seq: 1 }, { unique: true, partialFilterExpression: { list_seq: { $exists: true } } });
+permitSchema.index({ project_id: 1, list_block: 1, list_seq: 1 });
+// For the local store's GIN mirror (libs/devstore postgres.ts mirrors all fields of an index but its
+// last): without an index led by list_seq a probe of a place reads all of the project's entries.
+permitSchema.index({ list_seq: 1, project_id: 1 });
 // KPIs' completed/cancelled today.
 permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, updated_at: 1 });

@@ -1,12 +1,13 @@
 /** Permit writes: create, edit and status transitions, each audited. */
 import { conflict, failedPrecondition, hasRole, invalidArgument, permissionDenied, storableIssue, type Principal } from '@ptw/common';
-import { isDuplicateKey, PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
+import { PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
 import { checkTimes, permitDraft } from '../bulk';
 import { parseInput, updatePermitSchema } from '../input';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from '../rules';
 import { audit, completeEffects } from './effects';
 import { nextPermitNumber } from './numbering';
 import { getScopedPermit } from './query';
+import { insertRegistered } from '../registration';
 import type { PendingEffects, PermitDoc } from './types';
 import { guardedPermitWrite, staleVersion } from './versioning';
 
@@ -21,20 +22,15 @@ export async function createPermit(models: Models, who: Principal, data: unknown
   const draft = permitDraft(who, data, now);
   await loadActiveType(models, draft.typeId);
   checkTimes(draft.fields.planned_start_time as Date | undefined, draft.fields.planned_end_time as Date | undefined);
-  const base = draft.fields;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const permit_number = await nextPermitNumber(models, now);
-    try {
-      const created = await models.Permit.create({ ...base, permit_number });
-      await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
-      await audit(models, created.toObject() as PermitDoc, 'create', undefined, 'draft', who.user_id, '', now);
-      return created.toObject() as PermitDoc;
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-      await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
-    }
-  }
-  throw conflict('Could not allocate a permit number, retry');
+  // Validated and cast as Model.create would, then written at the project's next place (registration.ts).
+  const doc = new models.Permit({ ...draft.fields, permit_number: await nextPermitNumber(models, now) });
+  await doc.validate();
+  const created = doc.toObject() as PermitDoc;
+  const [outcome] = await insertRegistered(models, created.project_id, [created], () => nextPermitNumber(models, now));
+  if (outcome !== 'inserted') throw conflict('Could not create the permit, retry');
+  await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
+  await audit(models, created, 'create', undefined, 'draft', who.user_id, '', now);
+  return created;
 }
 
 /** Who may edit which permit: the creator while draft/rejected; supervisors and managers until it ends. */

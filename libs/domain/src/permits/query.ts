@@ -3,7 +3,8 @@ import { inScope, invalidArgument, notFound, type Principal } from '@ptw/common'
 import { PERMIT_STATUSES, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { parseInput, permitFilterSchema } from '../input';
-import { DAY_WALK_MAX_DEPTH, NEWEST_FIRST, newestOfProject } from '../list';
+import { NEWEST_FIRST } from '../list';
+import { registeredPage } from '../registration';
 import { toPermitMessage } from '../serialize';
 import { completeEffects, PENDING_GRACE_MS } from './effects';
 import type { PendingEffects, PermitDoc, PermitFilterInput } from './types';
@@ -101,17 +102,22 @@ function newerFirst(a: PermitDoc, b: PermitDoc): number {
 
 export interface ListOptions {
   /**
-   * Serve the default list by day buckets (list.ts): right where the store pushes equality down to
-   * an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend, which pushes down
-   * only `_id`, every query scans, so fewer queries win there.
+   * Serve the default list by registration order (registration.ts): right where the store pushes
+   * equality down to an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend,
+   * which pushes down only `_id`, every query scans, so fewer queries win there.
    */
-  dayWalk?: boolean;
+  byPlace?: boolean;
 }
 
+/** Deepest result (page × page_size) merged from several projects' registration orders. */
+export const MERGE_MAX_DEPTH = 200;
+
 /**
- * One page of the caller's permits, newest first. Each part of the query (see
- * {@link permitQueryParts}) is counted and read up to the page's depth in parallel; the parts are
- * disjoint, so the counts add up and the page is the merged head.
+ * One page of the caller's permits, newest first. With no filter but the caller's projects, a
+ * project's page is read by place (registration.ts: the count is the last place, the page the
+ * places it covers), and several projects' heads are merged by creation time. Otherwise each part
+ * of the query (see {@link permitQueryParts}) is counted and read up to the page's depth in
+ * parallel; the parts are disjoint, so the counts add up and the page is the merged head.
  */
 export async function listPermits(models: Models, who: Principal, filter: PermitFilterInput, page: number, pageSize: number, opts: ListOptions = {}) {
   if (!Number.isInteger(page) || page < 1) throw invalidArgument('page: expected an integer ≥ 1', { field: 'page' });
@@ -122,15 +128,19 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
   const parts = permitQueryParts(who, filter);
   const skip = (page - 1) * pageSize;
   const plainProjects = parts.every((q) => Object.keys(q).length === 1 && typeof q.project_id === 'string');
-  if ((opts.dayWalk ?? true) && parts.length > 0 && plainProjects && skip + pageSize <= DAY_WALK_MAX_DEPTH) {
-    // No filter but the projects: day buckets (see list.ts), the same page and count.
-    const now = new Date();
-    const heads = await Promise.all(parts.map((q) => newestOfProject(models, q.project_id as string, skip + pageSize, now)));
-    const docs = heads
-      .flatMap((h) => h.docs)
-      .sort(newerFirst)
-      .slice(skip, skip + pageSize);
-    return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
+  if ((opts.byPlace ?? true) && parts.length > 0 && plainProjects) {
+    if (parts.length === 1) {
+      const { count, docs } = await registeredPage(models, parts[0].project_id as string, skip, pageSize);
+      return { count, results: docs.map((d) => toPermitMessage(d)) };
+    }
+    if (skip + pageSize <= MERGE_MAX_DEPTH) {
+      const heads = await Promise.all(parts.map((q) => registeredPage(models, q.project_id as string, 0, skip + pageSize)));
+      const docs = heads
+        .flatMap((h) => h.docs as unknown as PermitDoc[])
+        .sort(newerFirst)
+        .slice(skip, skip + pageSize);
+      return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
+    }
   }
   if (parts.length <= 1) {
     const q = parts[0];

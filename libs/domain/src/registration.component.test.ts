@@ -1,0 +1,104 @@
+/**
+ * Registration order on the real store: places without gap or duplicate when two processes (two
+ * connections) create at once, retried creates, refused numbers, pages read by place, and the
+ * registration of permits written without a place.
+ */
+import { createLogger } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { testStore } from '@ptw/devstore';
+import { Types } from 'mongoose';
+import type { Connection } from 'mongoose';
+import { ensureRegistered, insertRegistered, lastPlace, LIST_BLOCK, registeredPage, registerUnlisted } from './registration';
+
+jest.setTimeout(120_000);
+
+let store: { url: string; stop(): Promise<void> };
+const conns: Connection[] = [];
+let a: Models;
+let b: Models;
+let n = 0;
+
+beforeAll(async () => {
+  store = await testStore('registration');
+  for (const name of ['reg-a', 'reg-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
+  a = registerModels(conns[0]);
+  b = registerModels(conns[1]);
+  await ensureIndexes(conns[0]);
+});
+
+afterAll(async () => {
+  for (const c of conns) await c.close();
+  await store?.stop();
+});
+
+const number = () => `PTW-2042-${String(++n).padStart(6, '0')}`;
+const permit = (project: string, at = new Date()) => ({
+  _id: new Types.ObjectId(),
+  project_id: project,
+  permit_type_id: 'hot-work',
+  title: `Permit ${n}`,
+  status: 'draft',
+  created_by: 'u1',
+  version: 1,
+  created_at: at,
+  updated_at: at,
+  permit_number: number(),
+});
+const renumber = async () => number();
+
+async function places(m: Models, project: string): Promise<number[]> {
+  return ((await m.Permit.find({ project_id: project }, { list_seq: 1 }).lean()) as { list_seq?: number }[]).map((p) => p.list_seq ?? -1).sort((x, y) => x - y);
+}
+
+it('when two processes create 8 permits 10 times each at once in one project, then the 160 places are 1…160 and the count and pages follow them', async () => {
+  const p = 'reg-p1';
+  const batches = Array.from({ length: 20 }, (_, k) => ({ m: k % 2 ? a : b, docs: Array.from({ length: 8 }, () => permit(p)) }));
+  const out = await Promise.all(batches.map(({ m, docs }) => insertRegistered(m, p, docs, renumber)));
+  expect(out.flat().every((o) => o === 'inserted')).toBe(true);
+  expect(await places(a, p)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+  expect(await lastPlace(a, p)).toBe(160);
+  expect(await lastPlace(b, p, 7)).toBe(160);
+  expect(await lastPlace(b, p, 500)).toBe(160);
+  const head = await registeredPage(a, p, 0, 20);
+  expect(head.count).toBe(160);
+  expect(head.docs.map((d) => d.list_seq)).toEqual(Array.from({ length: 20 }, (_, i) => 160 - i));
+  const deep = await registeredPage(b, p, 100, 30);
+  expect(deep.docs.map((d) => d.list_seq)).toEqual(Array.from({ length: 30 }, (_, i) => 60 - i));
+  const tail = await registeredPage(a, p, 150, 20);
+  expect(tail.docs.map((d) => d.list_seq)).toEqual(Array.from({ length: 10 }, (_, i) => 10 - i));
+  expect((await registeredPage(a, p, 160, 20)).docs).toEqual([]);
+  // Every place's block is the one its equality read asks for.
+  const blocks = (await a.Permit.find({ project_id: p }, { list_seq: 1, list_block: 1 }).lean()) as { list_seq: number; list_block: number }[];
+  expect(blocks.every((d) => d.list_block === Math.floor(d.list_seq / LIST_BLOCK))).toBe(true);
+});
+
+it('when a create is retried with the same ids, or a number is taken, then nothing is written twice and the places stay without gap', async () => {
+  const p = 'reg-p2';
+  const first = Array.from({ length: 5 }, () => permit(p));
+  expect(await insertRegistered(a, p, first, renumber)).toEqual(Array(5).fill('inserted'));
+  const again = [...first.slice(2), permit(p)];
+  expect(await insertRegistered(b, p, again, renumber)).toEqual(['exists', 'exists', 'exists', 'inserted']);
+  const taken = { ...permit(p), permit_number: first[0].permit_number };
+  expect(await insertRegistered(a, p, [taken, permit(p)], renumber)).toEqual(['inserted', 'inserted']);
+  expect(await places(a, p)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  expect(new Set(((await a.Permit.find({ project_id: p }).lean()) as { permit_number: string }[]).map((d) => d.permit_number)).size).toBe(8);
+});
+
+it('when permits were written without a place, then registration gives them places in creation order after the written ones, once', async () => {
+  const p = 'reg-p3';
+  await insertRegistered(a, p, [permit(p), permit(p)], renumber);
+  const t0 = Date.UTC(2042, 0, 1);
+  const raw = [3, 1, 2].map((k) => permit(p, new Date(t0 + k * 1000)));
+  await a.Permit.collection.insertMany(raw);
+  await a.Permit.collection.insertOne(permit('reg-p4', new Date(t0)));
+  expect(await registerUnlisted(b)).toBe(4);
+  const byTime = ((await a.Permit.find({ project_id: p, list_seq: { $gt: 2 } }).lean()) as { created_at: Date; list_seq: number }[]).sort((x, y) => x.list_seq - y.list_seq);
+  expect(byTime.map((d) => new Date(d.created_at).getTime())).toEqual([1, 2, 3].map((k) => t0 + k * 1000));
+  expect(await places(a, p)).toEqual([1, 2, 3, 4, 5]);
+  expect(await places(a, 'reg-p4')).toEqual([1]);
+  expect(await registerUnlisted(b)).toBe(0);
+  // The mark: later starts read it and register nothing.
+  await ensureRegistered(a);
+  expect(await a.Counter.exists({ _id: 'migration:permit_list_seq' })).not.toBeNull();
+  expect((await registeredPage(b, p, 0, 3)).docs.map((d) => d.list_seq)).toEqual([5, 4, 3]);
+});
