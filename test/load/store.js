@@ -101,6 +101,8 @@ async function seedSite(db, { permits, spread, users, readableBy }) {
     .toArray())
     numbered.set(Number(c._id.split(':')[1]), c.seq ?? 0);
   const { docs, counters } = sitePermits(permits, spread, now, numbered);
+  // created_day: what checkouts before the registration order (LOAD_CODE_ROOT) list by; ignored since.
+  for (const d of docs) d.created_day = utcDay(d.created_at);
   if (docs.length) await insertChunked(db.collection('permits'), await placePermits(db.collection('permits'), docs));
   const points = isolationPoints(docs);
   if (points.length) await insertChunked(db.collection('isolation_points'), points);
