@@ -31,7 +31,7 @@ const ANSWER_BOUND_MS = 5000;
 /** SPEC §4 / the OpenAPI: error details are capped at 16 KiB. */
 const MAX_DETAILS_BYTES = 16 * 1024;
 /** Collections written by reads, jobs or bookkeeping (events, caches, tallies): not compared. */
-const NOT_COMPARED = new Set(['job_runs', 'job_states', 'agendaJobs', 'kpi_snapshots', 'list_counts', 'tallies', 'tally_rollups', 'sync_events', 'export_events']);
+const NOT_COMPARED = new Set(['job_runs', 'job_states', 'agendaJobs', 'kpi_snapshots', 'tallies', 'tally_rollups', 'sync_events', 'export_events']);
 const INTERNAL = /\n\s+at |MongoServerError|MongoBulkWriteError|E11000|invalid int32|serialization failure|ECONNREFUSED|ObjectId\(|Cannot read prop|is not a function|undefined is not/;
 
 let stack: Stack;

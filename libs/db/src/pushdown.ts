@@ -198,7 +198,6 @@ export const BOUNDING_KEYS: BoundingKeys = {
   tally_rollups: [['_id'], ['series', 'level', 'parent']],
   counters: [['_id']],
   kpi_snapshots: [['_id']],
-  list_counts: [['_id']],
   job_states: [['_id']],
   job_runs: [['job', 'slot', 'attempt']],
   permit_types: [['_id']],

@@ -7,5 +7,4 @@ export * from './closeout';
 export * from './inbox';
 export * from './sla';
 export * from './bulk';
-export * from './list';
 export * from './registration';

@@ -305,12 +305,6 @@ const jobStateSchema = new Schema(
 /** KPIs of one scope (a hash of its projects and SLAs) as of a time: see services/export/src/kpis.ts. */
 const kpiSnapshotSchema = new Schema({ _id: String, as_of: { type: Date, required: true }, data: { type: Schema.Types.Mixed, required: true }, compute_ms: Number }, opts);
 
-/**
- * Per project: how many permits were created before a day (`_id` the project id). Days before it
- * are closed, so the figure never changes once right: see @ptw/domain list.ts.
- */
-const listCountSchema = new Schema({ _id: String, day: { type: String, required: true }, before: { type: Number, required: true }, first_day: String }, opts);
-
 /** One operation's counts in a time series (see tallies.ts): read by minute, equality only. */
 const tallySchema = new Schema(
   {
@@ -361,7 +355,6 @@ const schemas = {
   JobState: [jobStateSchema, 'job_states'],
   Counter: [counterSchema, 'counters'],
   KpiSnapshot: [kpiSnapshotSchema, 'kpi_snapshots'],
-  ListCount: [listCountSchema, 'list_counts'],
   Tally: [tallySchema, 'tallies'],
   TallyRollup: [tallyRollupSchema, 'tally_rollups'],
 } as const;

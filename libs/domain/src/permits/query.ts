@@ -3,7 +3,6 @@ import { inScope, invalidArgument, notFound, type Principal } from '@ptw/common'
 import { PERMIT_STATUSES, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { parseInput, permitFilterSchema } from '../input';
-import { NEWEST_FIRST } from '../list';
 import { registeredPage } from '../registration';
 import { toPermitMessage } from '../serialize';
 import { completeEffects, PENDING_GRACE_MS } from './effects';
@@ -91,6 +90,9 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
   }
   return parts;
 }
+
+/** Permit lists' order: newest first, `_id` breaking ties (filtered lists, and several projects' heads merged). */
+export const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
 
 function newerFirst(a: PermitDoc, b: PermitDoc): number {
   const t = new Date(b.created_at as Date).getTime() - new Date(a.created_at as Date).getTime();
