@@ -193,12 +193,11 @@ describe('health', () => {
     const state = health.jobs.find((j: { name: string }) => j.name === 'auto_expire_permits');
     expect(state!.last_success_at).not.toBeNull();
     expect(state!.last_error).toBeNull();
-    expect(health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits')).toMatchObject({
-      last_run_at: null,
-      last_success_at: null,
-      last_error: null,
-      last_duration_ms: null,
-    });
+    // Running one job records nothing on another. The other job's own schedule (every 15 minutes,
+    // on the quarter hour) may have ticked while the suite ran: such a run starts on its tick.
+    const other = health.jobs.find((j: { name: string }) => j.name === 'check_expiring_permits') as unknown as { last_run_at: string | null; last_error: unknown };
+    expect(other.last_error).toBeNull();
+    if (other.last_run_at !== null) expect(Date.parse(other.last_run_at) % (15 * 60_000)).toBeLessThan(5_000);
     expect((await req('POST', '/jobs/no_such_job/run/', mgr)).status).toBe(404);
   });
 
