@@ -50,6 +50,11 @@ const ALLOWED: AllowedQuery[] = [
   { collection: 'permits', fields: ['status', 'submitted_at'], ranged: ['submitted_at'], bound: 'health: the permits awaiting verification (open work, system-wide)' },
   { collection: 'permits', fields: ['status', 'verified_at'], ranged: ['verified_at'], bound: 'health: the permits awaiting approval (open work, system-wide)' },
   { collection: 'isolation_points', fields: ['project_id', 'status'], bound: "KPIs: one project's isolated points" },
+  {
+    collection: 'block_tallies',
+    fields: ['project_id'],
+    bound: "a status-filtered list: one reading per 25 of the project's permits (@ptw/domain status-blocks.ts), plus readings left by racing writers until the next refresh",
+  },
 ];
 
 let store: { url: string; stop(): Promise<void> };

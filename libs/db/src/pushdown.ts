@@ -196,6 +196,8 @@ export const BOUNDING_KEYS: BoundingKeys = {
     ['series', 'hour'],
   ],
   tally_rollups: [['_id'], ['series', 'level', 'parent']],
+  // A block's readings: one per write since the last refresh of the block (older ones are deleted).
+  block_tallies: [['_id'], ['project_id', 'block']],
   counters: [['_id']],
   kpi_snapshots: [['_id']],
   job_states: [['_id']],

@@ -8,3 +8,4 @@ export * from './inbox';
 export * from './sla';
 export * from './bulk';
 export * from './registration';
+export * from './status-blocks';

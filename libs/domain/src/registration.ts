@@ -187,12 +187,18 @@ export interface RegisteredPage {
   docs: PlacedDoc[];
 }
 
-/** `project`'s permit count and its `n` permits after the `skip` newest, by registration order. */
-export async function registeredPage(models: Models, project: string, skip: number, n: number): Promise<RegisteredPage> {
+/** `project`'s permit count: its last place, found from this process's hint (two probes when it is right). */
+export async function projectCount(models: Models, project: string): Promise<number> {
   await ensureRegistered(models);
   const w = writerOf(models, project);
   const count = await lastPlace(models, project, w.last);
   if (!w.busy) w.last = count;
+  return count;
+}
+
+/** `project`'s permit count and its `n` permits after the `skip` newest, by registration order. */
+export async function registeredPage(models: Models, project: string, skip: number, n: number): Promise<RegisteredPage> {
+  const count = await projectCount(models, project);
   const hi = count - skip;
   const lo = Math.max(1, hi - n + 1);
   if (hi < 1 || n < 1) return { count, docs: [] };

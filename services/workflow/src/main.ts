@@ -2,7 +2,7 @@
 import '@ptw/common/dist/tracing-register';
 import { loadConfig, runMain, startService, type StartedService } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, watchConnection } from '@ptw/db';
-import { ensureRegistered } from '@ptw/domain';
+import { ensureRegistered, warmBlockReadings } from '@ptw/domain';
 import { PROTO_FILES, SERVICE_NAMES, workflowPb } from '@ptw/proto';
 import { workflowConfigSchema } from './config';
 import { workflowHandlers } from './handlers';
@@ -25,6 +25,9 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
       await ensureIndexes(conn);
       // Permits of an older version get their places in the registration order before the first list (once per store).
       await ensureRegistered(models);
+      // Status-filtered lists read per-block status readings: the missing ones are read before
+      // serving, at most 3 s of the start (the rest goes on in the background): see @ptw/domain status-blocks.ts.
+      await warmBlockReadings(models, 3000).catch((err: unknown) => rt.log.warn({ event: 'block_readings_warm_failed', err }, 'block readings not warmed'));
       // Every replica serves run-now and job states; with PTW_JOBS_WORKER (default true) it also
       // runs the schedules — the job-run unique index keeps each slot to one execution.
       const jobs = await startJobs({ conn, models, config, log: rt.log, metrics: rt.metrics, worker: config.PTW_JOBS_WORKER });

@@ -335,6 +335,25 @@ const tallyRollupSchema = new Schema(
 // `_id` last, for the store's GIN mirror (see tallySchema's indexes).
 tallyRollupSchema.index({ series: 1, level: 1, parent: 1, _id: 1 });
 
+/**
+ * The statuses of one block of a project's registration order (25 places, see @ptw/domain
+ * status-blocks.ts) as read at `stamp` (the sum of the block's permit versions): insert-only, the
+ * highest stamp of a block is its newest reading. `_id` `<project>:<block>:<stamp>`.
+ */
+const blockTallySchema = new Schema(
+  {
+    _id: String,
+    project_id: { type: String, required: true },
+    block: { type: Number, required: true },
+    stamp: { type: Number, required: true },
+    filled: { type: Number, required: true },
+    counts: { type: Schema.Types.Mixed, required: true },
+  },
+  { ...opts, minimize: false },
+);
+// `stamp` last, for the store's GIN mirror (see tallySchema's indexes): a project's read and a block's.
+blockTallySchema.index({ project_id: 1, block: 1, stamp: 1 });
+
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
 const schemas = {
@@ -357,6 +376,7 @@ const schemas = {
   KpiSnapshot: [kpiSnapshotSchema, 'kpi_snapshots'],
   Tally: [tallySchema, 'tallies'],
   TallyRollup: [tallyRollupSchema, 'tally_rollups'],
+  BlockTally: [blockTallySchema, 'block_tallies'],
 } as const;
 
 type Schemas = typeof schemas;

@@ -1,5 +1,6 @@
-/** A transition's effects after its status change: the audit event and the workflow steps. */
+/** A transition's effects after its status change: the audit event, the workflow steps and the block's status reading. */
 import type { Models, PermitStatus } from '@ptw/db';
+import { refreshBlocksOf } from '../status-blocks';
 import type { PendingEffects, PermitDoc } from './types';
 
 /** A pending transition younger than this may still be completed by its own writer. */
@@ -17,6 +18,9 @@ export async function completeEffects(models: Models, permit: PermitDoc, recover
   const auditDone = recovering && (await models.AuditEvent.exists({ permit_id: id, action: 'status_change', to: p.to, at }));
   if (!auditDone) await audit(models, permit, 'status_change', p.from, p.to, p.user_id, p.comments, at);
   await moveSteps(models, permit, p.from, p.to, at, recovering);
+  // The block's status reading, after the status change (status-blocks.ts): before the mark is
+  // cleared, so that a crash here is completed by the next reader like the rest.
+  await refreshBlocksOf(models, [permit]);
   await models.Permit.updateOne({ _id: id, 'pending.version': p.version }, { $unset: { pending: 1 } });
 }
 

@@ -4,6 +4,7 @@ import { PERMIT_STATUSES, type Models } from '@ptw/db';
 import { isValidObjectId } from 'mongoose';
 import { parseInput, permitFilterSchema } from '../input';
 import { registeredPage } from '../registration';
+import { statusPage } from '../status-blocks';
 import { toPermitMessage } from '../serialize';
 import { completeEffects, PENDING_GRACE_MS } from './effects';
 import type { PendingEffects, PermitDoc, PermitFilterInput } from './types';
@@ -91,6 +92,20 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
   return parts;
 }
 
+/**
+ * The statuses asked of each project when the query is nothing but (project, status) equalities
+ * (status filters without other filters): served by block readings (status-blocks.ts).
+ */
+function statusesByProject(parts: Record<string, unknown>[]): Map<string, string[]> | undefined {
+  const out = new Map<string, string[]>();
+  for (const q of parts) {
+    const keys = Object.keys(q);
+    if (keys.length !== 2 || typeof q.project_id !== 'string' || typeof q.status !== 'string') return undefined;
+    out.set(q.project_id, [...(out.get(q.project_id) ?? []), q.status]);
+  }
+  return out;
+}
+
 /** Permit lists' order: newest first, `_id` breaking ties (filtered lists, and several projects' heads merged). */
 export const NEWEST_FIRST = { created_at: -1, _id: -1 } as const;
 
@@ -117,7 +132,8 @@ export const MERGE_MAX_DEPTH = 200;
 /**
  * One page of the caller's permits, newest first. With no filter but the caller's projects, a
  * project's page is read by place (registration.ts: the count is the last place, the page the
- * places it covers), and several projects' heads are merged by creation time. Otherwise each part
+ * places it covers), and several projects' heads are merged by creation time. Filtered by status
+ * only, the same by the blocks' status readings (status-blocks.ts). Otherwise each part
  * of the query (see {@link permitQueryParts}) is counted and read up to the page's depth in
  * parallel; the parts are disjoint, so the counts add up and the page is the merged head.
  */
@@ -137,6 +153,22 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
     }
     if (skip + pageSize <= MERGE_MAX_DEPTH) {
       const heads = await Promise.all(parts.map((q) => registeredPage(models, q.project_id as string, 0, skip + pageSize)));
+      const docs = heads
+        .flatMap((h) => h.docs as unknown as PermitDoc[])
+        .sort(newerFirst)
+        .slice(skip, skip + pageSize);
+      return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
+    }
+  }
+  const byStatus = (opts.byPlace ?? true) && parts.length > 0 ? statusesByProject(parts) : undefined;
+  if (byStatus) {
+    if (byStatus.size === 1) {
+      const [[project, statuses]] = [...byStatus];
+      const { count, docs } = await statusPage(models, project, statuses, skip, pageSize);
+      return { count, results: docs.map((d) => toPermitMessage(d)) };
+    }
+    if (skip + pageSize <= MERGE_MAX_DEPTH) {
+      const heads = await Promise.all([...byStatus].map(([project, statuses]) => statusPage(models, project, statuses, 0, skip + pageSize)));
       const docs = heads
         .flatMap((h) => h.docs as unknown as PermitDoc[])
         .sort(newerFirst)

@@ -8,6 +8,7 @@
  */
 import { Types } from 'mongoose';
 import { claimVersions, type Models } from '@ptw/db';
+import { refreshBlocksOf } from '@ptw/domain';
 import type { JobName } from './config';
 
 export interface JobContext {
@@ -90,6 +91,8 @@ interface PermitRow {
   version: number;
   planned_end_time?: Date;
   actual_end_time?: Date | null;
+  /** Its block of the registration order (@ptw/domain status-blocks.ts), read again once it moved. */
+  list_block?: number;
 }
 
 /** `check_expiring_permits`: active permits ending within 2 h → `ptw_expiring` to the creator, once per permit and day. */
@@ -268,7 +271,7 @@ export async function autoExpirePermits(ctx: JobContext, now: Date): Promise<Job
   const cursor = Permit.collection.find<PermitRow>(
     { status: 'active', planned_end_time: { $lt: now } },
     // Grouped so that each batch's guarded updates touch few (project, version) groups.
-    { projection: { permit_number: 1, project_id: 1, created_by: 1, version: 1, actual_end_time: 1 }, sort: { project_id: 1, version: 1, _id: 1 }, batchSize: ctx.batchSize },
+    { projection: { permit_number: 1, project_id: 1, created_by: 1, version: 1, actual_end_time: 1, list_block: 1 }, sort: { project_id: 1, version: 1, _id: 1 }, batchSize: ctx.batchSize },
   );
   let expiredCount = 0;
   let notified = 0;
@@ -292,6 +295,7 @@ export async function autoExpirePermits(ctx: JobContext, now: Date): Promise<Job
       expired = targets.filter((p) => moved.has(`${String(p._id)}:${p.version + 1}`));
     }
     if (expired.length === 0) continue;
+    await refreshBlocksOf(ctx.models, expired);
     await AuditEvent.collection.insertMany(
       expired.map((p) => ({
         permit_id: String(p._id),

@@ -1,0 +1,168 @@
+/**
+ * Status-filtered pages by block readings on the real store: counts and pages equal the raw
+ * store's, after status changes by two processes at once, after new permits, with a stale racing
+ * reading, after a transition's effects and after an interrupted refresh.
+ */
+import { createLogger } from '@ptw/common';
+import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { testStore } from '@ptw/devstore';
+import { Types } from 'mongoose';
+import type { Connection } from 'mongoose';
+import { completeEffects } from './permits/effects';
+import type { PermitDoc } from './permits/types';
+import { insertRegistered, LIST_BLOCK } from './registration';
+import { blockReadings, refreshBlocksOf, statusPage } from './status-blocks';
+
+jest.setTimeout(120_000);
+
+let store: { url: string; stop(): Promise<void> };
+const conns: Connection[] = [];
+let a: Models;
+let b: Models;
+let n = 0;
+
+beforeAll(async () => {
+  store = await testStore('status-blocks');
+  for (const name of ['sb-a', 'sb-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
+  a = registerModels(conns[0]);
+  b = registerModels(conns[1]);
+  await ensureIndexes(conns[0]);
+});
+
+afterAll(async () => {
+  for (const c of conns) await c.close();
+  await store?.stop();
+});
+
+const STATUSES = ['draft', 'submitted', 'active', 'completed', 'cancelled'];
+const renumber = async () => `PTW-2043-${String(++n).padStart(6, '0')}`;
+const permit = (project: string, status: string) => ({
+  _id: new Types.ObjectId(),
+  project_id: project,
+  permit_type_id: 'hot-work',
+  title: `Permit ${++n}`,
+  status,
+  created_by: 'u1',
+  version: 1 + (n % 3),
+  created_at: new Date(),
+  updated_at: new Date(),
+  permit_number: `PTW-2043-${String(n).padStart(6, '0')}`,
+});
+
+/** What the store itself says: the count, and the page by registration order, newest first. */
+async function raw(m: Models, project: string, statuses: string[], skip: number, size: number) {
+  const q = { project_id: project, status: { $in: statuses } };
+  const count = await m.Permit.countDocuments(q);
+  const page = (await m.Permit.find(q, { list_seq: 1 }).sort({ list_seq: -1 }).skip(skip).limit(size).lean()) as { list_seq: number }[];
+  return { count, seqs: page.map((d) => d.list_seq) };
+}
+
+async function ours(m: Models, project: string, statuses: string[], skip: number, size: number) {
+  const { count, docs } = await statusPage(m, project, statuses, skip, size);
+  return { count, seqs: docs.map((d) => d.list_seq) };
+}
+
+async function seed(m: Models, project: string, count: number) {
+  const docs = Array.from({ length: count }, (_, k) => permit(project, STATUSES[(k * 7) % STATUSES.length]));
+  await insertRegistered(m, project, docs, renumber);
+  return docs;
+}
+
+/** A status change as a versioned write makes it, then the block read again (as the transition's effects do). */
+async function move(m: Models, id: unknown, to: string, refresh = true) {
+  const doc = (await m.Permit.findById(id).lean()) as PermitDoc;
+  const updated = await m.Permit.findOneAndUpdate({ _id: id, version: doc.version }, { $set: { status: to, version: doc.version + 1 } }, { new: true }).lean();
+  if (updated && refresh) await refreshBlocksOf(m, [updated]);
+  return updated !== null;
+}
+
+it('when 130 permits in five statuses are listed by one or several statuses at several depths, then count and page equal the raw store', async () => {
+  const p = 'sb-p1';
+  await seed(a, p, 130);
+  for (const statuses of [['draft'], ['completed', 'cancelled'], ['active', 'draft', 'submitted'], ['expired'], STATUSES]) {
+    for (const [skip, size] of [
+      [0, 20],
+      [20, 20],
+      [7, 13],
+      [100, 50],
+      [125, 10],
+      [500, 20],
+    ]) {
+      expect({ statuses, skip, size, ...(await ours(b, p, statuses, skip, size)) }).toEqual({ statuses, skip, size, ...(await raw(a, p, statuses, skip, size)) });
+    }
+  }
+  // One reading per block: 130 places = blocks 0…5.
+  expect((await blockReadings(a, p, 130)).map((r) => r.block)).toEqual([0, 1, 2, 3, 4, 5]);
+  expect(await a.BlockTally.countDocuments({ project_id: p })).toBe(6);
+});
+
+it('when two processes change the statuses of 40 permits of the same blocks at once, then every status count equals the raw store afterwards', async () => {
+  const p = 'sb-p2';
+  const docs = await seed(a, p, 50);
+  await statusPage(a, p, ['draft'], 0, 10);
+  const moves = docs.slice(0, 40).map((d, k) => ({ m: k % 2 ? a : b, id: d._id, to: STATUSES[(k * 3 + 1) % STATUSES.length] }));
+  // Twice over the same permits: the second round races the first round's readings.
+  await Promise.all([...moves, ...moves.map((x) => ({ ...x, to: STATUSES[(STATUSES.indexOf(x.to) + 2) % STATUSES.length] }))].map((x) => move(x.m, x.id, x.to)));
+  for (const s of STATUSES) expect({ s, ...(await ours(b, p, [s], 0, 100)) }).toEqual({ s, ...(await raw(a, p, [s], 0, 100)) });
+});
+
+it('when permits are registered after the blocks were read, then the next list counts them without any refresh', async () => {
+  const p = 'sb-p3';
+  await seed(a, p, 30);
+  expect((await ours(a, p, STATUSES, 0, 5)).count).toBe(30);
+  await seed(b, p, 12);
+  expect(await ours(a, p, STATUSES, 0, 50)).toEqual(await raw(a, p, STATUSES, 0, 50));
+  expect((await ours(a, p, STATUSES, 0, 5)).count).toBe(42);
+});
+
+it('when a stale reading lands after a newer one (a slow racing reader), then the newer reading still counts', async () => {
+  const p = 'sb-p4';
+  const docs = await seed(a, p, 10);
+  await statusPage(a, p, ['draft'], 0, 5);
+  await move(a, docs[0]._id, 'cancelled');
+  const [newest] = await blockReadings(a, p, 10);
+  await a.BlockTally.create({ _id: `${p}:0:1`, project_id: p, block: 0, stamp: 1, filled: 10, counts: { draft: 10 } });
+  expect((await blockReadings(b, p, 10))[0]).toMatchObject({ stamp: newest.stamp, counts: newest.counts });
+  expect(await ours(b, p, ['draft', 'cancelled'], 0, 10)).toEqual(await raw(a, p, ['draft', 'cancelled'], 0, 10));
+});
+
+it('when a status change is not followed by its refresh (a crash), then the count is stale until its effects are completed, which read the block again', async () => {
+  const p = 'sb-p5';
+  const docs = await seed(a, p, 10);
+  const before = await ours(a, p, ['cancelled'], 0, 10);
+  const target = docs.find((d) => d.status === 'draft')!;
+  await move(a, target._id, 'cancelled', false);
+  // The crash window: the reading still has the old status (this is what the pending mark is for).
+  expect((await ours(a, p, ['cancelled'], 0, 10)).count).toBe(before.count);
+  const doc = (await a.Permit.findById(target._id).lean()) as PermitDoc;
+  const pending = { version: doc.version, from: 'draft', to: 'cancelled', user_id: 'u1', comments: '', at: new Date() };
+  await a.Permit.updateOne({ _id: target._id }, { $set: { pending } });
+  await completeEffects(a, { ...doc, pending });
+  expect(await ours(a, p, ['cancelled'], 0, 10)).toEqual(await raw(a, p, ['cancelled'], 0, 10));
+  expect((await ours(a, p, ['cancelled'], 0, 10)).count).toBe(before.count + 1);
+  expect(await a.Permit.exists({ _id: target._id, pending: { $exists: true } })).toBeNull();
+});
+
+it('when a page is read, then it reads only the block that holds it, by status', async () => {
+  const p = 'sb-p6';
+  // Places 1…74: blocks 0, 1 and 2, each full; the newest block holds ten drafts and completed ones.
+  await seed(a, p, 3 * LIST_BLOCK - 1);
+  await statusPage(a, p, ['draft'], 0, 1);
+  const expected = (await raw(a, p, ['draft', 'completed'], 0, 3)).seqs;
+  const filters: Record<string, unknown>[] = [];
+  const find = a.Permit.find.bind(a.Permit);
+  const spy = jest.spyOn(a.Permit, 'find').mockImplementation(((filter: Record<string, unknown>, ...rest: unknown[]) => {
+    filters.push(filter);
+    return (find as (...args: unknown[]) => unknown)(filter, ...rest);
+  }) as never);
+  try {
+    const page = await statusPage(a, p, ['draft', 'completed'], 0, 3);
+    expect(page.docs.map((d) => d.list_seq)).toEqual(expected);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(filters.map((f) => [f.list_block, f.status]).sort()).toEqual([
+    [2, 'completed'],
+    [2, 'draft'],
+  ]);
+});
