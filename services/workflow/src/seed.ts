@@ -5,7 +5,7 @@
  */
 import { baseConfigSchema, createLogger, loadConfig } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, PERMIT_STATUSES, type Models } from '@ptw/db';
-import { createPermit } from '@ptw/domain';
+import { createPermit, refreshBlocksOf } from '@ptw/domain';
 
 export const DEMO_PROJECTS = [
   { _id: 'p1', name: 'North Refinery Turnaround' },
@@ -97,7 +97,9 @@ export async function seed(m: Models, now = new Date()): Promise<{ permits: numb
     const stamps: Record<string, Date> = {};
     if (!['draft', 'cancelled'].includes(status)) stamps.submitted_at = new Date(now.getTime() - hour);
     if (['approved', 'active', 'suspended', 'completed', 'expired'].includes(status)) Object.assign(stamps, { verified_at: now, approved_at: now });
-    await m.Permit.updateOne({ _id: p._id }, { $set: { status, ...stamps } });
+    // A system write, versioned like any other, and its block read again (@ptw/domain status-blocks.ts).
+    const moved = await m.Permit.findOneAndUpdate({ _id: p._id }, { $set: { status, ...stamps }, $inc: { version: 1 } }, { new: true }).lean();
+    if (moved) await refreshBlocksOf(m, [moved]);
   }
   return { permits: PERMIT_STATUSES.length };
 }
