@@ -176,6 +176,7 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
       return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
     }
   }
+  if ((opts.byPlace ?? true) && parts.length > 0) return matchedPage(models, parts, skip, pageSize);
   if (parts.length <= 1) {
     const q = parts[0];
     if (!q) return { count: 0, results: [] };
@@ -201,4 +202,27 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
     .sort(newerFirst)
     .slice(skip, skip + pageSize);
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
+}
+
+/** What a filtered list reads of each match: its place in {@link NEWEST_FIRST}. */
+const ORDER_KEYS = { _id: 1, created_at: 1 } as const;
+const KEYS_PER_REPLY = 10_000;
+
+/**
+ * A page of a filter the store cannot bound (`q`, type, dates): it reads every permit of the
+ * equality parts whatever is asked of it (FerretDB decodes each to filter, count or sort it), so
+ * each part is read once, for its matches' ids and creation times only — their number is the count,
+ * their order the page — and the page's permits are then read by id. A project's part without a
+ * status is read as one part per status while there are few parts: the same permits, decoded by the store in
+ * parallel queries instead of one.
+ */
+async function matchedPage(models: Models, parts: Record<string, unknown>[], skip: number, pageSize: number) {
+  const byStatus = parts.length * PERMIT_STATUSES.length <= MAX_SPLIT_QUERIES;
+  const reads = parts.flatMap((q) => (byStatus && q.status === undefined && typeof q.project_id === 'string' ? PERMIT_STATUSES.map((status) => ({ ...q, status })) : [q]));
+  // Keys are small: one reply carries up to KEYS_PER_REPLY of them (the driver's first batch is otherwise 101).
+  const keys = (await Promise.all(reads.map((q) => models.Permit.find(q, ORDER_KEYS).batchSize(KEYS_PER_REPLY).lean()))).flat() as unknown as PermitDoc[];
+  const shown = keys.sort(newerFirst).slice(skip, skip + pageSize);
+  const docs = await Promise.all(shown.map((k) => models.Permit.findById(k._id).lean()));
+  // A permit is shown as it is now (it may have changed since it matched; one removed meanwhile is left out).
+  return { count: keys.length, results: (docs.filter((d) => d !== null) as unknown as PermitDoc[]).map((d) => toPermitMessage(d)) };
 }
