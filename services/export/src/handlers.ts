@@ -1,5 +1,5 @@
 import { canManage, implement, permissionDenied, since24h, type Handlers, type ServiceRuntime } from '@ptw/common';
-import { countSince, recordTally, type Models } from '@ptw/db';
+import { countSince, countSinceEach, recordTally, windowStarts, type Models } from '@ptw/db';
 import { exportPb } from '@ptw/proto';
 import type { ExportConfig } from './config';
 import { readKpis, type KpiSnapshots } from './kpis';
@@ -66,6 +66,11 @@ export function exportHandlers(models: Models, rt: ServiceRuntime<ExportConfig>,
       getExportStats: async (req, ctx) => {
         if (!canManage(ctx.principal)) throw permissionDenied();
         return { bulk_exports: (await countSince(models, 'export', since24h(req.since))).bulk_exports ?? 0 };
+      },
+      getExportStatsEach: async (req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
+        const each = await countSinceEach(models, 'export', windowStarts(req.since_each));
+        return { each: each.map((c) => ({ bulk_exports: c.bulk_exports ?? 0 })) };
       },
     },
     rt,

@@ -27,8 +27,9 @@ type Figures = Record<'applied' | 'conflicts' | 'rejected' | 'bulk_exports', num
 
 /**
  * Turns counts of growing windows ending now (`cumulative[k]` = since k+1 hours ago) into the
- * counts of each hour, oldest first. An event landing between two of the calls can make a
- * difference negative: it reads 0 rather than a count that never happened.
+ * counts of each hour, oldest first. The owner counts all the windows in one pass, so a wider
+ * window never reads less; a negative difference still reads 0 rather than a count that never
+ * happened.
  */
 export function hourBuckets(cumulative: Figures[], now: number): healthPb.HealthHour[] {
   const hours = cumulative.map((c, k) => {
@@ -60,27 +61,29 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
   const historyCache = new Map<number, { value: healthPb.HealthHistory; until: number }>();
   const historyRunning = new Map<number, Promise<healthPb.HealthHistory>>();
   /**
-   * The owners count "since T" only: one count per hour boundary, differenced here. The counts read
-   * tally buckets (a few equality reads each), so the boundaries are asked four at a time.
+   * The owners count windows ending now: each is asked once for all the hour boundaries (its
+   * GetXStatsEach reads every bucket once for all of them), and the counts since each boundary are
+   * differenced here. An owner that does not answer (or answers another number of windows) makes
+   * the history degraded, its figures 0 in every hour: never a mix of counted and missing hours,
+   * which differencing would turn into a wrong count in the hour beside a missing one.
    */
   const computeHistory = async (token: string, reqId: string, hours: number): Promise<healthPb.HealthHistory> => {
     const creds = { token, reqId, deadlineMs: opts.deadlineMs };
     const now = Date.now();
-    let degraded = false;
-    const cumulative: Figures[] = new Array<Figures>(hours);
-    let next = 0;
-    const worker = async () => {
-      for (let k = next++; k < hours; k = next++) {
-        const since = new Date(now - (k + 1) * HOUR_MS).toISOString();
-        const [s, e] = await Promise.all([
-          within(sync.call.getSyncStats({ since }, creds), opts.deadlineMs + 200),
-          within(exporter.call.getExportStats({ since }, creds), opts.deadlineMs + 200),
-        ]);
-        if (!s || !e) degraded = true;
-        cumulative[k] = { applied: s?.applied ?? 0, conflicts: s?.conflicts ?? 0, rejected: s?.rejected ?? 0, bulk_exports: e?.bulk_exports ?? 0 };
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(4, hours) }, worker));
+    const since_each = Array.from({ length: hours }, (_, k) => new Date(now - (k + 1) * HOUR_MS).toISOString());
+    const [s, e] = await Promise.all([
+      within(sync.call.getSyncStatsEach({ since_each }, creds), opts.deadlineMs + 200),
+      within(exporter.call.getExportStatsEach({ since_each }, creds), opts.deadlineMs + 200),
+    ]);
+    const syncEach = s?.each.length === hours ? s.each : undefined;
+    const exportEach = e?.each.length === hours ? e.each : undefined;
+    const degraded = !syncEach || !exportEach;
+    const cumulative = since_each.map((_, k): Figures => ({
+      applied: syncEach?.[k].applied ?? 0,
+      conflicts: syncEach?.[k].conflicts ?? 0,
+      rejected: syncEach?.[k].rejected ?? 0,
+      bulk_exports: exportEach?.[k].bulk_exports ?? 0,
+    }));
     const value = { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
     if (!degraded) historyCache.set(hours, { value, until: now + HISTORY_CACHE_MS });
     return value;

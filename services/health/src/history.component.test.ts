@@ -1,7 +1,8 @@
 /**
  * GetHealthHistory: the real health service in-process, called with the generated client, against
- * stand-in sync and export peers (real gRPC servers answering the "since" counts from a list of
- * event times): hour buckets, the manage check, bad hours, the one-minute cache, a peer down.
+ * stand-in sync and export peers (real gRPC servers answering the counts since each of the asked
+ * times from a list of event times): hour buckets, the manage check, bad hours, the one-minute
+ * cache, a peer failing or down.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,8 +26,11 @@ const syncEvents: { at: number; outcome: 'applied' | 'conflict' | 'rejected' }[]
 ];
 const exportEvents = [now - 20 * MIN, now - 40 * MIN];
 
-type Since = ServerUnaryCall<{ since: string }, unknown>;
-const since = (call: Since) => Date.parse(call.request.since);
+type SinceEach = ServerUnaryCall<{ since_each: string[] }, unknown>;
+/** How the stand-in sync peer answers GetSyncStatsEach: the counts, an error, or one window short. */
+let syncAnswer: 'counts' | 'error' | 'short' = 'counts';
+/** The `since_each` of every GetSyncStatsEach the sync peer was asked. */
+const syncAsked: string[][] = [];
 
 function peer(add: (server: Server) => void): Promise<{ server: Server; addr: string }> {
   const server = new Server();
@@ -46,16 +50,24 @@ const as = async (role: Role) => ({ token: await mintToken(auth, { user: `u-${ro
 beforeAll(async () => {
   syncPeer = await peer((s) =>
     s.addService(syncPb.SyncServiceService, {
-      getSyncStats: (call: Since, cb: sendUnaryData<syncPb.GetSyncStatsResponse>) => {
-        const within = syncEvents.filter((e) => e.at >= since(call));
-        const count = (o: string) => within.filter((e) => e.outcome === o).length;
-        cb(null, { applied: count('applied'), conflicts: count('conflict'), rejected: count('rejected') });
+      getSyncStatsEach: (call: SinceEach, cb: sendUnaryData<syncPb.GetSyncStatsEachResponse>) => {
+        syncAsked.push(call.request.since_each);
+        if (syncAnswer === 'error') return cb({ code: GrpcStatus.INTERNAL, details: 'store down' });
+        const each = call.request.since_each.map((since) => {
+          const within = syncEvents.filter((e) => e.at >= Date.parse(since));
+          const count = (o: string) => within.filter((e) => e.outcome === o).length;
+          return { applied: count('applied'), conflicts: count('conflict'), rejected: count('rejected') };
+        });
+        cb(null, { each: syncAnswer === 'short' ? each.slice(1) : each });
       },
+      // GetHealth's 24-hour figure (an empty `since`: 0 here).
+      getSyncStats: (_call: unknown, cb: sendUnaryData<syncPb.GetSyncStatsResponse>) => cb(null, { applied: 0, conflicts: 0, rejected: 0 }),
     }),
   );
   exportPeer = await peer((s) =>
     s.addService(exportPb.ExportServiceService, {
-      getExportStats: (call: Since, cb: sendUnaryData<exportPb.GetExportStatsResponse>) => cb(null, { bulk_exports: exportEvents.filter((at) => at >= since(call)).length }),
+      getExportStatsEach: (call: SinceEach, cb: sendUnaryData<exportPb.GetExportStatsEachResponse>) =>
+        cb(null, { each: call.request.since_each.map((since) => ({ bulk_exports: exportEvents.filter((at) => at >= Date.parse(since)).length })) }),
     }),
   );
   svc = await start({
@@ -81,7 +93,10 @@ afterAll(async () => {
 });
 
 it('when a manager asks for 3 hours, then each hour holds the events of that hour, oldest first', async () => {
+  syncAsked.length = 0;
   const h = await health.call.getHealthHistory({ hours: 3 }, await as('manager'));
+  // One call for the three windows, since 1, 2 and 3 hours before as_of.
+  expect(syncAsked).toEqual([[1, 2, 3].map((k) => new Date(Date.parse(h.as_of) - k * 60 * MIN).toISOString())]);
   expect(h.degraded).toBe(false);
   expect(h.hours.map((b) => [b.applied, b.conflicts, b.rejected, b.bulk_exports])).toEqual([
     [0, 0, 1, 0],
@@ -111,6 +126,30 @@ it('when a worker or supervisor asks, then PERMISSION_DENIED', async () => {
     await expect(health.call.getHealthHistory({ hours: 2 }, await as(role))).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
   }
 });
+
+// Hours not asked by the other tests: their answers are not in the cache.
+it.each([
+  ['fails', 'error', 4],
+  ['answers fewer windows than asked', 'short', 6],
+] as const)(
+  'when the sync peer %s, then the history is degraded with every sync figure at 0 (none half counted), not cached, and the export figures still there',
+  async (_what, answer, hours) => {
+    const zeros = (n: number) => Array<number>(n).fill(0);
+    syncAnswer = answer;
+    try {
+      const h = await health.call.getHealthHistory({ hours }, await as('manager'));
+      expect(h.degraded).toBe(true);
+      expect(h.hours.map((b) => [b.applied, b.conflicts, b.rejected])).toEqual(zeros(hours).map(() => [0, 0, 0]));
+      expect(h.hours.map((b) => b.bulk_exports)).toEqual([...zeros(hours - 1), 2]);
+    } finally {
+      syncAnswer = 'counts';
+    }
+    // A degraded answer is not kept: the next request asks again and gets the figures.
+    const again = await health.call.getHealthHistory({ hours }, await as('manager'));
+    expect(again.degraded).toBe(false);
+    expect(again.hours.map((b) => b.conflicts)).toEqual([...zeros(hours - 2), 2, 0]);
+  },
+);
 
 it('when the export peer is down, then the history is degraded with exports at 0 and the sync figures still there', async () => {
   exportPeer.server.forceShutdown();

@@ -1,5 +1,5 @@
 import { canManage, implement, invalidArgument, lineWriter, permissionDenied, since24h, type BaseConfig, type ServiceRuntime } from '@ptw/common';
-import { countSince, type Models } from '@ptw/db';
+import { countSince, countSinceEach, windowStarts, type Models } from '@ptw/db';
 import { syncPb } from '@ptw/proto';
 import { syncBatch } from './batch';
 
@@ -44,6 +44,12 @@ export function syncHandlers(models: Models, rt: ServiceRuntime<BaseConfig>) {
         const c = await countSince(models, 'sync', since24h(req.since));
         const [applied, conflicts, rejected] = [c.applied ?? 0, c.conflicts ?? 0, c.rejected ?? 0];
         return { applied, conflicts, rejected };
+      },
+      getSyncStatsEach: async (req, ctx) => {
+        if (!canManage(ctx.principal)) throw permissionDenied();
+        // The health history's windows in one pass over the buckets (countSinceEach), not one count per window.
+        const each = await countSinceEach(models, 'sync', windowStarts(req.since_each));
+        return { each: each.map((c) => ({ applied: c.applied ?? 0, conflicts: c.conflicts ?? 0, rejected: c.rejected ?? 0 })) };
       },
     },
     rt,

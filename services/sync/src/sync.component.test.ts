@@ -1,14 +1,15 @@
 /**
  * Component tests: the real sync service in-process on a real store, called over gRPC with the
- * generated client: every reason code and merge hint, scoping, idempotent replays, and a
- * property test over random batches.
+ * generated client: every reason code and merge hint, scoping, idempotent replays, a property
+ * test over random batches, and the outcome counts the health history asks for.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type Role, type StartedService } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { connectMongo, ensureIndexes, recordTally, registerModels, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { syncPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
@@ -332,5 +333,38 @@ describe('property: random batches', () => {
     );
     expect((await m.Permit.findById(foreign).lean())?.title).toBe('Grind weld seam');
     expect(await m.Permit.countDocuments({ title: /^prop / })).toBe(createdOnce.size);
+  });
+});
+
+describe('stats for the health history', () => {
+  const manager = () => tok('u-manager', 'manager', ['p1']);
+
+  it('when the counts since 24 hourly starts are asked at once, then each equals GetSyncStats since it, and the hours hold the tallies placed in them', async () => {
+    const at = Date.now();
+    // Outcomes placed at known ages (the tests above synced only in the last minutes).
+    await recordTally(m, 'sync', { applied: 7, conflicts: 2 }, new Date(at - 5 * hour - 2 * 60_000));
+    await recordTally(m, 'sync', { rejected: 3 }, new Date(at - 3 * hour - 20 * 60_000));
+    // A tally is never written into a closed hour: the rollups the service saved (at its start, empty) go.
+    await m.TallyRollup.deleteMany({ series: 'sync' });
+    const since_each = Array.from({ length: 24 }, (_, k) => new Date(at - (k + 1) * hour).toISOString());
+    const { each } = await sync.getSyncStatsEach({ since_each }, await manager());
+    expect(each).toHaveLength(24);
+    for (const [k, since] of since_each.entries()) expect({ since, ...each[k] }).toEqual({ since, ...(await sync.getSyncStats({ since }, await manager())) });
+    const hourOf = (k: number) => ({
+      applied: each[k].applied - each[k - 1].applied,
+      conflicts: each[k].conflicts - each[k - 1].conflicts,
+      rejected: each[k].rejected - each[k - 1].rejected,
+    });
+    expect(hourOf(5)).toEqual({ applied: 7, conflicts: 2, rejected: 0 });
+    expect(hourOf(3)).toEqual({ applied: 0, conflicts: 0, rejected: 3 });
+    expect(hourOf(4)).toEqual({ applied: 0, conflicts: 0, rejected: 0 });
+  });
+
+  it('when a worker asks, or the starts are missing, not dates or too far back, then PERMISSION_DENIED or INVALID_ARGUMENT', async () => {
+    const since_each = [new Date().toISOString()];
+    await expect(sync.getSyncStatsEach({ since_each }, await worker())).rejects.toMatchObject({ code: GrpcStatus.PERMISSION_DENIED });
+    for (const bad of [[], ['not a date'], [new Date(Date.now() - 49 * hour).toISOString()]]) {
+      await expect(sync.getSyncStatsEach({ since_each: bad }, await manager())).rejects.toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT });
+    }
   });
 });

@@ -42,6 +42,12 @@ export interface StatsRequest {
   since: string;
 }
 
+/** Several windows ending now, counted in one pass (the health history: since 1, 2, … N hours ago). */
+export interface StatsEachRequest {
+  /** ISO 8601 starts of the windows: 1-48, none more than 48 hours back. */
+  since_each: string[];
+}
+
 function createBasePermitFilter(): PermitFilter {
   return {
     status: [],
@@ -487,6 +493,79 @@ export const StatsRequest: MessageFns<StatsRequest> = {
   fromPartial(object: DeepPartial<StatsRequest>): StatsRequest {
     const message = createBaseStatsRequest();
     message.since = object.since ?? "";
+    return message;
+  },
+};
+
+function createBaseStatsEachRequest(): StatsEachRequest {
+  return { since_each: [] };
+}
+
+export const StatsEachRequest: MessageFns<StatsEachRequest> = {
+  encode(message: StatsEachRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.since_each) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsEachRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsEachRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.since_each.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsEachRequest {
+    return {
+      since_each: globalThis.Array.isArray(object?.sinceEach)
+        ? object.sinceEach.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.since_each)
+        ? object.since_each.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StatsEachRequest): unknown {
+    const obj: any = {};
+    if (message.since_each?.length) {
+      obj.sinceEach = message.since_each;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsEachRequest>): StatsEachRequest {
+    return StatsEachRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatsEachRequest>): StatsEachRequest {
+    const message = createBaseStatsEachRequest();
+    message.since_each = object.since_each?.map((e) => e) || [];
     return message;
   },
 };

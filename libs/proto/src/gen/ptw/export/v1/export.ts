@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { PermitFilter, StatsRequest } from "../../common/v1/common";
+import { PermitFilter, StatsEachRequest, StatsRequest } from "../../common/v1/common";
 
 export const protobufPackage = "ptw.export.v1";
 
@@ -96,6 +96,11 @@ export interface Kpis {
 
 export interface GetExportStatsResponse {
   bulk_exports: number;
+}
+
+export interface GetExportStatsEachResponse {
+  /** The count since each of the request's `since_each`, in its order. */
+  each: GetExportStatsResponse[];
 }
 
 function createBaseBulkExportRequest(): BulkExportRequest {
@@ -1382,6 +1387,77 @@ export const GetExportStatsResponse: MessageFns<GetExportStatsResponse> = {
   },
 };
 
+function createBaseGetExportStatsEachResponse(): GetExportStatsEachResponse {
+  return { each: [] };
+}
+
+export const GetExportStatsEachResponse: MessageFns<GetExportStatsEachResponse> = {
+  encode(message: GetExportStatsEachResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.each) {
+      GetExportStatsResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetExportStatsEachResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetExportStatsEachResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.each.push(GetExportStatsResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetExportStatsEachResponse {
+    return {
+      each: globalThis.Array.isArray(object?.each)
+        ? object.each.map((e: any) => GetExportStatsResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetExportStatsEachResponse): unknown {
+    const obj: any = {};
+    if (message.each?.length) {
+      obj.each = message.each.map((e) => GetExportStatsResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetExportStatsEachResponse>): GetExportStatsEachResponse {
+    return GetExportStatsEachResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetExportStatsEachResponse>): GetExportStatsEachResponse {
+    const message = createBaseGetExportStatsEachResponse();
+    message.each = object.each?.map((e) => GetExportStatsResponse.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Bulk exports (SPEC §7) and KPIs (SPEC §6). */
 export type ExportServiceService = typeof ExportServiceService;
 export const ExportServiceService = {
@@ -1424,6 +1500,17 @@ export const ExportServiceService = {
       Buffer.from(GetExportStatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetExportStatsResponse => GetExportStatsResponse.decode(value),
   },
+  /** The same count for several windows ending now (the health history), in one call. */
+  getExportStatsEach: {
+    path: "/ptw.export.v1.ExportService/GetExportStatsEach" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatsEachRequest): Buffer => Buffer.from(StatsEachRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatsEachRequest => StatsEachRequest.decode(value),
+    responseSerialize: (value: GetExportStatsEachResponse): Buffer =>
+      Buffer.from(GetExportStatsEachResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetExportStatsEachResponse => GetExportStatsEachResponse.decode(value),
+  },
 } as const;
 
 export interface ExportServiceServer extends UntypedServiceImplementation {
@@ -1433,6 +1520,8 @@ export interface ExportServiceServer extends UntypedServiceImplementation {
   getKpis: handleUnaryCall<GetKpisRequest, Kpis>;
   /** 24-hour export count for the health service. */
   getExportStats: handleUnaryCall<StatsRequest, GetExportStatsResponse>;
+  /** The same count for several windows ending now (the health history), in one call. */
+  getExportStatsEach: handleUnaryCall<StatsEachRequest, GetExportStatsEachResponse>;
 }
 
 export interface ExportServiceClient extends Client {
@@ -1476,6 +1565,22 @@ export interface ExportServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetExportStatsResponse) => void,
+  ): ClientUnaryCall;
+  /** The same count for several windows ending now (the health history), in one call. */
+  getExportStatsEach(
+    request: StatsEachRequest,
+    callback: (error: ServiceError | null, response: GetExportStatsEachResponse) => void,
+  ): ClientUnaryCall;
+  getExportStatsEach(
+    request: StatsEachRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetExportStatsEachResponse) => void,
+  ): ClientUnaryCall;
+  getExportStatsEach(
+    request: StatsEachRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetExportStatsEachResponse) => void,
   ): ClientUnaryCall;
 }
 

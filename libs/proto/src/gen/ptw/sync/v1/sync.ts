@@ -19,7 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Struct } from "../../../google/protobuf/struct";
-import { StatsRequest } from "../../common/v1/common";
+import { StatsEachRequest, StatsRequest } from "../../common/v1/common";
 
 export const protobufPackage = "ptw.sync.v1";
 
@@ -103,6 +103,11 @@ export interface GetSyncStatsResponse {
   applied: number;
   conflicts: number;
   rejected: number;
+}
+
+export interface GetSyncStatsEachResponse {
+  /** The counts since each of the request's `since_each`, in its order. */
+  each: GetSyncStatsResponse[];
 }
 
 function createBaseChange(): Change {
@@ -1255,6 +1260,75 @@ export const GetSyncStatsResponse: MessageFns<GetSyncStatsResponse> = {
   },
 };
 
+function createBaseGetSyncStatsEachResponse(): GetSyncStatsEachResponse {
+  return { each: [] };
+}
+
+export const GetSyncStatsEachResponse: MessageFns<GetSyncStatsEachResponse> = {
+  encode(message: GetSyncStatsEachResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.each) {
+      GetSyncStatsResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSyncStatsEachResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSyncStatsEachResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.each.push(GetSyncStatsResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSyncStatsEachResponse {
+    return {
+      each: globalThis.Array.isArray(object?.each) ? object.each.map((e: any) => GetSyncStatsResponse.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetSyncStatsEachResponse): unknown {
+    const obj: any = {};
+    if (message.each?.length) {
+      obj.each = message.each.map((e) => GetSyncStatsResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetSyncStatsEachResponse>): GetSyncStatsEachResponse {
+    return GetSyncStatsEachResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetSyncStatsEachResponse>): GetSyncStatsEachResponse {
+    const message = createBaseGetSyncStatsEachResponse();
+    message.each = object.each?.map((e) => GetSyncStatsResponse.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Offline sync from field tablets (SPEC §5). */
 export type SyncServiceService = typeof SyncServiceService;
 export const SyncServiceService = {
@@ -1280,12 +1354,25 @@ export const SyncServiceService = {
       Buffer.from(GetSyncStatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetSyncStatsResponse => GetSyncStatsResponse.decode(value),
   },
+  /** The same counts for several windows ending now (the health history), in one call. */
+  getSyncStatsEach: {
+    path: "/ptw.sync.v1.SyncService/GetSyncStatsEach" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatsEachRequest): Buffer => Buffer.from(StatsEachRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatsEachRequest => StatsEachRequest.decode(value),
+    responseSerialize: (value: GetSyncStatsEachResponse): Buffer =>
+      Buffer.from(GetSyncStatsEachResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSyncStatsEachResponse => GetSyncStatsEachResponse.decode(value),
+  },
 } as const;
 
 export interface SyncServiceServer extends UntypedServiceImplementation {
   syncOfflineData: handleUnaryCall<SyncOfflineDataRequest, SyncOfflineDataResponse>;
   /** 24-hour outcome counts for the health service. */
   getSyncStats: handleUnaryCall<StatsRequest, GetSyncStatsResponse>;
+  /** The same counts for several windows ending now (the health history), in one call. */
+  getSyncStatsEach: handleUnaryCall<StatsEachRequest, GetSyncStatsEachResponse>;
 }
 
 export interface SyncServiceClient extends Client {
@@ -1319,6 +1406,22 @@ export interface SyncServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetSyncStatsResponse) => void,
+  ): ClientUnaryCall;
+  /** The same counts for several windows ending now (the health history), in one call. */
+  getSyncStatsEach(
+    request: StatsEachRequest,
+    callback: (error: ServiceError | null, response: GetSyncStatsEachResponse) => void,
+  ): ClientUnaryCall;
+  getSyncStatsEach(
+    request: StatsEachRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSyncStatsEachResponse) => void,
+  ): ClientUnaryCall;
+  getSyncStatsEach(
+    request: StatsEachRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSyncStatsEachResponse) => void,
   ): ClientUnaryCall;
 }
 
