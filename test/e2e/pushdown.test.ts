@@ -24,7 +24,7 @@ import {
   type QueryCapture,
 } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
-import { ensureRegistered } from '@ptw/domain';
+import { registerUnlisted } from '@ptw/domain';
 import { commonPb, exportPb, syncPb, workflowPb } from '@ptw/proto';
 import type { Connection } from 'mongoose';
 import { start as startExport } from '../../services/export/src/main';
@@ -120,9 +120,9 @@ beforeAll(async () => {
   await seed(m);
   const statuses = ['draft', 'submitted', 'under_review', 'approved', 'active', 'completed'];
   await m.Permit.insertMany(['p1', 'p2'].flatMap((p) => Array.from({ length: 150 }, (_, i) => permitDoc(p, statuses[i % statuses.length], i * 20 * 60_000))));
-  // Seeded straight into the store: given their places now (the one-time registration reads every
-  // permit without one; a running system does it once, at its first list or create).
-  await ensureRegistered(m);
+  // Seeded straight into the store after the services registered the store's permits (once per
+  // store, at their start): given their places now, as after a seeding script.
+  await registerUnlisted(m);
   const o = { defaultDeadlineMs: 60_000 };
   const cw = createClient(workflowPb.WorkflowServiceClient, `127.0.0.1:${w.port}`, o);
   const cs = createClient(syncPb.SyncServiceClient, `127.0.0.1:${s.port}`, o);
@@ -220,10 +220,24 @@ describe('export', () => {
       }),
     ).toEqual([]);
     expect(await guard(capture.test, () => selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: filter({ status: ['active'] }) }, 200))).toEqual([]);
-    // Over the limit: refused after reading at most limit + 1 ids.
-    await expect(selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: undefined }, 20)).rejects.toMatchObject({
-      message: expect.stringMatching(/^Too many permits/),
-    });
+    // Over the limit, by projects and statuses only: refused from the count alone (the project's last
+    // place, the block readings), with the exact count and no permit read.
+    const inP1 = await m.Permit.countDocuments({ project_id: 'p1' });
+    const active = await m.Permit.countDocuments({ project_id: 'p1', status: { $in: ['active', 'draft'] } });
+    for (const [f, count] of [
+      [undefined, inP1],
+      [filter({ status: ['active', 'draft'] }), active],
+    ] as const) {
+      let refused: unknown;
+      const { queries } = await capture.test.measure(() =>
+        selectPermits(m, who, { permit_ids: [], use_filters: true, detailed: false, filter: f }, 2).catch((err: unknown) => (refused = err)),
+      );
+      expect(refused).toMatchObject({ message: `Too many permits to export: ${count} selected, the limit is 2. Narrow the selection.` });
+      // Permits are only probed by place or read by block (a block read again), never selected.
+      const permitReads = queries.filter((q) => q.collection === 'permits').map((q) => Object.keys(q.filter).sort().join(','));
+      expect(permitReads.filter((k) => k !== 'list_seq,project_id' && !k.startsWith('list_block,project_id'))).toEqual([]);
+      expect(describeUnbounded(await checkBounded(conn, queries, BOUNDING_KEYS, ALLOWED))).toEqual([]);
+    }
   });
 
   it('when the export figures of health are read, then every query is bounded', async () => {

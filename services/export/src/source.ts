@@ -4,7 +4,7 @@
  */
 import { hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { findEach, type Models } from '@ptw/db';
-import { permitQueryParts } from '@ptw/domain';
+import { permitQueryParts, projectCount, statusPage } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 import type { ExportPermit } from './render';
 
@@ -17,10 +17,39 @@ interface Selected {
 }
 
 /**
+ * The exact number of permits a filter selects when the store can tell without reading them: a
+ * project's last place (registration order) or its block status readings (@ptw/domain
+ * status-blocks.ts); undefined for other filters (`q`, type, dates, many projects).
+ */
+async function knownCount(models: Models, parts: Record<string, unknown>[]): Promise<number | undefined> {
+  const byProject = new Map<string, string[] | 'all'>();
+  for (const q of parts) {
+    const keys = Object.keys(q);
+    if (typeof q.project_id !== 'string') return undefined;
+    if (keys.length === 1) byProject.set(q.project_id, 'all');
+    else if (keys.length === 2 && typeof q.status === 'string') {
+      const have = byProject.get(q.project_id);
+      if (have !== 'all') byProject.set(q.project_id, [...(have ?? []), q.status]);
+    } else return undefined;
+  }
+  const counts = await Promise.all(
+    [...byProject].map(([project, statuses]) => (statuses === 'all' ? projectCount(models, project) : statusPage(models, project, statuses, 0, 0).then((r) => r.count))),
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+const tooMany = (count: number | undefined, limit: number) =>
+  invalidArgument(`Too many permits to export: ${count === undefined ? `more than ${limit}` : count} selected, the limit is ${limit}. Narrow the selection.`, {
+    count: count ?? limit + 1,
+    limit,
+  });
+
+/**
  * The permits an export request covers, as ids in permit-number order, counted after scoping;
  * refuses too many or none. Explicit ids are read one `_id` equality each (a `$in` would read the
  * whole collection on FerretDB); filters are read per (project, status) part without a sort, and
- * at most limit + 1 ids are read in all, so a refusal costs a page of ids, not the selection.
+ * at most limit + 1 ids are read in all, so a refusal costs a page of ids, not the selection — or
+ * nothing but the count, when the filter is only projects and statuses (knownCount).
  */
 export async function selectPermits(models: Models, who: Principal, req: exportPb.BulkExportRequest, limit: number): Promise<{ ids: string[]; count: number }> {
   if (!hasRole(who, 'manager')) throw permissionDenied('Only managers may export permits');
@@ -36,6 +65,9 @@ export async function selectPermits(models: Models, who: Principal, req: exportP
       picked.push(...found.filter((p) => inScope(who, p.project_id) && (!project || p.project_id === project)));
     }
   } else {
+    // An over-limit selection the store can count without reading it is refused at once, with its count.
+    const known = parts.length ? await knownCount(models, parts) : undefined;
+    if (known !== undefined && known > limit) throw tooMany(known, limit);
     for (const q of parts) {
       if (picked.length > limit) break;
       picked.push(
@@ -46,7 +78,7 @@ export async function selectPermits(models: Models, who: Principal, req: exportP
     }
   }
   const count = picked.length;
-  if (count > limit) throw invalidArgument(`Too many permits to export: more than ${limit} selected, the limit is ${limit}. Narrow the selection.`, { count, limit });
+  if (count > limit) throw tooMany(undefined, limit);
   if (count === 0) throw notFound('No permits match the export selection');
   picked.sort((a, b) => (a.permit_number < b.permit_number ? -1 : a.permit_number > b.permit_number ? 1 : 0));
   return { ids: picked.map((p) => String(p._id)), count };
