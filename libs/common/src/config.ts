@@ -37,6 +37,11 @@ export const baseConfigSchema = z.object({
     .string()
     .regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// URL')
     .default('mongodb://127.0.0.1:27017/ptw'),
+  /**
+   * Store operations one process runs at once (the driver's connection pool; more wait in the
+   * driver). Kept below the local store's own pool: see @ptw/db connectMongo.
+   */
+  MONGO_MAX_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'expected a redis:// URL')

@@ -7,10 +7,22 @@ import { forwardQueries, queryCaptureWanted } from './pushdown';
  * Opens a dedicated mongoose connection (not the global one, so tests can run several services in
  * one process) and builds the indexes every race-sensitive rule rests on before serving.
  */
-export async function connectMongo(url: string, log: Logger, opts: { appName: string }): Promise<Connection> {
+/** Store operations a process runs at once unless told (MONGO_MAX_POOL_SIZE). */
+export const DEFAULT_MAX_POOL_SIZE = 10;
+
+/**
+ * Connects to the store. `maxPoolSize` bounds the operations this process runs at once (the
+ * driver queues the rest): FerretDB 1.24 answers a findAndModify with a PostgreSQL connection held
+ * by its query while it takes a second one for the update, so when every connection of its pool
+ * (50 by default) is held that way it waits forever — seen at 60 tablets of the load test, every
+ * request timing out and the store idle. With the processes' pools summing to less than the
+ * store's, some connection is always free (libs/devstore gives the local store 90).
+ */
+export async function connectMongo(url: string, log: Logger, opts: { appName: string; maxPoolSize?: number }): Promise<Connection> {
   const monitor = queryCaptureWanted();
   const conn = mongoose.createConnection(url, {
     appName: opts.appName,
+    maxPoolSize: opts.maxPoolSize ?? DEFAULT_MAX_POOL_SIZE,
     // Shorter than the callers' gRPC deadline, so a lost store answers 503 rather than 504.
     serverSelectionTimeoutMS: 4_000,
     // FerretDB has no retryable writes; MongoDB replica sets keep their default behaviour through the URL.

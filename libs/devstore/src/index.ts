@@ -54,7 +54,7 @@ export interface RunningStore {
  * `dataDir` (kept) and `fast` for a folder of its own (deleted on stop, nothing to keep).
  */
 export async function startStore(
-  opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string; durability?: StoreDurability } = {},
+  opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string; durability?: StoreDurability; poolMaxConns?: number } = {},
 ): Promise<RunningStore> {
   if (!fs.existsSync(STORE_BINARY)) {
     throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
@@ -80,6 +80,10 @@ export async function startStore(
       }
       pgUrl = cluster.url;
     }
+    // FerretDB's PostgreSQL pool (50 unless the URL says): above the services' pools summed (4 × 10
+    // by default, see @ptw/db connectMongo) with room for jobs, tests and tools, under the private
+    // cluster's 100 connections.
+    if (!/[?&]pool_max_conns=/.test(pgUrl)) pgUrl += `${pgUrl.includes('?') ? '&' : '?'}pool_max_conns=${opts.poolMaxConns ?? 90}`;
     args.push('--handler', 'postgresql', '--postgresql-url', pgUrl);
   }
   const stopAll = async (child: ChildProcess) => {
@@ -188,13 +192,13 @@ export function freePort(): Promise<number> {
  * A store for one test file: a database of its own on MONGO_URL when set (real MongoDB), else a
  * fresh FerretDB process with its own data folder (and its own PostgreSQL cluster on that backend).
  */
-export async function testStore(name: string): Promise<{ url: string; stop(): Promise<void> }> {
+export async function testStore(name: string, opts: { poolMaxConns?: number } = {}): Promise<{ url: string; stop(): Promise<void> }> {
   const db = `ptw_${name.replace(/[^A-Za-z0-9_]/g, '_')}_${process.pid}_${Date.now()}`;
   if (process.env.MONGO_URL) {
     const u = new URL(process.env.MONGO_URL);
     u.pathname = `/${db}`;
     return { url: u.toString(), stop: () => Promise.resolve() };
   }
-  const store = await startStore({ database: db });
+  const store = await startStore({ database: db, ...opts });
   return { url: store.url, stop: () => store.stop() };
 }

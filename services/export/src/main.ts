@@ -18,7 +18,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     protoFiles: [PROTO_FILES.export],
     handleSignals: opts.handleSignals,
     build: async (rt) => {
-      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-export' });
+      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-export', maxPoolSize: config.MONGO_MAX_POOL_SIZE });
       const models = registerModels(conn);
       await ensureIndexes(conn);
       // The health figures' hour and minute rollups of the last day, built before serving rather than

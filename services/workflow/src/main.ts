@@ -20,7 +20,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     protoFiles: [PROTO_FILES.workflow],
     handleSignals: opts.handleSignals,
     build: async (rt) => {
-      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-workflow' });
+      const conn = await connectMongo(config.MONGO_URL, rt.log, { appName: 'ptw-workflow', maxPoolSize: config.MONGO_MAX_POOL_SIZE });
       const models = registerModels(conn);
       await ensureIndexes(conn);
       // Permits of an older version get their places in the registration order before the first list (once per store).

@@ -12,7 +12,7 @@ import { jobsConfigSchema } from './config';
 import { startJobs } from './index';
 
 export const workerConfigSchema = baseConfigSchema
-  .pick({ NODE_ENV: true, MONGO_URL: true, LOG_DIR: true, LOG_LEVEL: true, LOG_MAX_BYTES: true, LOG_MAX_FILES: true })
+  .pick({ NODE_ENV: true, MONGO_URL: true, MONGO_MAX_POOL_SIZE: true, LOG_DIR: true, LOG_LEVEL: true, LOG_MAX_BYTES: true, LOG_MAX_FILES: true })
   .extend(jobsConfigSchema.shape)
   .extend({
     PTW_METRICS_LISTEN: z
@@ -31,7 +31,7 @@ export async function startWorker(env: Record<string, string | undefined> = proc
   const config = loadConfig(workerConfigSchema, env);
   const log = createLogger('workflow-jobs', { dir: config.LOG_DIR, level: config.LOG_LEVEL, maxBytes: config.LOG_MAX_BYTES, maxFiles: config.LOG_MAX_FILES });
   const metrics = new Metrics('workflow-jobs');
-  const conn = await connectMongo(config.MONGO_URL, log, { appName: 'ptw-workflow-jobs' });
+  const conn = await connectMongo(config.MONGO_URL, log, { appName: 'ptw-workflow-jobs', maxPoolSize: config.MONGO_MAX_POOL_SIZE });
   const models = registerModels(conn);
   await ensureIndexes(conn);
   const jobs = await startJobs({ conn, models, config, log, metrics, worker: true });
