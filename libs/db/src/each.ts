@@ -6,6 +6,20 @@
  */
 import type { Model } from 'mongoose';
 
+/**
+ * Waits for `work` at most `ms` (a start-up warm-up: what is not done by then goes on in the
+ * background, and its failure then is dropped). A failure within `ms` rejects.
+ */
+export async function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
+}
+
 /** Runs `fn` over `items` with at most `concurrency` calls in flight; results in input order. */
 export async function mapLimit<T, R>(items: readonly T[], concurrency: number, fn: (item: T, i: number) => PromiseLike<R>): Promise<R[]> {
   const out: R[] = new Array<R>(items.length);

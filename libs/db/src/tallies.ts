@@ -26,7 +26,7 @@
  */
 import { invalidArgument } from '@ptw/common';
 import type { Models } from './models';
-import { mapLimit } from './each';
+import { mapLimit, waitAtMost } from './each';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -272,12 +272,5 @@ export async function countSince(models: Models, series: string, since: Date, no
  */
 export async function warmTallies(models: Models, series: string, waitMs: number): Promise<void> {
   const now = new Date();
-  const work = countSince(models, series, new Date(now.getTime() - 24 * HOUR), now);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
-  } finally {
-    clearTimeout(timer);
-    work.catch(() => undefined);
-  }
+  await waitAtMost(countSince(models, series, new Date(now.getTime() - 24 * HOUR), now), waitMs);
 }

@@ -20,7 +20,7 @@
  * A list running while a status change is in flight may count the permit in its old status; the
  * next list counts it right.
  */
-import { isDuplicateKey, mapLimit, type Models } from '@ptw/db';
+import { isDuplicateKey, mapLimit, waitAtMost, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount, type PlacedDoc } from './registration';
 
 /** One block's newest reading. */
@@ -139,11 +139,5 @@ export async function warmBlockReadings(models: Models, waitMs: number): Promise
     const projects = (await models.Project.find({}, { _id: 1 }).lean()) as { _id: unknown }[];
     for (const p of projects) await blockReadings(models, String(p._id), await projectCount(models, String(p._id)));
   })();
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
-  } finally {
-    clearTimeout(timer);
-    work.catch(() => undefined);
-  }
+  await waitAtMost(work, waitMs);
 }
