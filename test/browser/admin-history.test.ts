@@ -99,7 +99,9 @@ async function seedSyncHistory(): Promise<void> {
 
 beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run \`make testdeps\` (Debian package chromium)`);
-  stack = await startTestStack('admin-history', { PTW_HEALTH_PEER_DEADLINE_MS: String(PEER_DEADLINE_MS) });
+  // A history answer is served from memory for 2 s here (60 s by default): the test of a stopped
+  // service waits for the next one.
+  stack = await startTestStack('admin-history', { PTW_HEALTH_PEER_DEADLINE_MS: String(PEER_DEADLINE_MS), PTW_HEALTH_HISTORY_CACHE_SECONDS: '2' });
   conn = await mongoose.createConnection(stack.mongoUrl).asPromise();
   m = registerModels(conn);
   await seedSyncHistory();
@@ -212,7 +214,7 @@ describe('with 50,000 sync events in the last 24 hours', () => {
     expect(health.body.sync).toMatchObject({ applied_last_24h: null, conflicts_last_24h: null, rejected_last_24h: null, unavailable_reason: expect.stringMatching(/^sync /) });
 
     // The page, reloaded (the token stays in the tab's session). The health service may answer the
-    // history from its one-minute cache of the last complete answer: wait for the next one.
+    // history from its cache of the last complete answer (2 s here): wait for the next one.
     await page.reload({ waitUntil: 'load' });
     await page.waitForFunction(
       () =>

@@ -53,7 +53,7 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
 }
 
 /** Builds the aggregator with one client per peer; every peer call has `deadlineMs`. */
-export function createAggregator(peers: Peers, opts: { deadlineMs: number; metrics: Metrics }): Aggregator {
+export function createAggregator(peers: Peers, opts: { deadlineMs: number; metrics: Metrics; historyCacheMs?: number }): Aggregator {
   const o = { defaultDeadlineMs: opts.deadlineMs, metrics: opts.metrics };
   const sync = createClient(syncPb.SyncServiceClient, peers.sync, o);
   const workflow = createClient(workflowPb.WorkflowServiceClient, peers.workflow, o);
@@ -85,7 +85,7 @@ export function createAggregator(peers: Peers, opts: { deadlineMs: number; metri
       bulk_exports: exportEach?.[k].bulk_exports ?? 0,
     }));
     const value = { as_of: new Date(now).toISOString(), hours: hourBuckets(cumulative, now), degraded };
-    if (!degraded) historyCache.set(hours, { value, until: now + HISTORY_CACHE_MS });
+    if (!degraded) historyCache.set(hours, { value, until: now + (opts.historyCacheMs ?? HISTORY_CACHE_MS) });
     return value;
   };
   return {

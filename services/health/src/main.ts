@@ -8,6 +8,8 @@ import { createAggregator } from './aggregate';
 const healthConfigSchema = serviceConfigSchema.extend({
   /** Deadline of each figure asked from a peer: a down service costs at most this. */
   PTW_HEALTH_PEER_DEADLINE_MS: z.coerce.number().int().min(50).max(10_000).default(1200),
+  /** How long a complete history answer is served from memory. */
+  PTW_HEALTH_HISTORY_CACHE_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
 });
 
 const DEFAULT_HISTORY_HOURS = 12;
@@ -27,7 +29,7 @@ export async function start(env: NodeJS.ProcessEnv = process.env, opts: { handle
     build: async (rt) => {
       const aggregator = createAggregator(
         { sync: config.PTW_SYNC_ADDR, workflow: config.PTW_WORKFLOW_ADDR, export: config.PTW_EXPORT_ADDR },
-        { deadlineMs: config.PTW_HEALTH_PEER_DEADLINE_MS, metrics: rt.metrics },
+        { deadlineMs: config.PTW_HEALTH_PEER_DEADLINE_MS, metrics: rt.metrics, historyCacheMs: config.PTW_HEALTH_HISTORY_CACHE_SECONDS * 1000 },
       );
       return {
         services: [
