@@ -85,7 +85,8 @@ export async function blockReadings(models: Models, project: string, n: number):
   const stale: number[] = [];
   for (let b = 0; b <= last; b++) {
     const r = newest.get(b);
-    if (placesInBlock(b, n) > 0 && (!r || r.filled < placesInBlock(b, n))) stale.push(b);
+    const places = placesInBlock(b, n);
+    if (places > 0 && (!r || r.filled < places)) stale.push(b);
   }
   for (const r of await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
   return [...newest.values()].filter((r) => r.block <= last).sort((a, b) => a.block - b.block);

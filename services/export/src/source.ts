@@ -4,7 +4,7 @@
  */
 import { hasRole, inScope, invalidArgument, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { findEach, type Models } from '@ptw/db';
-import { permitQueryParts, projectCount, statusPage } from '@ptw/domain';
+import { permitQueryParts, projectCount, statusesByProject, statusPage } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 import type { ExportPermit } from './render';
 
@@ -22,16 +22,8 @@ interface Selected {
  * status-blocks.ts); undefined for other filters (`q`, type, dates, many projects).
  */
 async function knownCount(models: Models, parts: Record<string, unknown>[]): Promise<number | undefined> {
-  const byProject = new Map<string, string[] | 'all'>();
-  for (const q of parts) {
-    const keys = Object.keys(q);
-    if (typeof q.project_id !== 'string') return undefined;
-    if (keys.length === 1) byProject.set(q.project_id, 'all');
-    else if (keys.length === 2 && typeof q.status === 'string') {
-      const have = byProject.get(q.project_id);
-      if (have !== 'all') byProject.set(q.project_id, [...(have ?? []), q.status]);
-    } else return undefined;
-  }
+  const byProject = statusesByProject(parts);
+  if (!byProject) return undefined;
   const counts = await Promise.all(
     [...byProject].map(([project, statuses]) => (statuses === 'all' ? projectCount(models, project) : statusPage(models, project, statuses, 0, 0).then((r) => r.count))),
   );

@@ -93,15 +93,20 @@ export function permitQueryParts(who: Principal, raw: PermitFilterInput): Record
 }
 
 /**
- * The statuses asked of each project when the query is nothing but (project, status) equalities
- * (status filters without other filters): served by block readings (status-blocks.ts).
+ * The statuses each project's parts ask for, when the query is nothing but projects and statuses
+ * (`'all'` for a project without a status filter); undefined when any part filters on more.
+ * What the registration order and the block readings (status-blocks.ts) can answer alone.
  */
-function statusesByProject(parts: Record<string, unknown>[]): Map<string, string[]> | undefined {
-  const out = new Map<string, string[]>();
+export function statusesByProject(parts: Record<string, unknown>[]): Map<string, string[] | 'all'> | undefined {
+  const out = new Map<string, string[] | 'all'>();
   for (const q of parts) {
     const keys = Object.keys(q);
-    if (keys.length !== 2 || typeof q.project_id !== 'string' || typeof q.status !== 'string') return undefined;
-    out.set(q.project_id, [...(out.get(q.project_id) ?? []), q.status]);
+    if (typeof q.project_id !== 'string') return undefined;
+    if (keys.length === 1) out.set(q.project_id, 'all');
+    else if (keys.length === 2 && typeof q.status === 'string') {
+      const have = out.get(q.project_id);
+      if (have !== 'all') out.set(q.project_id, [...(have ?? []), q.status]);
+    } else return undefined;
   }
   return out;
 }
@@ -160,7 +165,8 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
       return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
     }
   }
-  const byStatus = (opts.byPlace ?? true) && parts.length > 0 ? statusesByProject(parts) : undefined;
+  const asked = (opts.byPlace ?? true) && parts.length > 0 ? statusesByProject(parts) : undefined;
+  const byStatus = asked && [...asked.values()].every((s) => s !== 'all') ? (asked as Map<string, string[]>) : undefined;
   if (byStatus) {
     if (byStatus.size === 1) {
       const [[project, statuses]] = [...byStatus];
