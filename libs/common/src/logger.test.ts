@@ -120,6 +120,19 @@ describe('safe-field logger', () => {
     });
   });
 
+  it('when records carry times, then each line has its own time as toISOString gives it (invalid: null)', () => {
+    const times = [
+      new Date('2026-11-28T10:00:00.123Z'),
+      new Date('2026-11-28T10:00:00.123Z'),
+      new Date('2026-11-28T10:00:00.124Z'),
+      new Date('1969-12-31T23:59:59.999Z'),
+      new Date(Number.NaN),
+    ];
+    const written = times.map((time) => JSON.parse(JSON.stringify(sanitizeRecord({ level: 30, time }))) as { time: unknown });
+    expect(written.map((w) => w.time)).toEqual(['2026-11-28T10:00:00.123Z', '2026-11-28T10:00:00.123Z', '2026-11-28T10:00:00.124Z', '1969-12-31T23:59:59.999Z', null]);
+    expect(written.map((w) => w.time)).toEqual(times.map((t) => JSON.parse(JSON.stringify(t)) as unknown));
+  });
+
   it('when a test sink is used, then lines() holds every line logged so far', () => {
     const m = memorySink();
     const log = createLogger('t', { stdout: false, sink: m.sink });
