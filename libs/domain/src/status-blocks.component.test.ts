@@ -11,7 +11,7 @@ import type { Connection } from 'mongoose';
 import { completeEffects } from './permits/effects';
 import type { PermitDoc } from './permits/types';
 import { insertRegistered, LIST_BLOCK } from './registration';
-import { blockReadings, refreshBlocksOf, statusPage } from './status-blocks';
+import { blockReadings, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
 
 jest.setTimeout(120_000);
 
@@ -104,6 +104,11 @@ it('when two processes change the statuses of 40 permits of the same blocks at o
   // Twice over the same permits: the second round races the first round's readings.
   await Promise.all([...moves, ...moves.map((x) => ({ ...x, to: STATUSES[(STATUSES.indexOf(x.to) + 2) % STATUSES.length] }))].map((x) => move(x.m, x.id, x.to)));
   for (const s of STATUSES) expect({ s, ...(await ours(b, p, [s], 0, 100)) }).toEqual({ s, ...(await raw(a, p, [s], 0, 100)) });
+  // The KPIs' counts (statusCounts) are the same readings: every status as the store counts it.
+  const counts = await statusCounts(b, p);
+  const stored = Object.fromEntries(await Promise.all(STATUSES.map(async (s) => [s, await a.Permit.countDocuments({ project_id: p, status: s })] as const)));
+  expect(Object.fromEntries(STATUSES.map((s) => [s, counts[s] ?? 0]))).toEqual(stored);
+  expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(50);
 });
 
 it('when permits are registered after the blocks were read, then the next list counts them without any refresh', async () => {

@@ -93,6 +93,18 @@ export async function blockReadings(models: Models, project: string, n: number):
 }
 
 /**
+ * `project`'s permit count in each status, from its block readings (a status no permit has is
+ * absent): what `countDocuments({project_id, status})` gives, read from one small document per 25
+ * places instead of every permit of the status.
+ */
+export async function statusCounts(models: Models, project: string): Promise<Record<string, number>> {
+  const readings = await blockReadings(models, project, await projectCount(models, project));
+  const counts: Record<string, number> = {};
+  for (const r of readings) for (const [status, k] of Object.entries(r.counts)) counts[status] = (counts[status] ?? 0) + k;
+  return counts;
+}
+
+/**
  * `project`'s permits in `statuses`: their count, and the `n` after the `skip` newest by
  * registration order (newest place first). Reads the block readings, then only the blocks that
  * hold the page, by (block, status) equality.

@@ -3,11 +3,13 @@
  * `status` as plain equality (and `project_id` too when the scope is one project), the only filter
  * shape FerretDB's PostgreSQL backend pushes down: each query then reads the permits of one status,
  * never the whole collection. The open statuses with an SLA or a list (submitted, under_review,
- * active) are read once each with a small projection and their figures derived here; the other
- * statuses are counted in the store. 11 store commands per project of the scope (one `$in` scope past 20).
+ * active) are read once each with a small projection and their figures derived here. The other
+ * statuses' counts come from each project's block readings (status-blocks.ts in @ptw/domain: one
+ * small document per 25 places), except `completed`/`cancelled` today, which the store counts by
+ * status; a `$in` scope (past 20 projects) and the service's whole-store scope count every status in the store.
  *
- * Those commands still read every permit of the statuses they count (FerretDB filters and counts
- * in its own memory), so {@link readKpis} serves a snapshot: the KPIs of the same scope (projects
+ * Those reads still decode every permit of the open and today's statuses (FerretDB filters and
+ * counts in its own memory), so {@link readKpis} serves a snapshot: the KPIs of the same scope (projects
  * and SLAs) computed at most PTW_KPI_MAX_AGE_SECONDS ago, kept in the store for every replica, with
  * `as_of` the time its computation started. A request finding one older than half that age gets it
  * and starts a refresh in the background (one per scope per process), so a scope in steady use is
@@ -16,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { upsertRetried, type Models } from '@ptw/db';
-import { iso, type SlaConfig } from '@ptw/domain';
+import { iso, statusCounts, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
 const HOUR = 3600_000;
@@ -92,7 +94,14 @@ export async function computeKpis(models: Models, who: Principal, project: strin
         ),
       )
     ).flat() as unknown as OpenPermit[];
-  const count = async (status: string, extra: Record<string, unknown> = {}) => sumAll(await Promise.all(parts.map((s) => models.Permit.countDocuments({ ...s, status, ...extra }))));
+  // A scope of single projects reads each project's status counts once, from its block readings
+  // (@ptw/domain status-blocks.ts: one small document per 25 places, not every permit of a status);
+  // the service's whole-store scope and a `$in` scope count in the store.
+  const readings = parts.every((s) => typeof s.project_id === 'string') ? Promise.all(parts.map((s) => statusCounts(models, s.project_id as string))) : undefined;
+  const count = async (status: string, extra: Record<string, unknown> = {}) =>
+    readings && Object.keys(extra).length === 0
+      ? sumAll((await readings).map((c) => c[status] ?? 0))
+      : sumAll(await Promise.all(parts.map((s) => models.Permit.countDocuments({ ...s, status, ...extra }))));
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
     open('submitted'),
