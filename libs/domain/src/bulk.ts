@@ -4,9 +4,10 @@
  * counter step for all the numbers, one insert of the permits, one of their audit events.
  */
 import { AppError, inScope, invalidArgument, permissionDenied, type Principal } from '@ptw/common';
-import { findEach, upsertRetried, type Models } from '@ptw/db';
+import { upsertRetried, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
 import { createPermitSchema, parseInput, type PermitFields } from './input';
+import { activeTypeIds } from './permit-types';
 import { insertRegistered } from './registration';
 import { risk } from './rules';
 
@@ -156,11 +157,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
   const toNumber = drafts.filter((d, i) => d && !badTimes.has(i)).length;
   // The type read and the first counter step do not depend on each other: one round trip for both
   // (a permit of an unknown type leaves a gap in the numbers, which may have gaps).
-  const [types, firstNumbers] = await Promise.all([
-    findEach<{ _id: unknown }>(models.PermitType, '_id', typeIds, { filter: { active: true }, projection: { _id: 1 } }),
-    toNumber ? reserveNumbers(models, now, toNumber) : [],
-  ]);
-  const active = new Set(types.map((t) => String(t._id)));
+  const [active, firstNumbers] = await Promise.all([activeTypeIds(models, typeIds), toNumber ? reserveNumbers(models, now, toNumber) : []]);
   const docs = new Map<number, Record<string, unknown>>();
   drafts.forEach((d, i) => {
     if (!d) return;

@@ -9,3 +9,4 @@ export * from './sla';
 export * from './bulk';
 export * from './registration';
 export * from './status-blocks';
+export * from './permit-types';

@@ -153,7 +153,8 @@ export async function applyChange(models: Models, who: Principal, c: syncPb.Chan
     }
     try {
       if (c.op === 'update') {
-        const p = await d.updatePermit(models, who, c.server_id, c.client_version, data);
+        // The permit just read is the one edited: no second read (the write is guarded by its version).
+        const p = await d.updatePermit(models, who, c.server_id, c.client_version, data, new Date(), permit);
         return applied(c, c.server_id, p.version, p.project_id);
       }
       const extra = Object.keys(data).filter((k) => k !== 'status' && k !== 'comments');

@@ -1,26 +1,25 @@
 /** Permit writes: create, edit and status transitions, each audited. */
-import { conflict, failedPrecondition, hasRole, invalidArgument, permissionDenied, storableIssue, type Principal } from '@ptw/common';
+import { conflict, failedPrecondition, hasRole, inScope, invalidArgument, permissionDenied, storableIssue, type Principal } from '@ptw/common';
 import { PERMIT_STATUSES, type Models, type PermitStatus } from '@ptw/db';
 import { checkTimes, permitDraft } from '../bulk';
+import { activeTypeIds } from '../permit-types';
 import { parseInput, updatePermitSchema } from '../input';
 import { isAllowedTransition, risk, STAMPS, TERMINAL, transitionRefusal } from '../rules';
 import { audit, completeEffects } from './effects';
 import { nextPermitNumber } from './numbering';
-import { getScopedPermit } from './query';
+import { getScopedPermit, settledPermit } from './query';
 import { insertRegistered } from '../registration';
 import type { PendingEffects, PermitDoc } from './types';
 import { guardedPermitWrite, staleVersion } from './versioning';
 
-async function loadActiveType(models: Models, typeId: string) {
-  const type = await models.PermitType.findOne({ _id: typeId, active: true }).lean();
-  if (!type) throw invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' });
-  return type;
+async function checkActiveType(models: Models, typeId: string): Promise<void> {
+  if (!(await activeTypeIds(models, [typeId])).has(typeId)) throw invalidArgument('permit_type_id: unknown permit type', { field: 'permit_type_id' });
 }
 
 /** Creates a draft permit for the caller (SPEC §4 POST /permits/). */
 export async function createPermit(models: Models, who: Principal, data: unknown, now = new Date()): Promise<PermitDoc> {
   const draft = permitDraft(who, data, now);
-  await loadActiveType(models, draft.typeId);
+  await checkActiveType(models, draft.typeId);
   checkTimes(draft.fields.planned_start_time as Date | undefined, draft.fields.planned_end_time as Date | undefined);
   // Validated and cast as Model.create would, then written at the project's next place (registration.ts).
   const doc = new models.Permit({ ...draft.fields, permit_number: await nextPermitNumber(models, now) });
@@ -42,9 +41,13 @@ function editRefusal(who: Principal, doc: PermitDoc): string | undefined {
   return undefined;
 }
 
-/** PATCH: edits with `version`; a stale version is a 409 with the server state. */
-export async function updatePermit(models: Models, who: Principal, id: string, version: number, changes: unknown, now = new Date()): Promise<PermitDoc> {
-  const doc = await getScopedPermit(models, who, id);
+/**
+ * PATCH: edits with `version`; a stale version is a 409 with the server state. `current` is the
+ * permit as the caller has just read it within `who`'s scope (a sync edit reads it to classify the
+ * change): it is not read again, since the write is guarded by `version` either way.
+ */
+export async function updatePermit(models: Models, who: Principal, id: string, version: number, changes: unknown, now = new Date(), current?: PermitDoc): Promise<PermitDoc> {
+  const doc = current && String(current._id) === id && inScope(who, current.project_id) ? await settledPermit(models, current) : await getScopedPermit(models, who, id);
   const input = parseInput(updatePermitSchema, changes ?? {});
   if (!Number.isInteger(version) || version < 1) throw invalidArgument('version: required integer ≥ 1', { field: 'version' });
   const refusal = editRefusal(who, doc);

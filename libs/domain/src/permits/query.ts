@@ -14,6 +14,11 @@ export async function getScopedPermit(models: Models, who: Principal, id: string
   if (!isValidObjectId(id) || !/^[0-9a-f]{24}$/i.test(id)) throw notFound('Permit not found');
   const doc = (await models.Permit.findById(id).lean()) as PermitDoc | null;
   if (!doc || !inScope(who, doc.project_id)) throw notFound('Permit not found');
+  return settledPermit(models, doc);
+}
+
+/** `doc` as read, after completing the effects a crashed transition left pending on it (past their grace). */
+export async function settledPermit(models: Models, doc: PermitDoc): Promise<PermitDoc> {
   if (doc.pending && Date.now() - new Date((doc.pending as PendingEffects).at).getTime() >= PENDING_GRACE_MS) await completeEffects(models, doc);
   return doc;
 }
