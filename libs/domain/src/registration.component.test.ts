@@ -4,11 +4,11 @@
  * registration of permits written without a place.
  */
 import { createLogger } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type CommandCounter, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { Types } from 'mongoose';
 import type { Connection } from 'mongoose';
-import { ensureRegistered, insertRegistered, lastPlace, LIST_BLOCK, registeredPage, registerUnlisted } from './registration';
+import { ensureRegistered, insertRegistered, lastPlace, LIST_BLOCK, projectCount, registeredPage, registerUnlisted } from './registration';
 
 jest.setTimeout(120_000);
 
@@ -17,9 +17,12 @@ const conns: Connection[] = [];
 let a: Models;
 let b: Models;
 let n = 0;
+let counter: CommandCounter;
 
 beforeAll(async () => {
   store = await testStore('registration');
+  // Before b connects: a connection monitors its commands only when a counter listens then.
+  counter = countStoreCommands('reg-b');
   for (const name of ['reg-a', 'reg-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
   a = registerModels(conns[0]);
   b = registerModels(conns[1]);
@@ -27,6 +30,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  counter?.close();
   for (const c of conns) await c.close();
   await store?.stop();
 });
@@ -101,4 +105,28 @@ it('when permits were written without a place, then registration gives them plac
   await ensureRegistered(a);
   expect(await a.Counter.exists({ _id: 'migration:permit_list_seq' })).not.toBeNull();
   expect((await registeredPage(b, p, 0, 3)).docs.map((d) => d.list_seq)).toEqual([5, 4, 3]);
+});
+
+it('when another process wrote permits since a reader last looked, then the reader finds the count from the shared place hint in 3 commands, not by probing its way up', async () => {
+  const p = 'reg-hint';
+  await insertRegistered(
+    a,
+    p,
+    Array.from({ length: 10 }, () => permit(p)),
+    renumber,
+  );
+  expect(await projectCount(b, p)).toBe(10);
+  for (let k = 0; k < 12; k++)
+    await insertRegistered(
+      a,
+      p,
+      Array.from({ length: 25 }, () => permit(p)),
+      renumber,
+    );
+  // The hint is published after the writes are answered: wait until it says 310.
+  for (let i = 0; i < 50 && Number((await a.Counter.findById(`list_place:${p}`).lean())?.seq) !== 310; i++) await new Promise((r) => setTimeout(r, 20));
+  const r = await counter.measure(() => projectCount(b, p));
+  expect(r.result).toBe(310);
+  // the hint, then the two probes at it (without it: doubling from 10 and halving back, 2 × 9 probes)
+  expect(r.byName).toEqual({ 'find counters': 1, 'find permits': 2 });
 });

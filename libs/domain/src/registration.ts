@@ -115,6 +115,7 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
   try {
     while (w.queue.length) {
       const asks = w.queue.splice(0);
+      const before = w.last;
       await writeRound(models, project, w, asks).catch((err: unknown) => {
         for (const a of asks) a.failed ??= err;
       });
@@ -122,6 +123,8 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
         if (a.failed !== undefined) a.reject(a.failed);
         else a.resolve(a.out);
       }
+      // Not waited for: the creates are answered already, and the next round probes the store itself.
+      if (w.last > before) void publishPlace(models, project, w.last);
     }
   } finally {
     w.busy = false;
@@ -187,11 +190,27 @@ export interface RegisteredPage {
   docs: PlacedDoc[];
 }
 
-/** `project`'s permit count: its last place, found from this process's hint (two probes when it is right). */
+/**
+ * The id of `project`'s shared place hint in `counters`: the last place some process wrote (at most
+ * the real last place, and a little behind it while a write is being published). Readers that do
+ * not write (lists and KPIs in the workflow and export services, while the sync service creates)
+ * start their probes there instead of at their own hint, which falls behind by every permit other
+ * processes write: 16 probes per list under the shift-start load, 3 commands with it.
+ */
+const placeHintId = (project: string) => `list_place:${project}`;
+
+/** Publishes `last` as `project`'s place hint (a hint only: a failure or a lost race costs readers a few probes). */
+async function publishPlace(models: Models, project: string, last: number): Promise<void> {
+  await upsertRetried(() => models.Counter.updateOne({ _id: placeHintId(project) }, { $max: { seq: last } }, { upsert: true })).catch(() => undefined);
+}
+
+/** `project`'s permit count: its last place, probed from the higher of this process's hint and the shared one (two probes when it is right). */
 export async function projectCount(models: Models, project: string): Promise<number> {
   await ensureRegistered(models);
   const w = writerOf(models, project);
-  const count = await lastPlace(models, project, w.last);
+  const shared = (await models.Counter.findById(placeHintId(project), { seq: 1 }).lean()) as { seq?: unknown } | null;
+  const hint = Math.max(w.last, Number(shared?.seq) || 0);
+  const count = await lastPlace(models, project, hint);
   if (!w.busy) w.last = count;
   return count;
 }
@@ -297,6 +316,7 @@ export async function registerUnlisted(models: Models, chunk = 20): Promise<numb
       }
       todo = todo.slice(stop);
     }
+    await publishPlace(models, project, await lastPlace(models, project, w.last));
   }
   return rows.length;
 }
