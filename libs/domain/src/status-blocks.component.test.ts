@@ -105,10 +105,24 @@ it('when two processes change the statuses of 40 permits of the same blocks at o
   await Promise.all([...moves, ...moves.map((x) => ({ ...x, to: STATUSES[(STATUSES.indexOf(x.to) + 2) % STATUSES.length] }))].map((x) => move(x.m, x.id, x.to)));
   for (const s of STATUSES) expect({ s, ...(await ours(b, p, [s], 0, 100)) }).toEqual({ s, ...(await raw(a, p, [s], 0, 100)) });
   // The KPIs' counts (statusCounts) are the same readings: every status as the store counts it.
-  const counts = await statusCounts(b, p);
+  const counts = (await statusCounts(b, p)) ?? {};
   const stored = Object.fromEntries(await Promise.all(STATUSES.map(async (s) => [s, await a.Permit.countDocuments({ project_id: p, status: s })] as const)));
   expect(Object.fromEntries(STATUSES.map((s) => [s, counts[s] ?? 0]))).toEqual(stored);
   expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(50);
+});
+
+it("when most of a project's blocks have no reading, then statusCounts leaves the count to the store and reads them in the background, after which it counts", async () => {
+  const p = 'sb-unread';
+  await seed(a, p, 400);
+  const stored = async () => Object.fromEntries(await Promise.all(STATUSES.map(async (s) => [s, await a.Permit.countDocuments({ project_id: p, status: s })] as const)));
+  expect(await statusCounts(b, p)).toBeUndefined();
+  let counts: Record<string, number> | undefined;
+  for (let i = 0; i < 100 && !counts; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    counts = await statusCounts(b, p);
+  }
+  expect(Object.fromEntries(STATUSES.map((s) => [s, counts?.[s] ?? 0]))).toEqual(await stored());
+  expect(await a.BlockTally.countDocuments({ project_id: p })).toBe(17);
 });
 
 it('when permits are registered after the blocks were read, then the next list counts them without any refresh', async () => {

@@ -73,8 +73,8 @@ export async function refreshBlocksOf(models: Models, permits: { project_id?: un
   await mapLimit([...keys.values()], REFRESH_CONCURRENCY, ([project, block]) => refreshBlock(models, project, block));
 }
 
-/** The newest reading of every block of `project` up to its last place `n`, reading blocks that have none or missed new permits. */
-export async function blockReadings(models: Models, project: string, n: number): Promise<BlockReading[]> {
+/** The saved newest reading of each block of `project` up to its last place `n`, and the blocks with none or one that missed new permits. */
+async function savedReadings(models: Models, project: string, n: number): Promise<{ newest: Map<number, BlockReading>; stale: number[]; last: number }> {
   const saved = (await models.BlockTally.find({ project_id: project }, { block: 1, stamp: 1, filled: 1, counts: 1 }).lean()) as unknown as BlockReading[];
   const newest = new Map<number, BlockReading>();
   for (const r of saved) {
@@ -88,19 +88,52 @@ export async function blockReadings(models: Models, project: string, n: number):
     const places = placesInBlock(b, n);
     if (places > 0 && (!r || r.filled < places)) stale.push(b);
   }
+  return { newest, stale, last };
+}
+
+const inOrder = (newest: Map<number, BlockReading>, last: number) => [...newest.values()].filter((r) => r.block <= last).sort((a, b) => a.block - b.block);
+
+/** The newest reading of every block of `project` up to its last place `n`, reading blocks that have none or missed new permits. */
+export async function blockReadings(models: Models, project: string, n: number): Promise<BlockReading[]> {
+  const { newest, stale, last } = await savedReadings(models, project, n);
   for (const r of await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
-  return [...newest.values()].filter((r) => r.block <= last).sort((a, b) => a.block - b.block);
+  return inOrder(newest, last);
+}
+
+/** Blocks a count reads again itself; past this (and past half the project) it counts in the store and they are read in the background. */
+const INLINE_REFRESH_BLOCKS = 8;
+
+const refreshing = new WeakMap<Models, Set<string>>();
+
+/** Reads `blocks` of `project` in the background, once at a time per project and process; a failure is dropped (the next count finds them stale). */
+function refreshLater(models: Models, project: string, blocks: number[]): void {
+  let running = refreshing.get(models);
+  if (!running) refreshing.set(models, (running = new Set<string>()));
+  if (running.has(project)) return;
+  const mine = running;
+  mine.add(project);
+  void mapLimit(blocks, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))
+    .catch(() => undefined)
+    .finally(() => mine.delete(project));
 }
 
 /**
  * `project`'s permit count in each status, from its block readings (a status no permit has is
  * absent): what `countDocuments({project_id, status})` gives, read from one small document per 25
- * places instead of every permit of the status.
+ * places instead of every permit of the status. `undefined` when most of the project's blocks have
+ * no current reading (permits seeded or written by an older version, not read yet): reading them
+ * all would cost more than counting in the store, so the caller counts there while they are read in
+ * the background.
  */
-export async function statusCounts(models: Models, project: string): Promise<Record<string, number>> {
-  const readings = await blockReadings(models, project, await projectCount(models, project));
+export async function statusCounts(models: Models, project: string): Promise<Record<string, number> | undefined> {
+  const { newest, stale, last } = await savedReadings(models, project, await projectCount(models, project));
+  if (stale.length > Math.max(INLINE_REFRESH_BLOCKS, (last + 1) / 2)) {
+    refreshLater(models, project, stale);
+    return undefined;
+  }
+  for (const r of await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
   const counts: Record<string, number> = {};
-  for (const r of readings) for (const [status, k] of Object.entries(r.counts)) counts[status] = (counts[status] ?? 0) + k;
+  for (const r of inOrder(newest, last)) for (const [status, k] of Object.entries(r.counts)) counts[status] = (counts[status] ?? 0) + k;
   return counts;
 }
 

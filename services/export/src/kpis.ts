@@ -97,11 +97,13 @@ export async function computeKpis(models: Models, who: Principal, project: strin
   // A scope of single projects reads each project's status counts once, from its block readings
   // (@ptw/domain status-blocks.ts: one small document per 25 places, not every permit of a status);
   // the service's whole-store scope and a `$in` scope count in the store.
+  // A project whose blocks are mostly unread (statusCounts says undefined) is counted in the store.
   const readings = parts.every((s) => typeof s.project_id === 'string') ? Promise.all(parts.map((s) => statusCounts(models, s.project_id as string))) : undefined;
-  const count = async (status: string, extra: Record<string, unknown> = {}) =>
-    readings && Object.keys(extra).length === 0
-      ? sumAll((await readings).map((c) => c[status] ?? 0))
-      : sumAll(await Promise.all(parts.map((s) => models.Permit.countDocuments({ ...s, status, ...extra }))));
+  const count = async (status: string, extra: Record<string, unknown> = {}) => {
+    const byProject = readings && Object.keys(extra).length === 0 ? await readings : [];
+    const counted = byProject.map((c) => (c ? (c[status] ?? 0) : undefined));
+    return sumAll(await Promise.all(parts.map((s, i) => (counted[i] !== undefined ? Promise.resolve(counted[i]) : models.Permit.countDocuments({ ...s, status, ...extra }).exec()))));
+  };
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
     open('submitted'),
