@@ -15,6 +15,8 @@ export type ProcessName = (typeof SERVICES)[number] | 'gateway';
 export interface StackOptions {
   /** Fixed ports (make up) or free ones (tests). */
   ports: 'default' | 'free';
+  /** How a free port is probed (default: bind port 0 and release it); tests hand out a taken one. */
+  pickPort?: () => Promise<number>;
   logDir: string;
   mongoUrl?: string;
   redisUrl?: string;
@@ -122,7 +124,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // Free ports are probed one by one and released at once: the kernel may hand the same one out twice,
   // and two processes of one stack must never be given the same port (see distinctPort).
   const taken = new Set<number>();
-  const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : distinctPort(taken));
+  const pick = opts.pickPort ?? freePort;
+  const port = async (n: number | undefined) => (opts.ports === 'default' && n ? n : distinctPort(taken, pick));
   const grpcPorts = {} as Record<string, number>;
   const metricsPorts = {} as Record<string, number>;
   for (const s of SERVICES) {
@@ -143,7 +146,23 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     ...opts.env,
   };
   const procs = {} as Record<ProcessName, ChildProcess>;
+  /**
+   * Starts `name`; with free ports, a service whose metrics port was taken between its probe and its
+   * bind (another process's ephemeral port: seen once in CI) is started again on a fresh one. Only
+   * that port: no other process is given it, while a gRPC port is in every process's environment.
+   */
   const start = async (name: ProcessName): Promise<ChildProcess> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startOnce(name);
+      } catch (err) {
+        const metricsTaken = name !== 'gateway' && (err as Error).message.includes(`127.0.0.1:${metricsPorts[name]} is in use`);
+        if (opts.ports !== 'free' || !metricsTaken || attempt >= 3) throw err;
+        metricsPorts[name] = await distinctPort(taken, pick);
+      }
+    }
+  };
+  const startOnce = async (name: ProcessName): Promise<ChildProcess> => {
     const main = path.join(REPO_ROOT, name === 'gateway' ? 'gateway' : `services/${name}`, 'dist', 'main.js');
     const child = spawn(process.execPath, [main], {
       env: name === 'gateway' ? env : { ...env, PTW_METRICS_LISTEN: `127.0.0.1:${metricsPorts[name]}` },
