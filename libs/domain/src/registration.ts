@@ -314,9 +314,10 @@ export async function registerUnlisted(models: Models, chunk = 20): Promise<numb
         if (!refused?.duplicate) throw err;
         stop = refused.index;
       }
+      w.last += stop;
       todo = todo.slice(stop);
     }
-    await publishPlace(models, project, await lastPlace(models, project, w.last));
+    await publishPlace(models, project, w.last);
   }
   return rows.length;
 }

@@ -91,12 +91,17 @@ async function savedReadings(models: Models, project: string, n: number): Promis
   return { newest, stale, last };
 }
 
+/** Reads `blocks` of `project` again and puts their new readings in `newest`. */
+async function readInto(models: Models, project: string, blocks: number[], newest: Map<number, BlockReading>): Promise<void> {
+  for (const r of await mapLimit(blocks, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
+}
+
 const inOrder = (newest: Map<number, BlockReading>, last: number) => [...newest.values()].filter((r) => r.block <= last).sort((a, b) => a.block - b.block);
 
 /** The newest reading of every block of `project` up to its last place `n`, reading blocks that have none or missed new permits. */
 export async function blockReadings(models: Models, project: string, n: number): Promise<BlockReading[]> {
   const { newest, stale, last } = await savedReadings(models, project, n);
-  for (const r of await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
+  await readInto(models, project, stale, newest);
   return inOrder(newest, last);
 }
 
@@ -131,7 +136,7 @@ export async function statusCounts(models: Models, project: string): Promise<Rec
     refreshLater(models, project, stale);
     return undefined;
   }
-  for (const r of await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b))) newest.set(r.block, r);
+  await readInto(models, project, stale, newest);
   const counts: Record<string, number> = {};
   for (const r of inOrder(newest, last)) for (const [status, k] of Object.entries(r.counts)) counts[status] = (counts[status] ?? 0) + k;
   return counts;

@@ -95,14 +95,13 @@ export async function computeKpis(models: Models, who: Principal, project: strin
       )
     ).flat() as unknown as OpenPermit[];
   // A scope of single projects reads each project's status counts once, from its block readings
-  // (@ptw/domain status-blocks.ts: one small document per 25 places, not every permit of a status);
-  // the service's whole-store scope and a `$in` scope count in the store.
-  // A project whose blocks are mostly unread (statusCounts says undefined) is counted in the store.
+  // (@ptw/domain status-blocks.ts: one small document per 25 places, not every permit of a status).
+  // The service's whole-store scope, a `$in` scope and a project whose blocks are mostly unread
+  // (statusCounts: undefined) count in the store.
   const readings = parts.every((s) => typeof s.project_id === 'string') ? Promise.all(parts.map((s) => statusCounts(models, s.project_id as string))) : undefined;
   const count = async (status: string, extra: Record<string, unknown> = {}) => {
     const byProject = readings && Object.keys(extra).length === 0 ? await readings : [];
-    const counted = byProject.map((c) => (c ? (c[status] ?? 0) : undefined));
-    return sumAll(await Promise.all(parts.map((s, i) => (counted[i] !== undefined ? Promise.resolve(counted[i]) : models.Permit.countDocuments({ ...s, status, ...extra }).exec()))));
+    return sumAll(await Promise.all(parts.map(async (s, i) => (byProject[i] ? (byProject[i][status] ?? 0) : models.Permit.countDocuments({ ...s, status, ...extra })))));
   };
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
