@@ -97,6 +97,27 @@ export async function answersAsGateway(url: string, child?: ChildProcess, timeou
   return false;
 }
 
+/**
+ * True once `service`'s own metrics answer at `url` (`/metrics`, 200, its `service` label) while
+ * `child` still runs. A service binds its metrics port after its gRPC one may already accept
+ * connections, and a port taken by another process answers otherwise: this waits until the service
+ * holds it or has exited (its stderr then says why).
+ */
+async function servesMetricsOf(url: string, service: string, child: ChildProcess, timeoutMs = 30_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until && child.exitCode === null) {
+    try {
+      const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(1000) });
+      const text = await res.text();
+      if (res.status === 200 && text.includes(`service="${service}"`)) return child.exitCode === null;
+    } catch {
+      // Not answering HTTP yet: try again.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
 async function waitForPort(port: number, child: ChildProcess, name: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
@@ -147,8 +168,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   };
   const procs = {} as Record<ProcessName, ChildProcess>;
   /**
-   * Starts `name`; with free ports, a service whose metrics port was taken between its probe and its
-   * bind (another process's ephemeral port: seen once in CI) is started again on a fresh one. Only
+   * Starts `name` and waits until it serves its gRPC port (and, for a service, its own metrics; the
+   * gateway: its HTTP API). With free ports, a service whose metrics port was taken between its probe
+   * and its bind (another process's ephemeral port: seen once in CI) is started again on a fresh one. Only
    * that port: no other process is given it, while a gRPC port is in every process's environment.
    */
   const start = async (name: ProcessName): Promise<ChildProcess> => {
@@ -179,6 +201,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       // then exits with EADDRINUSE, and every request would reach the other process).
       if (name === 'gateway' && !(await answersAsGateway(`http://127.0.0.1:${httpPort}`, child))) {
         throw new Error(`gateway: 127.0.0.1:${httpPort} is answered by another process`);
+      }
+      if (name !== 'gateway' && !(await servesMetricsOf(`http://127.0.0.1:${metricsPorts[name]}`, name, child))) {
+        throw new Error(
+          child.exitCode !== null
+            ? `${name} exited with code ${child.exitCode} during start-up (see its log)`
+            : `${name}: its metrics port 127.0.0.1:${metricsPorts[name]} is answered by another process`,
+        );
       }
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${stderr}`);
