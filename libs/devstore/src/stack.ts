@@ -218,12 +218,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await Promise.all(Object.values(procs).map((p) => stopChild(p, 15_000)));
     await store?.stop();
   };
-  try {
-    for (const s of SERVICES) await start(s);
-    await start('gateway');
-  } catch (err) {
+  // All five at once: none needs another to start (the gateway dials the services lazily, and
+  // ensureIndexes takes concurrent creations); one at a time, a stack took ~9 s to start here, together ~5 s.
+  // Settled, not Promise.all: stop() must not run while a process is still being spawned.
+  const started = await Promise.allSettled([...SERVICES, 'gateway' as const].map((name) => start(name)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
     await stop();
-    throw err;
+    throw failed.reason;
   }
   const killStore = async () => {
     if (!store) throw new Error('the store is external (MONGO_URL); it cannot be killed here');
