@@ -41,7 +41,7 @@ e2e: build store testdeps
 	npx jest test/e2e/make-up- --selectProjects e2e --runInBand
 
 browser: build store testdeps
-	npx jest --selectProjects browser --runInBand
+	npx jest --selectProjects browser --maxWorkers=$(JEST_WORKERS)
 
 ## node_modules without the test-only native build: every package's install script runs except the deprecated
 ## `grpc` addon's (grpc-mock's, used by the gateway's component tests only; ~4 min from source), which
@@ -52,9 +52,11 @@ $(INSTALLED): package-lock.json package.json
 	npm rebuild $(shell node -p '[...new Set(Object.entries(require("./package-lock.json").packages).filter(([k, v]) => v.hasInstallScript && k && !k.endsWith("node_modules/grpc")).map(([k]) => k.replace(/.*node_modules\//, "")))].join(" ")')
 	@touch $@
 
+## Built without optimisation (-O0 comes after the addon's own -O flags): it only serves the mocks of a few
+## test suites, and the build takes ~25 % less CPU (3 min 38 s -> 2 min 47 s here), which CI shares with the tests.
 grpc-mock: $(GRPC_MOCK_BUILT)
 $(GRPC_MOCK_BUILT): $(INSTALLED)
-	npm rebuild grpc
+	CFLAGS=-O0 CXXFLAGS=-O0 npm rebuild grpc
 	@touch $@
 
 build: deps

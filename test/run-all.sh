@@ -30,7 +30,7 @@ npm run -s format:check
 # Jest in phases by what the suites need (jest.config.js, docs/testing.md): e2e in parallel workers (each
 # suite its own stack on free ports and its own database), except the make-up-* suites, which take make
 # up's fixed ports and run one at a time; then unit and component in parallel workers (the gateway's
-# component suites need grpc-mock's build, done by then); browser suites last.
+# component suites need grpc-mock's build, done by then); browser suites last, in parallel workers too.
 # Each phase writes logs/jest-<phase>.json; logs/jest-results.json merges them (per-suite times).
 workers=${JEST_WORKERS:-2}
 status=0
@@ -49,7 +49,7 @@ if ! wait "$grpc_mock_build"; then
   status=1
 fi
 phase unit-component --selectProjects unit component --maxWorkers="$workers" "$@"
-phase browser --selectProjects browser --runInBand "$@"
+phase browser --selectProjects browser --maxWorkers="$workers" "$@"
 node -e '
 const fs = require("fs");
 const runs = ["unit-component", "e2e", "make-up", "browser"].map((p) => `logs/jest-${p}.json`).filter((f) => fs.existsSync(f)).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
