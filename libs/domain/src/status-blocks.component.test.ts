@@ -11,7 +11,7 @@ import type { Connection } from 'mongoose';
 import { completeEffects } from './permits/effects';
 import type { PermitDoc } from './permits/types';
 import { insertRegistered, LIST_BLOCK } from './registration';
-import { blockReadings, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
+import { blockReadings, closedSince, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
 
 jest.setTimeout(120_000);
 
@@ -105,7 +105,7 @@ it('when two processes change the statuses of 40 permits of the same blocks at o
   await Promise.all([...moves, ...moves.map((x) => ({ ...x, to: STATUSES[(STATUSES.indexOf(x.to) + 2) % STATUSES.length] }))].map((x) => move(x.m, x.id, x.to)));
   for (const s of STATUSES) expect({ s, ...(await ours(b, p, [s], 0, 100)) }).toEqual({ s, ...(await raw(a, p, [s], 0, 100)) });
   // The KPIs' counts (statusCounts) are the same readings: every status as the store counts it.
-  const counts = (await statusCounts(b, p)) ?? {};
+  const counts = (await statusCounts(b, p))?.byStatus ?? {};
   const stored = Object.fromEntries(await Promise.all(STATUSES.map(async (s) => [s, await a.Permit.countDocuments({ project_id: p, status: s })] as const)));
   expect(Object.fromEntries(STATUSES.map((s) => [s, counts[s] ?? 0]))).toEqual(stored);
   expect(Object.values(counts).reduce((x, y) => x + y, 0)).toBe(50);
@@ -119,7 +119,7 @@ it("when most of a project's blocks have no reading, then statusCounts leaves th
   let counts: Record<string, number> | undefined;
   for (let i = 0; i < 100 && !counts; i++) {
     await new Promise((r) => setTimeout(r, 100));
-    counts = await statusCounts(b, p);
+    counts = (await statusCounts(b, p))?.byStatus;
   }
   expect(Object.fromEntries(STATUSES.map((s) => [s, counts?.[s] ?? 0]))).toEqual(await stored());
   expect(await a.BlockTally.countDocuments({ project_id: p })).toBe(17);
@@ -160,6 +160,48 @@ it('when a status change is not followed by its refresh (a crash), then the coun
   expect(await ours(a, p, ['cancelled'], 0, 10)).toEqual(await raw(a, p, ['cancelled'], 0, 10));
   expect((await ours(a, p, ['cancelled'], 0, 10)).count).toBe(before.count + 1);
   expect(await a.Permit.exists({ _id: target._id, pending: { $exists: true } })).toBeNull();
+});
+
+it('when permits closed on several days, then the day counts equal the store counting updated_at since each day, also after a reading without them', async () => {
+  const p = 'sb-days';
+  const DAY = 86_400_000;
+  const midnight = Date.parse(new Date().toISOString().slice(0, 10));
+  // 40 permits over two blocks: completed or cancelled 0…3 days ago (at midday, and a minute after
+  // midnight), the rest open; one closed permit without `updated_at`.
+  const docs = Array.from({ length: 40 }, (_, k) => ({
+    ...permit(p, ['completed', 'cancelled', 'draft', 'active'][k % 4]),
+    updated_at: new Date(midnight - (k % 3) * DAY + (k % 2 ? 60_000 : DAY / 2)),
+  }));
+  delete (docs[4] as { updated_at?: Date }).updated_at;
+  await insertRegistered(a, p, docs, renumber);
+  const target = docs.find((d) => d.status === 'draft')!;
+  // A transition as the services make it: status, version and updated_at together, then its block read.
+  const doc = (await a.Permit.findById(target._id).lean()) as PermitDoc;
+  const closedNow = await a.Permit.findOneAndUpdate(
+    { _id: target._id, version: doc.version },
+    { $set: { status: 'completed', version: doc.version + 1, updated_at: new Date() } },
+    { new: true },
+  ).lean();
+  await refreshBlocksOf(a, [closedNow!]);
+  const expectDays = async () => {
+    const counts = await statusCounts(b, p);
+    expect(counts).toBeDefined();
+    for (const status of ['completed', 'cancelled']) {
+      for (const back of [-1, 0, 1, 2, 3, 4]) {
+        const from = new Date(midnight - back * DAY);
+        const stored = await a.Permit.countDocuments({ project_id: p, status, updated_at: { $gte: from } });
+        expect({ status, back, n: closedSince(counts!, status, from.toISOString().slice(0, 10)) }).toEqual({ status, back, n: stored });
+      }
+    }
+  };
+  await expectDays();
+  // A reading saved before the day counts existed, with the block's current stamp: read again, and replaced.
+  const [first] = await blockReadings(a, p, 40);
+  await a.BlockTally.deleteMany({ project_id: p, block: first.block });
+  await a.BlockTally.create({ _id: `${p}:${first.block}:${first.stamp}`, project_id: p, block: first.block, stamp: first.stamp, filled: first.filled, counts: first.counts });
+  await expectDays();
+  expect(await a.BlockTally.countDocuments({ project_id: p, block: first.block })).toBe(1);
+  expect(await a.BlockTally.exists({ project_id: p, block: first.block, closed: { $exists: true } })).not.toBeNull();
 });
 
 it('when a page is read, then it reads only the block that holds it, by status', async () => {

@@ -18,7 +18,9 @@
  *   - when a list finds a block with more places written than its newest reading saw (new
  *     permits), or with no reading at all (the first list after an upgrade reads every block once).
  * A list running while a status change is in flight may count the permit in its old status; the
- * next list counts it right.
+ * next list counts it right. A reading also counts its completed and cancelled permits by the day of
+ * their `updated_at` (the KPIs' "today"): exact by the same argument, since those statuses are
+ * terminal and the reading after the status change saw the `updated_at` it set.
  */
 import { isDuplicateKey, mapLimit, waitAtMost, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount, type PlacedDoc } from './registration';
@@ -30,6 +32,31 @@ export interface BlockReading {
   /** Permits the reading saw (places written in the block then). */
   filled: number;
   counts: Record<string, number>;
+  /**
+   * The block's permits in each of CLOSED_BY_DAY by the UTC day of their `updated_at`
+   * (`closed.completed['2026-12-07']`). Those statuses are terminal (never edited again), so their
+   * `updated_at` is when they closed and stays so. Absent in readings saved before it existed: such
+   * a reading counts as stale (read again).
+   */
+  closed?: Record<string, Record<string, number>>;
+}
+
+/** Statuses whose permits a reading also counts by the day they reached it (the KPIs' "today" counts). */
+export const CLOSED_BY_DAY: readonly string[] = ['completed', 'cancelled'];
+
+/** A project's counts from its block readings (statusCounts). */
+export interface BlockCounts {
+  /** Permits per status (a status no permit has is absent). */
+  byStatus: Record<string, number>;
+  /** Permits per CLOSED_BY_DAY status and UTC day of `updated_at` (`YYYY-MM-DD`). */
+  closed: Record<string, Record<string, number>>;
+}
+
+/** Of `counts`, the permits in `status` (one of CLOSED_BY_DAY) with `updated_at` on UTC day `day` (`YYYY-MM-DD`) or later. */
+export function closedSince(counts: BlockCounts, status: string, day: string): number {
+  let n = 0;
+  for (const [d, k] of Object.entries(counts.closed[status] ?? {})) if (d >= day) n += k;
+  return n;
 }
 
 /** Blocks read at once when a list finds several without a current reading. */
@@ -44,22 +71,33 @@ export function placesInBlock(b: number, n: number): number {
 
 /** Reads block `block` of `project` and saves the reading (older readings of the block are deleted). */
 export async function refreshBlock(models: Models, project: string, block: number): Promise<BlockReading> {
-  const rows = (await models.Permit.find({ project_id: project, list_block: block }, { status: 1, version: 1 })
+  const rows = (await models.Permit.find({ project_id: project, list_block: block }, { status: 1, version: 1, updated_at: 1 })
     .batchSize(LIST_BLOCK + 1)
-    .lean()) as unknown as { status: string; version?: number }[];
+    .lean()) as unknown as { status: string; version?: number; updated_at?: Date }[];
   const counts: Record<string, number> = {};
+  const closed: Record<string, Record<string, number>> = {};
   let stamp = 0;
   for (const r of rows) {
     counts[r.status] = (counts[r.status] ?? 0) + 1;
     stamp += Number(r.version) || 0;
+    const at = r.updated_at instanceof Date ? r.updated_at.getTime() : Number.NaN;
+    // A permit without a valid `updated_at` is in no day, as `updated_at >= day` never matches it either.
+    if (CLOSED_BY_DAY.includes(r.status) && !Number.isNaN(at)) {
+      const day = new Date(at).toISOString().slice(0, 10);
+      const days = (closed[r.status] ??= {});
+      days[day] = (days[day] ?? 0) + 1;
+    }
   }
-  const reading: BlockReading = { block, stamp, filled: rows.length, counts };
+  const reading: BlockReading = { block, stamp, filled: rows.length, counts, closed };
+  // `:c`: a reading with `closed`. One saved before it existed may hold the same stamp (and would
+  // take this id); it goes with the older readings.
+  const id = `${project}:${block}:${stamp}:c`;
   await Promise.all([
-    models.BlockTally.create({ _id: `${project}:${block}:${stamp}`, project_id: project, ...reading }).catch((err: unknown) => {
+    models.BlockTally.create({ _id: id, project_id: project, ...reading }).catch((err: unknown) => {
       // The same stamp saved by a racing reader: the same reading.
       if (!isDuplicateKey(err)) throw err;
     }),
-    models.BlockTally.deleteMany({ project_id: project, block, stamp: { $lt: stamp } }),
+    models.BlockTally.deleteMany({ project_id: project, block, stamp: { $lte: stamp }, _id: { $ne: id } }),
   ]);
   return reading;
 }
@@ -75,18 +113,18 @@ export async function refreshBlocksOf(models: Models, permits: { project_id?: un
 
 /** The saved newest reading of each block of `project` up to its last place `n`, and the blocks with none or one that missed new permits. */
 async function savedReadings(models: Models, project: string, n: number): Promise<{ newest: Map<number, BlockReading>; stale: number[]; last: number }> {
-  const saved = (await models.BlockTally.find({ project_id: project }, { block: 1, stamp: 1, filled: 1, counts: 1 }).lean()) as unknown as BlockReading[];
+  const saved = (await models.BlockTally.find({ project_id: project }, { block: 1, stamp: 1, filled: 1, counts: 1, closed: 1 }).lean()) as unknown as BlockReading[];
   const newest = new Map<number, BlockReading>();
   for (const r of saved) {
     const have = newest.get(r.block);
-    if (!have || r.stamp > have.stamp) newest.set(r.block, r);
+    if (!have || r.stamp > have.stamp || (r.stamp === have.stamp && r.closed && !have.closed)) newest.set(r.block, r);
   }
   const last = Math.floor(n / LIST_BLOCK);
   const stale: number[] = [];
   for (let b = 0; b <= last; b++) {
     const r = newest.get(b);
     const places = placesInBlock(b, n);
-    if (places > 0 && (!r || r.filled < places)) stale.push(b);
+    if (places > 0 && (!r || r.filled < places || !r.closed)) stale.push(b);
   }
   return { newest, stale, last };
 }
@@ -123,23 +161,30 @@ function refreshLater(models: Models, project: string, blocks: number[]): void {
 }
 
 /**
- * `project`'s permit count in each status, from its block readings (a status no permit has is
- * absent): what `countDocuments({project_id, status})` gives, read from one small document per 25
- * places instead of every permit of the status. `undefined` when most of the project's blocks have
- * no current reading (permits seeded or written by an older version, not read yet): reading them
- * all would cost more than counting in the store, so the caller counts there while they are read in
- * the background.
+ * `project`'s permit count in each status, and in each CLOSED_BY_DAY status by day, from its block
+ * readings: what `countDocuments({project_id, status})` (and `…, updated_at: {$gte: day}`, see
+ * closedSince) give, read from one small document per 25 places instead of every permit of the
+ * status. `undefined` when most of the project's blocks have no current reading (permits seeded or
+ * written by an older version, not read yet): reading them all would cost more than counting in the
+ * store, so the caller counts there while they are read in the background.
  */
-export async function statusCounts(models: Models, project: string): Promise<Record<string, number> | undefined> {
+export async function statusCounts(models: Models, project: string): Promise<BlockCounts | undefined> {
   const { newest, stale, last } = await savedReadings(models, project, await projectCount(models, project));
   if (stale.length > Math.max(INLINE_REFRESH_BLOCKS, (last + 1) / 2)) {
     refreshLater(models, project, stale);
     return undefined;
   }
   await readInto(models, project, stale, newest);
-  const counts: Record<string, number> = {};
-  for (const r of inOrder(newest, last)) for (const [status, k] of Object.entries(r.counts)) counts[status] = (counts[status] ?? 0) + k;
-  return counts;
+  const byStatus: Record<string, number> = {};
+  const closed: Record<string, Record<string, number>> = {};
+  for (const r of inOrder(newest, last)) {
+    for (const [status, k] of Object.entries(r.counts)) byStatus[status] = (byStatus[status] ?? 0) + k;
+    for (const [status, days] of Object.entries(r.closed ?? {})) {
+      const into = (closed[status] ??= {});
+      for (const [day, k] of Object.entries(days)) into[day] = (into[day] ?? 0) + k;
+    }
+  }
+  return { byStatus, closed };
 }
 
 /**

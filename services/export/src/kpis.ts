@@ -5,10 +5,11 @@
  * never the whole collection. The open statuses with an SLA or a list (submitted, under_review,
  * active) are read once each with a small projection and their figures derived here. The other
  * statuses' counts come from each project's block readings (status-blocks.ts in @ptw/domain: one
- * small document per 25 places), except `completed`/`cancelled` today, which the store counts by
- * status; a `$in` scope (past 20 projects) and the service's whole-store scope count every status in the store.
+ * small document per 25 places), `completed`/`cancelled` today too (the readings count those terminal
+ * statuses by the UTC day of `updated_at`); a `$in` scope (past 20 projects) and the service's
+ * whole-store scope count every status in the store.
  *
- * Those reads still decode every permit of the open and today's statuses (FerretDB filters and
+ * The open statuses' reads still decode every permit of those statuses (FerretDB filters and
  * counts in its own memory), so {@link readKpis} serves a snapshot: the KPIs of the same scope (projects
  * and SLAs) computed at most PTW_KPI_MAX_AGE_SECONDS ago, kept in the store for every replica, with
  * `as_of` the time its computation started. A request finding one older than half that age gets it
@@ -18,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
 import { upsertRetried, type Models } from '@ptw/db';
-import { iso, statusCounts, type SlaConfig } from '@ptw/domain';
+import { closedSince, iso, statusCounts, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
 const HOUR = 3600_000;
@@ -99,9 +100,20 @@ export async function computeKpis(models: Models, who: Principal, project: strin
   // The service's whole-store scope, a `$in` scope and a project whose blocks are mostly unread
   // (statusCounts: undefined) count in the store.
   const readings = parts.every((s) => typeof s.project_id === 'string') ? Promise.all(parts.map((s) => statusCounts(models, s.project_id as string))) : undefined;
-  const count = async (status: string, extra: Record<string, unknown> = {}) => {
-    const byProject = readings && Object.keys(extra).length === 0 ? await readings : [];
-    return sumAll(await Promise.all(parts.map(async (s, i) => (byProject[i] ? (byProject[i][status] ?? 0) : models.Permit.countDocuments({ ...s, status, ...extra })))));
+  const count = async (status: string) => {
+    const byProject = readings ? await readings : [];
+    return sumAll(await Promise.all(parts.map(async (s, i) => (byProject[i] ? (byProject[i].byStatus[status] ?? 0) : models.Permit.countDocuments({ ...s, status })))));
+  };
+  // Completed and cancelled today: the readings count those statuses by the day of `updated_at`
+  // (terminal permits are never edited again, so it is the day they closed).
+  const todayDay = today.toISOString().slice(0, 10);
+  const closedToday = async (status: string) => {
+    const byProject = readings ? await readings : [];
+    return sumAll(
+      await Promise.all(
+        parts.map(async (s, i) => (byProject[i] ? closedSince(byProject[i], status, todayDay) : models.Permit.countDocuments({ ...s, status, updated_at: { $gte: today } }))),
+      ),
+    );
   };
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
@@ -113,8 +125,8 @@ export async function computeKpis(models: Models, who: Principal, project: strin
     count('suspended'),
     count('expired'),
     count('rejected'),
-    count('completed', { updated_at: { $gte: today } }),
-    count('cancelled', { updated_at: { $gte: today } }),
+    closedToday('completed'),
+    closedToday('cancelled'),
     Promise.all(parts.map((s) => models.IsolationPoint.countDocuments({ ...s, status: 'isolated' }))).then(sumAll),
   ]);
 

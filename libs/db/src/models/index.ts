@@ -348,6 +348,8 @@ const blockTallySchema = new Schema(
     stamp: { type: Number, required: true },
     filled: { type: Number, required: true },
     counts: { type: Schema.Types.Mixed, required: true },
+    /** Permits of the day-counted statuses by UTC day of `updated_at` (@ptw/domain status-blocks.ts); absent in older readings. */
+    closed: { type: Schema.Types.Mixed },
   },
   { ...opts, minimize: false },
 );
