@@ -22,7 +22,9 @@
  *   node test/load/load.js [--tablets 20] [--managers 4] [--seconds 60] [--permits 10000]
  *        [--spread year|today] [--sweep 10,20,40,80] [--manager-projects p1,p2] [--max-in-flight 4] [--timeout-ms 30000]
  *        [--gateway http://127.0.0.1:8080 --mongo mongodb://127.0.0.1:PORT/ptw [--redis URL] [--throttle-prefix ptw:throttle]]
- *        [--keep-logs]
+ *        [--cold] [--keep-logs]
+ * A fresh system is warmed up first by default (see warmUp: a shift starts on a running system); --cold
+ * (LOAD_COLD=1) starts the load as soon as the stack answers.
  * (or LOAD_TABLETS, LOAD_MANAGERS, LOAD_SECONDS, LOAD_PERMITS, LOAD_SPREAD, LOAD_SWEEP, LOAD_GATEWAY,
  * LOAD_MONGO, LOAD_REDIS, LOAD_MANAGER_PROJECTS). Run after `make build store` (`make load ARGS="…"` does both).
  */
@@ -47,6 +49,22 @@ const GRACE_MS = 5000;
  * admits no timing jitter at that rate (a tablet's 61st batch can land 59.99 s after its 1st).
  */
 const STACK_THROTTLE = { PTW_THROTTLE_SYNC: '120/min' };
+/**
+ * A shift starts on a running system, one that has answered lists and KPIs before: its status
+ * readings (@ptw/domain status-blocks.ts: one per 25 places of a project, read when a list or the
+ * KPIs first need them) and its KPI snapshots exist. Seeded straight into the store, the permits have
+ * none, and reading them would fall in the run's first seconds. This asks, through the gateway and one
+ * at a time, what users would have asked before: each seeded project's drafts (a status-filtered
+ * list reads the project's blocks) and the managers' KPIs. --cold skips it (a restart at shift start).
+ */
+async function warmUp(client, { listToken, kpiToken }, projects) {
+  const t0 = Date.now();
+  const statuses = [];
+  for (const p of projects) statuses.push((await client.request('GET', `/api/v1/ptw/permits/?project=${p}&status=draft&page_size=1`, listToken)).status);
+  statuses.push((await client.request('GET', '/api/v1/ptw/permits/kpis/', kpiToken)).status);
+  const failed = statuses.filter((x) => x !== 200).length;
+  return { seconds: (Date.now() - t0) / 1000, requests: statuses.length, failed };
+}
 const THROTTLE_SCOPES = ['ptw_sync', 'ptw_bulk_export', 'ptw_kpi', 'ptw_notifications'];
 const PROCESS_ORDER = ['gateway', 'sync', 'workflow', 'export', 'health', 'ferretdb', 'postgres', 'generator'];
 const TARGETS = [
@@ -58,7 +76,7 @@ const TARGETS = [
 
 const USAGE =
   'usage: node test/load/load.js [--tablets 20] [--managers 4] [--seconds 60] [--permits 10000] [--spread year|today] ' +
-  '[--sweep 10,20,40,80] [--manager-projects p1,p2] [--max-in-flight 4] [--timeout-ms 30000] [--gateway URL --mongo URL [--redis URL] [--throttle-prefix P]] [--keep-logs]';
+  '[--sweep 10,20,40,80] [--manager-projects p1,p2] [--max-in-flight 4] [--timeout-ms 30000] [--gateway URL --mongo URL [--redis URL] [--throttle-prefix P]] [--cold] [--keep-logs]';
 
 /** A bad command line: its message alone is printed. */
 class UsageError extends Error {}
@@ -90,6 +108,7 @@ function parseArgs(argv) {
     throttlePrefix: env.LOAD_THROTTLE_PREFIX ?? 'ptw:throttle',
     managerProjects: env.LOAD_MANAGER_PROJECTS ?? 'p1,p2',
     keepLogs: false,
+    cold: env.LOAD_COLD === '1',
   };
   const flags = {
     '--tablets': 'tablets',
@@ -109,6 +128,7 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--keep-logs') a.keepLogs = true;
+    else if (k === '--cold') a.cold = true;
     else if (k === '--help' || k === '-h') {
       console.log(USAGE);
       process.exit(0);
@@ -138,6 +158,7 @@ function parseArgs(argv) {
     throttlePrefix: a.throttlePrefix,
     managerProjects: a.managerProjects.split(','),
     keepLogs: a.keepLogs,
+    cold: a.cold,
     external,
   };
   if (!['year', 'today'].includes(opts.spread)) throw new UsageError(`--spread: year or today, not "${opts.spread}"`);
@@ -274,6 +295,13 @@ async function runStep(opts, step) {
 
     const mint = (user, role, projects) => mintToken(auth, { user, role, projects, ttlSeconds: 6 * 3600 });
     const client = httpClient(gatewayUrl, { timeoutMs: opts.timeoutMs });
+    if (!opts.cold && !opts.external) {
+      progress('warming up: the lists and KPIs a running system would have answered (--cold skips this)');
+      const seededProjects = Array.from({ length: 20 }, (_, k) => `p${k + 1}`);
+      const tokens = { listToken: await mint(verifier, 'manager', seededProjects), kpiToken: await mint(verifier, 'manager', opts.managerProjects) };
+      out.warmUp = await warmUp(client, tokens, seededProjects);
+      checkpoint();
+    }
     const ledger = new Ledger();
     const pool = new Pool();
     for (const id of seeded.sampleIds) pool.add(id);
@@ -402,7 +430,12 @@ function printStep(out) {
     );
   if (!out.permits) log(`- Seed: none; p1 held ${out.baseP1.toLocaleString('en')} permits before the run.`);
   log(
-    `- Load: every tablet (all on p1) one batch/s of 8 creates + 2 edits of its own acknowledged permits (1 batch in 8 re-sent as is); every manager (${out.managerProjects}) list + KPIs + one permit read per second; at most ${out.maxInFlight} requests in flight per client and route; latency from the scheduled time; the targets use the whole run's p99, cold start included. Generator timer lag max ${fmt(out.maxLagMs)} ms.`,
+    out.warmUp
+      ? `- Start: warm, as a shift on a running system: before the run, ${out.warmUp.requests} requests one at a time (each seeded project's drafts, then the managers' KPIs) in ${fmt(out.warmUp.seconds, 1)} s${out.warmUp.failed ? ` (**${out.warmUp.failed} not 200**)` : ''} (--cold skips them).`
+      : '- Start: cold (--cold, or a running system): the run began as soon as the stack answered.',
+  );
+  log(
+    `- Load: every tablet (all on p1) one batch/s of 8 creates + 2 edits of its own acknowledged permits (1 batch in 8 re-sent as is); every manager (${out.managerProjects}) list + KPIs + one permit read per second; at most ${out.maxInFlight} requests in flight per client and route; latency from the scheduled time; the targets use the whole run's p99, its first seconds included. Generator timer lag max ${fmt(out.maxLagMs)} ms.`,
   );
   log();
   log(`| route | offered | sent | not sent (cap) | served (2xx in run) | answered | p50 ms | p99 ms | max ms | p99 after ${WARM_MS / 1000} s | statuses |`);
