@@ -12,6 +12,16 @@ import { prometheusBinary } from '../../libs/devstore/src/prometheus';
 import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
 import { TEST_AUTH, token } from '../support/stack';
 
+/** SIGKILL to the process group led by `pid` (nothing when it is gone: make up stopped it all). */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // No such group left.
+  }
+}
+
 jest.setTimeout(150_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,7 +62,9 @@ it('when make up runs with PTW_PROMETHEUS=1, then every process is scraped, the 
     PTW_PROMETHEUS_INTERVAL: '1s',
     ...(mongoUrl ? { MONGO_URL: mongoUrl } : {}),
   };
-  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: when the test fails, everything make up started goes with it (killing
+  // make up alone would leave its services on the default ports, and the next suites would skip).
+  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   up.stdout.on('data', (d: Buffer) => (out += d.toString()));
   up.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -92,6 +104,6 @@ it('when make up runs with PTW_PROMETHEUS=1, then every process is scraped, the 
     await sleep(1000);
     expect(await canConnect('127.0.0.1', promPort, 300)).toBe(false);
   } finally {
-    if (up.exitCode === null) up.kill('SIGKILL');
+    killGroup(up.pid);
   }
 });

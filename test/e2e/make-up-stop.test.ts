@@ -11,6 +11,16 @@ import { canConnect } from '@ptw/devstore';
 import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
 import { TEST_AUTH } from '../support/stack';
 
+/** SIGKILL to the process group led by `pid` (nothing when it is gone: make up stopped it all). */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // No such group left.
+  }
+}
+
 jest.setTimeout(240_000);
 
 const ports = Object.values(DEFAULT_PORTS).flatMap((p) => [p.grpc, p.metrics, p.http].filter((x): x is number => x !== undefined));
@@ -35,7 +45,9 @@ it('when make up gets SIGTERM while its services are starting, then it stops eve
   }
   const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_make_up_stop_${Date.now()}` : undefined;
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...TEST_AUTH, LOG_DIR: logDir, ...(mongoUrl ? { MONGO_URL: mongoUrl } : {}) };
-  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: when the test fails, everything make up started goes with it (killing
+  // make up alone would leave its services on the default ports, and the next suites would skip).
+  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   up.stdout.on('data', (d: Buffer) => (out += d.toString()));
   up.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -56,6 +68,6 @@ it('when make up gets SIGTERM while its services are starting, then it stops eve
     expect(await takenPorts()).toEqual([]);
     expect(out).not.toContain('Demo tokens');
   } finally {
-    if (up.exitCode === null) up.kill('SIGKILL');
+    killGroup(up.pid);
   }
 });
