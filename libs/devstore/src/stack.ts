@@ -221,13 +221,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   // The four services at once (none needs another to start; ensureIndexes takes concurrent
   // creations), then the gateway, once they all listen: one at a time, a stack took ~9 s to start
   // here, this way ~6 s. Settled, not Promise.all: stop() must not run while a process is still being spawned.
-  const started = await Promise.allSettled(SERVICES.map((name) => start(name)));
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    await stop();
-    throw failed.reason;
-  }
   try {
+    const failed = (await Promise.allSettled(SERVICES.map((name) => start(name)))).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     await start('gateway');
   } catch (err) {
     await stop();

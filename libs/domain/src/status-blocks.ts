@@ -22,7 +22,7 @@
  * their `updated_at` (the KPIs' "today"): exact by the same argument, since those statuses are
  * terminal and the reading after the status change saw the `updated_at` it set.
  */
-import { isDuplicateKey, mapLimit, waitAtMost, type Models } from '@ptw/db';
+import { isDuplicateKey, mapLimit, utcDay, waitAtMost, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount, type PlacedDoc } from './registration';
 
 /** One block's newest reading. */
@@ -80,10 +80,9 @@ export async function refreshBlock(models: Models, project: string, block: numbe
   for (const r of rows) {
     counts[r.status] = (counts[r.status] ?? 0) + 1;
     stamp += Number(r.version) || 0;
-    const at = r.updated_at instanceof Date ? r.updated_at.getTime() : Number.NaN;
     // A permit without a valid `updated_at` is in no day, as `updated_at >= day` never matches it either.
-    if (CLOSED_BY_DAY.includes(r.status) && !Number.isNaN(at)) {
-      const day = new Date(at).toISOString().slice(0, 10);
+    if (CLOSED_BY_DAY.includes(r.status) && r.updated_at instanceof Date && !Number.isNaN(r.updated_at.getTime())) {
+      const day = utcDay(r.updated_at);
       const days = (closed[r.status] ??= {});
       days[day] = (days[day] ?? 0) + 1;
     }

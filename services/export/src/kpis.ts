@@ -18,8 +18,8 @@
  */
 import { createHash } from 'node:crypto';
 import { hasRole, notFound, permissionDenied, type Principal } from '@ptw/common';
-import { upsertRetried, type Models } from '@ptw/db';
-import { closedSince, iso, statusCounts, type SlaConfig } from '@ptw/domain';
+import { upsertRetried, utcDay, type Models } from '@ptw/db';
+import { closedSince, iso, statusCounts, type BlockCounts, type SlaConfig } from '@ptw/domain';
 import type { exportPb } from '@ptw/proto';
 
 const HOUR = 3600_000;
@@ -100,21 +100,15 @@ export async function computeKpis(models: Models, who: Principal, project: strin
   // The service's whole-store scope, a `$in` scope and a project whose blocks are mostly unread
   // (statusCounts: undefined) count in the store.
   const readings = parts.every((s) => typeof s.project_id === 'string') ? Promise.all(parts.map((s) => statusCounts(models, s.project_id as string))) : undefined;
-  const count = async (status: string) => {
+  /** Summed over the scope's projects: `fromReadings` of a project's readings, else the store's count of `inStore`. */
+  const countBy = async (fromReadings: (c: BlockCounts) => number, inStore: Record<string, unknown>) => {
     const byProject = readings ? await readings : [];
-    return sumAll(await Promise.all(parts.map(async (s, i) => (byProject[i] ? (byProject[i].byStatus[status] ?? 0) : models.Permit.countDocuments({ ...s, status })))));
+    return sumAll(await Promise.all(parts.map(async (s, i) => (byProject[i] ? fromReadings(byProject[i]) : models.Permit.countDocuments({ ...s, ...inStore })))));
   };
+  const count = (status: string) => countBy((c) => c.byStatus[status] ?? 0, { status });
   // Completed and cancelled today: the readings count those statuses by the day of `updated_at`
   // (terminal permits are never edited again, so it is the day they closed).
-  const todayDay = today.toISOString().slice(0, 10);
-  const closedToday = async (status: string) => {
-    const byProject = readings ? await readings : [];
-    return sumAll(
-      await Promise.all(
-        parts.map(async (s, i) => (byProject[i] ? closedSince(byProject[i], status, todayDay) : models.Permit.countDocuments({ ...s, status, updated_at: { $gte: today } }))),
-      ),
-    );
-  };
+  const closedToday = (status: string) => countBy((c) => closedSince(c, status, utcDay(today)), { status, updated_at: { $gte: today } });
 
   const [submitted, underReview, active, draft, approved, suspended, expired, rejected, completedToday, cancelledToday, isolationPending] = await Promise.all([
     open('submitted'),
