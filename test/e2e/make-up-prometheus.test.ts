@@ -10,17 +10,7 @@ import path from 'node:path';
 import { canConnect, freePort } from '@ptw/devstore';
 import { prometheusBinary } from '../../libs/devstore/src/prometheus';
 import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
-import { TEST_AUTH, token } from '../support/stack';
-
-/** SIGKILL to the process group led by `pid` (nothing when it is gone: make up stopped it all). */
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // No such group left.
-  }
-}
+import { killGroup, TEST_AUTH, token } from '../support/stack';
 
 jest.setTimeout(150_000);
 

@@ -9,17 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { canConnect } from '@ptw/devstore';
 import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
-import { TEST_AUTH } from '../support/stack';
-
-/** SIGKILL to the process group led by `pid` (nothing when it is gone: make up stopped it all). */
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // No such group left.
-  }
-}
+import { killGroup, TEST_AUTH } from '../support/stack';
 
 jest.setTimeout(240_000);
 

@@ -33,7 +33,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Run, Tablet, Manager, Pool, Ledger, httpClient, percentile, WARM_MS } = require('./traffic');
-const { seedSite, verifyStore, userDoc } = require('./store');
+const { seedSite, verifyStore, userDoc, PROJECTS } = require('./store');
 const { readCpu, discover, postmasterOf } = require('./procs');
 
 const root = path.resolve(__dirname, '..', '..');
@@ -297,9 +297,8 @@ async function runStep(opts, step) {
     const client = httpClient(gatewayUrl, { timeoutMs: opts.timeoutMs });
     if (!opts.cold && !opts.external) {
       progress('warming up: the lists and KPIs a running system would have answered (--cold skips this)');
-      const seededProjects = Array.from({ length: 20 }, (_, k) => `p${k + 1}`);
-      const tokens = { listToken: await mint(verifier, 'manager', seededProjects), kpiToken: await mint(verifier, 'manager', opts.managerProjects) };
-      out.warmUp = await warmUp(client, tokens, seededProjects);
+      const tokens = { listToken: await mint(verifier, 'manager', PROJECTS), kpiToken: await mint(verifier, 'manager', opts.managerProjects) };
+      out.warmUp = await warmUp(client, tokens, PROJECTS);
       checkpoint();
     }
     const ledger = new Ledger();

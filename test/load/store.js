@@ -209,4 +209,4 @@ async function verifyStore(db, ledger, devicePrefix) {
   return { failures, figures };
 }
 
-module.exports = { seedSite, verifyStore, userDoc };
+module.exports = { seedSite, verifyStore, userDoc, PROJECTS };

@@ -57,6 +57,19 @@ async function deleteKeys(redisUrl: string, pattern: string): Promise<void> {
   }
 }
 
+/**
+ * SIGKILL to the process group led by `pid` (a process spawned `detached`, such as a test's `make up`):
+ * everything it started goes with it. Nothing when the group is gone.
+ */
+export function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // No such group left.
+  }
+}
+
 /** A development token for the test stack. */
 export function token(user: string, role: Role, projects: string[], ttlSeconds = 600): Promise<string> {
   return mintToken(TEST_AUTH, { user, role, projects, ttlSeconds });
