@@ -82,7 +82,9 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.recommendedTypeChecked],
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    // One program for every package and test (tsconfig.test.json, `@ptw/*` mapped to the sources) rather
+    // than the project service's program per package: the same rules in under half the time (CI, issue 24).
+    languageOptions: { parserOptions: { project: ['./tsconfig.test.json'], tsconfigRootDir: import.meta.dirname } },
     rules: {
       // Bugs the recommended set leaves to the author.
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
@@ -107,10 +109,7 @@ export default tseslint.config(
     },
   },
   {
-    // Tests are type-checked with tsconfig.test.json (the packages' tsconfigs exclude them), the
-    // browser suites with test/browser/tsconfig.json: the project service would not find them.
     files: ['**/*.test.ts', 'test/**/*.ts'],
-    languageOptions: { parserOptions: { projectService: false, project: ['./tsconfig.test.json'] } },
     rules: {
       // Tests read JSON answers, log lines and fuzzed values of any shape: the expectation on the
       // value is the check, and typing each body only to read one field would be noise.
@@ -126,9 +125,14 @@ export default tseslint.config(
       '@typescript-eslint/no-require-imports': ['error', { allow: ['^koa-ratelimit/limiter/redis$'] }],
     },
   },
+  // The dashboards' generator and the browser suites have programs of their own (node16 modules; DOM types).
+  {
+    files: ['deploy/grafana/**/*.ts'],
+    languageOptions: { parserOptions: { project: ['./deploy/grafana/tsconfig.json'] } },
+  },
   {
     files: ['test/browser/**/*.ts'],
-    languageOptions: { parserOptions: { projectService: false, project: ['./test/browser/tsconfig.json'] } },
+    languageOptions: { parserOptions: { project: ['./test/browser/tsconfig.json'] } },
   },
   {
     // Plain JavaScript (benches, load programs, code generators, the admin console): no types to lint with.
