@@ -6,15 +6,20 @@ INSTALLED := node_modules/.ptw-installed
 GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
 
-.PHONY: up test unit component e2e browser build deps grpc-mock store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
+.PHONY: up test unit component e2e browser build deps grpc-mock grpcurl store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
-up: build store sysdeps
+## Set-up runs its parts side by side (SETUP_JOBS): npm's and Go's downloads overlap the compiles.
+SETUP_JOBS ?= 4
+SETUP := $(MAKE) --no-print-directory -j$(SETUP_JOBS) --output-sync=target
+up:
+	@$(SETUP) build store sysdeps
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
 ## (grpc-mock's native build runs in the background while the first suites run: test/run-all.sh.)
-test: build store testdeps
+test:
+	@$(SETUP) build store testdeps grpcurl
 	bash test/run-all.sh
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
@@ -36,7 +41,7 @@ component: build store testdeps grpc-mock
 
 ## e2e: the built system as processes, each suite its own stack on free ports; the make-up-* suites take
 ## make up's fixed ports, so they run one at a time after the others.
-e2e: build store testdeps
+e2e: build store testdeps grpcurl
 	npx jest --selectProjects e2e --testPathIgnorePatterns /make-up- --maxWorkers=$(JEST_WORKERS)
 	npx jest test/e2e/make-up- --selectProjects e2e --runInBand
 
@@ -59,6 +64,17 @@ grpc-mock: $(GRPC_MOCK_BUILT)
 $(GRPC_MOCK_BUILT): $(INSTALLED)
 	CFLAGS="-O0 -g0" CXXFLAGS="-O0 -g0" npm rebuild grpc
 	@touch $@
+
+## grpcurl, the reflection suite's independent gRPC client (version pinned in test/support/grpcurl.ts), built
+## with `go install` into test/bin/: ~30 s of Go build on a fresh machine, done during `make test`'s set-up
+## (the suite builds it itself when it is missing).
+GRPCURL_VERSION := $(shell sed -n "s/^export const GRPCURL_VERSION = '\(.*\)';/\1/p" test/support/grpcurl.ts)
+GRPCURL := test/bin/grpcurl-$(GRPCURL_VERSION)
+grpcurl: $(GRPCURL)
+$(GRPCURL):
+	@test -n "$(GRPCURL_VERSION)" || { echo "no GRPCURL_VERSION found in test/support/grpcurl.ts" >&2; exit 1; }
+	@mkdir -p test/bin
+	d=$$(mktemp -d test/bin/.build-XXXXXX); GOBIN="$$PWD/$$d" GOFLAGS=-buildvcs=false $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION) && mv "$$d/grpcurl" $@; s=$$?; rm -rf "$$d"; exit $$s
 
 build: deps
 	npx tsc -b

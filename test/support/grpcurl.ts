@@ -15,8 +15,9 @@ function goBinary(): string {
 }
 
 /**
- * Path of the pinned grpcurl binary, built with `go install` into test/bin/ (gitignored) the first
- * time (about a minute with an empty module cache), reused after.
+ * Path of the pinned grpcurl binary in test/bin/ (gitignored): `make test` builds it during its set-up
+ * (Makefile `grpcurl`, which reads GRPCURL_VERSION from this file); when it is missing (a suite run
+ * alone) it is built here with `go install` (about a minute with an empty module cache).
  */
 export function ensureGrpcurl(): string {
   if (fs.existsSync(BIN)) return BIN;
