@@ -1,7 +1,7 @@
 /**
- * A stack on free ports whose probed metrics port is taken before the service binds it (CI once saw
- * another process's ephemeral port land there: the suite failed at start-up) starts that service
- * again on a fresh port.
+ * A stack on free ports whose probed metrics port, or gateway port, is taken before the process binds
+ * it (CI saw another process's ephemeral port land on each: the suite failed at start-up) starts that
+ * process again on a fresh port.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -15,20 +15,31 @@ import { startStack, type Stack } from '../../libs/devstore/src/stack';
 jest.setTimeout(120_000);
 
 let stack: Stack | undefined;
-let holder: http.Server;
+const holders: http.Server[] = [];
 
 afterAll(async () => {
   await stack?.stop();
-  await new Promise((r) => holder?.close(r));
+  await Promise.all(holders.map((h) => new Promise((r) => h.close(r))));
 });
 
-it("when a service's metrics port is taken between its probe and its bind, then the service starts on another one and serves its metrics there", async () => {
-  holder = http.createServer((_req, res) => res.writeHead(418).end());
+/** A port held by a loopback server of this test (any request gets 418). */
+async function heldPort(): Promise<number> {
+  const holder = http.createServer((_req, res) => res.writeHead(418).end());
+  holders.push(holder);
   await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
-  const takenPort = (holder.address() as net.AddressInfo).port;
-  // Probes in order: workflow's gRPC port, then its metrics port — hand that one the taken port.
+  return (holder.address() as net.AddressInfo).port;
+}
+
+it("when a service's metrics port and the gateway's port are taken between their probe and their bind, then each starts on another one and serves there", async () => {
+  const takenPort = await heldPort();
+  const takenGatewayPort = await heldPort();
+  // Probes in order: each service's gRPC then metrics port (workflow first), then the gateway's port:
+  // hand workflow's metrics port and the gateway's port a taken one.
   let probes = 0;
-  const pickPort = async () => (++probes === 2 ? takenPort : freePort());
+  const pickPort = async () => {
+    probes++;
+    return probes === 2 ? takenPort : probes === 2 * 4 + 1 ? takenGatewayPort : freePort();
+  };
   stack = await startStack({
     ports: 'free',
     logDir: fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-stack-ports-')),
@@ -36,8 +47,10 @@ it("when a service's metrics port is taken between its probe and its bind, then 
     pickPort,
     env: { NODE_ENV: 'test', PTW_JWT_SECRET: DEV_JWT_SECRET },
   });
-  expect(probes).toBeGreaterThan(2 * 4 + 1);
+  expect(probes).toBeGreaterThan(2 * 4 + 2);
   expect(stack.metricsPorts.workflow).not.toBe(takenPort);
+  expect(new URL(stack.gatewayUrl).port).not.toBe(String(takenGatewayPort));
+  expect(stack.env.GATEWAY_PORT).toBe(new URL(stack.gatewayUrl).port);
   const metrics = await fetch(`http://127.0.0.1:${stack.metricsPorts.workflow}/metrics`);
   expect(metrics.status).toBe(200);
   expect(await metrics.text()).toContain('service="workflow"');

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { canConnect, ensureRedis, freePort, startStore, stopChild, storeDurability, type RunningStore, type StoreDurability } from './index';
 
@@ -77,6 +78,25 @@ export async function distinctPort(taken: Set<number>, pick: () => Promise<numbe
 }
 
 /**
+ * `GET <url>/healthz` on a connection of its own, with node:http rather than fetch: this asks who holds
+ * a port, it is not a client of the API (the e2e suites check every fetch of the gateway's paths
+ * against the OpenAPI document, and another process's answer would fail that check).
+ */
+function getHealthz(url: string, timeoutMs: number): Promise<{ status: number; body: string; requestId: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${url}/healthz`, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, requestId: res.headers['x-request-id'] }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer in time')));
+    req.on('error', reject);
+  });
+}
+
+/**
  * True when `url` answers `/healthz` as the gateway does (200, `{"status":"ok"}`, an X-Request-Id)
  * while `child` still runs: a port held by another process answers otherwise or not at all.
  */
@@ -85,9 +105,14 @@ export async function answersAsGateway(url: string, child?: ChildProcess, timeou
   while (Date.now() < until) {
     if (child && child.exitCode !== null) return false;
     try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      const body = (await res.json().catch(() => undefined)) as { status?: string } | undefined;
-      if (res.status === 200 && body?.status === 'ok' && res.headers.get('x-request-id')) return !child || child.exitCode === null;
+      const res = await getHealthz(url, 1000);
+      let status: unknown;
+      try {
+        status = (JSON.parse(res.body) as { status?: unknown } | null)?.status;
+      } catch {
+        status = undefined;
+      }
+      if (res.status === 200 && status === 'ok' && res.requestId) return !child || child.exitCode === null;
       return false;
     } catch {
       // Not answering HTTP yet (listening, still starting): try again.
@@ -153,7 +178,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     grpcPorts[s] = await port(DEFAULT_PORTS[s].grpc);
     metricsPorts[s] = await port(DEFAULT_PORTS[s].metrics);
   }
-  const httpPort = await port(DEFAULT_PORTS.gateway.http);
+  let httpPort = await port(DEFAULT_PORTS.gateway.http);
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     MONGO_URL: mongoUrl,
@@ -167,20 +192,31 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     ...opts.env,
   };
   const procs = {} as Record<ProcessName, ChildProcess>;
+  /** Until startStack returns: the gateway's port may still move (nobody has its URL yet). */
+  let starting = true;
   /**
    * Starts `name` and waits until it serves its gRPC port (and, for a service, its own metrics; the
-   * gateway: its HTTP API). With free ports, a service whose metrics port was taken between its probe
-   * and its bind (another process's ephemeral port: seen once in CI) is started again on a fresh one. Only
-   * that port: no other process is given it, while a gRPC port is in every process's environment.
+   * gateway: its HTTP API). With free ports, a port taken between its probe and its bind (another
+   * process's ephemeral port or a browser's: seen in CI) is replaced by a fresh one and the process
+   * started again, at most 3 times: a service's metrics port (no other process is given it, while a
+   * gRPC port is in every process's environment), and the gateway's HTTP port while the stack starts.
    */
   const start = async (name: ProcessName): Promise<ChildProcess> => {
     for (let attempt = 1; ; attempt++) {
       try {
         return await startOnce(name);
       } catch (err) {
-        const metricsTaken = name !== 'gateway' && (err as Error).message.includes(`127.0.0.1:${metricsPorts[name]} is in use`);
-        if (opts.ports !== 'free' || !metricsTaken || attempt >= 3) throw err;
-        metricsPorts[name] = await distinctPort(taken, pick);
+        const message = (err as Error).message;
+        const ownPort = name === 'gateway' ? httpPort : metricsPorts[name];
+        const portTaken = message.includes(`127.0.0.1:${ownPort} is in use`) || message.includes(`127.0.0.1:${ownPort} is answered by another process`);
+        const movable = name !== 'gateway' || starting;
+        if (opts.ports !== 'free' || !portTaken || !movable || attempt >= 3) throw err;
+        if (name === 'gateway') {
+          httpPort = await distinctPort(taken, pick);
+          env.GATEWAY_PORT = String(httpPort);
+        } else {
+          metricsPorts[name] = await distinctPort(taken, pick);
+        }
       }
     }
   };
@@ -229,6 +265,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
+  starting = false;
   const killStore = async () => {
     if (!store) throw new Error('the store is external (MONGO_URL); it cannot be killed here');
     const s = store;
