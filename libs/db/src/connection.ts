@@ -3,15 +3,12 @@ import type { Logger } from '@ptw/common';
 import { forwardStoreCommands } from './command-counter';
 import { forwardQueries, queryCaptureWanted } from './pushdown';
 
-/**
- * Opens a dedicated mongoose connection (not the global one, so tests can run several services in
- * one process) and builds the indexes every race-sensitive rule rests on before serving.
- */
 /** Store operations a process runs at once unless told (MONGO_MAX_POOL_SIZE). */
 export const DEFAULT_MAX_POOL_SIZE = 10;
 
 /**
- * Connects to the store. `maxPoolSize` bounds the operations this process runs at once (the
+ * Opens a dedicated mongoose connection to the store (not the global one, so tests can run several
+ * services in one process). `maxPoolSize` bounds the operations this process runs at once (the
  * driver queues the rest): FerretDB 1.24 answers a findAndModify with a PostgreSQL connection held
  * by its query while it takes a second one for the update, so when every connection of its pool
  * (50 by default) is held that way it waits forever — seen at 60 tablets of the load test, every
