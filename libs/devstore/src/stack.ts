@@ -80,15 +80,24 @@ export async function distinctPort(taken: Set<number>, pick: () => Promise<numbe
 /**
  * `GET <url>/healthz` on a connection of its own, with node:http rather than fetch: this asks who holds
  * a port, it is not a client of the API (the e2e suites check every fetch of the gateway's paths
- * against the OpenAPI document, and another process's answer would fail that check).
+ * against the OpenAPI document, and another process's answer would fail that check). Resolves with the
+ * HTTP status, the body's `status` (undefined when the body is not JSON) and the X-Request-Id.
  */
-function getHealthz(url: string, timeoutMs: number): Promise<{ status: number; body: string; requestId: unknown }> {
+function getHealthz(url: string, timeoutMs: number): Promise<{ code: number; status: unknown; requestId: unknown }> {
   return new Promise((resolve, reject) => {
     const req = http.get(`${url}/healthz`, { agent: false, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, requestId: res.headers['x-request-id'] }));
+      res.on('end', () => {
+        let status: unknown;
+        try {
+          status = (JSON.parse(body) as { status?: unknown } | null)?.status;
+        } catch {
+          status = undefined;
+        }
+        resolve({ code: res.statusCode ?? 0, status, requestId: res.headers['x-request-id'] });
+      });
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('no answer in time')));
@@ -106,13 +115,7 @@ export async function answersAsGateway(url: string, child?: ChildProcess, timeou
     if (child && child.exitCode !== null) return false;
     try {
       const res = await getHealthz(url, 1000);
-      let status: unknown;
-      try {
-        status = (JSON.parse(res.body) as { status?: unknown } | null)?.status;
-      } catch {
-        status = undefined;
-      }
-      if (res.status === 200 && status === 'ok' && res.requestId) return !child || child.exitCode === null;
+      if (res.code === 200 && res.status === 'ok' && res.requestId) return !child || child.exitCode === null;
       return false;
     } catch {
       // Not answering HTTP yet (listening, still starting): try again.
