@@ -3,14 +3,13 @@
  * answers, every process is an `up` target, the documented PromQL query returns the gateway's request
  * rate, and Ctrl-C stops Prometheus with the rest.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { canConnect, freePort } from '@ptw/devstore';
 import { prometheusBinary } from '../../libs/devstore/src/prometheus';
 import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
-import { killGroup, TEST_AUTH, token } from '../support/stack';
+import { spawnMakeUp, TEST_AUTH, token } from '../support/stack';
 
 jest.setTimeout(150_000);
 
@@ -52,21 +51,15 @@ it('when make up runs with PTW_PROMETHEUS=1, then every process is scraped, the 
     PTW_PROMETHEUS_INTERVAL: '1s',
     ...(mongoUrl ? { MONGO_URL: mongoUrl } : {}),
   };
-  // A process group of its own: when the test fails, everything make up started goes with it (killing
-  // make up alone would leave its services on the default ports, and the next suites would skip).
-  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  up.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  up.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  const up = spawnMakeUp(env);
   const prom = `http://127.0.0.1:${promPort}`;
   try {
     const until = Date.now() + 120_000;
-    while (!out.includes('Ctrl-C stops everything')) {
-      if (Date.now() > until || up.exitCode !== null) throw new Error(`make up did not come up:\n${out}`);
+    while (!up.output().includes('Ctrl-C stops everything')) {
+      if (Date.now() > until || up.child.exitCode !== null) throw new Error(`make up did not come up:\n${up.output()}`);
       await sleep(100);
     }
-    expect(out).toContain(`Prometheus: ${prom}`);
+    expect(up.output()).toContain(`Prometheus: ${prom}`);
 
     const jobs = async () => {
       const body = (await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } };
@@ -89,11 +82,11 @@ it('when make up runs with PTW_PROMETHEUS=1, then every process is scraped, the 
     }
     expect(rate).toBeGreaterThan(0);
 
-    up.kill('SIGINT');
-    expect(await exited).toBe(0);
+    up.child.kill('SIGINT');
+    expect(await up.exited).toBe(0);
     await sleep(1000);
     expect(await canConnect('127.0.0.1', promPort, 300)).toBe(false);
   } finally {
-    killGroup(up.pid);
+    up.killAll();
   }
 });

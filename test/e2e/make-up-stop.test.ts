@@ -3,13 +3,12 @@
  * started stops with it. A signal sent to it alone (a supervisor's SIGTERM, `kill -INT`) used to kill it
  * at once during start-up and seeding, leaving the services running on the default ports.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { canConnect } from '@ptw/devstore';
-import { DEFAULT_PORTS, REPO_ROOT } from '../../libs/devstore/src/stack';
-import { killGroup, TEST_AUTH } from '../support/stack';
+import { DEFAULT_PORTS } from '../../libs/devstore/src/stack';
+import { spawnMakeUp, TEST_AUTH } from '../support/stack';
 
 jest.setTimeout(240_000);
 
@@ -35,29 +34,23 @@ it('when make up gets SIGTERM while its services are starting, then it stops eve
   }
   const mongoUrl = process.env.MONGO_URL ? `${process.env.MONGO_URL.replace(/\/[^/]*$/, '')}/ptw_make_up_stop_${Date.now()}` : undefined;
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...TEST_AUTH, LOG_DIR: logDir, ...(mongoUrl ? { MONGO_URL: mongoUrl } : {}) };
-  // A process group of its own: when the test fails, everything make up started goes with it (killing
-  // make up alone would leave its services on the default ports, and the next suites would skip).
-  const up = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  up.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  up.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  const up = spawnMakeUp(env);
   try {
     // A service is listening and make up has not printed its tokens: the stack is still starting
-    // (its five processes start at once, so the gateway may or may not be up yet) or seeding.
+    // (the four services start together, the gateway once they listen) or seeding.
     const until = Date.now() + 120_000;
     while (!(await canConnect('127.0.0.1', DEFAULT_PORTS.sync.grpc!, 200))) {
-      if (Date.now() > until || up.exitCode !== null) throw new Error(`make up did not start its first service:\n${out}`);
+      if (Date.now() > until || up.child.exitCode !== null) throw new Error(`make up did not start its first service:\n${up.output()}`);
       await sleep(50);
     }
-    expect(out).not.toContain('Demo tokens');
-    up.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(up.output()).not.toContain('Demo tokens');
+    up.child.kill('SIGTERM');
+    expect(await up.exited).toBe(0);
     // Nothing it started is left listening (nor starts listening later).
     await sleep(2000);
     expect(await takenPorts()).toEqual([]);
-    expect(out).not.toContain('Demo tokens');
+    expect(up.output()).not.toContain('Demo tokens');
   } finally {
-    killGroup(up.pid);
+    up.killAll();
   }
 });

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,17 +57,40 @@ async function deleteKeys(redisUrl: string, pattern: string): Promise<void> {
   }
 }
 
+/** A test's `make up` (libs/devstore/dist/up.js): the process, what it printed so far, its exit. */
+export interface MakeUpRun {
+  child: ChildProcess;
+  /** stdout and stderr so far, interleaved. */
+  output(): string;
+  exited: Promise<number | null>;
+  /** SIGKILL to its whole process group (nothing when it is gone): for a test's `finally`. */
+  killAll(): void;
+}
+
 /**
- * SIGKILL to the process group led by `pid` (a process spawned `detached`, such as a test's `make up`):
- * everything it started goes with it. Nothing when the group is gone.
+ * Starts `make up` with `env` in a process group of its own, so that when a test fails everything it
+ * started goes with it (killing make up alone would leave its services on the default ports, and the
+ * next suites would skip).
  */
-export function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // No such group left.
-  }
+export function spawnMakeUp(env: Record<string, string>): MakeUpRun {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'libs/devstore/dist/up.js')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    exited,
+    killAll: () => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // No such group left.
+      }
+    },
+  };
 }
 
 /** A development token for the test stack. */
