@@ -123,8 +123,11 @@ it('when another process wrote permits since a reader last looked, then the read
       Array.from({ length: 25 }, () => permit(p)),
       renumber,
     );
-  // The hint is published after the writes are answered: wait until it says 310.
-  for (let i = 0; i < 50 && Number((await a.Counter.findById(`list_place:${p}`).lean())?.seq) !== 310; i++) await new Promise((r) => setTimeout(r, 20));
+  // The hint is published after the writes are answered (not awaited): wait until it says 310, up to
+  // 10 s (a busy CI machine took longer than the 1 s this waited before, and the count then probed).
+  const hint = async () => Number((await a.Counter.findById(`list_place:${p}`).lean())?.seq);
+  for (const until = Date.now() + 10_000; Date.now() < until && (await hint()) !== 310;) await new Promise((r) => setTimeout(r, 20));
+  expect(await hint()).toBe(310);
   const r = await counter.measure(() => projectCount(b, p));
   expect(r.result).toBe(310);
   // the hint, then the two probes at it (without it: doubling from 10 and halving back, 2 × 9 probes)
