@@ -2,24 +2,27 @@
 SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 STORE_BIN := libs/devstore/bin/ferretdb-local
+STORE_SQLITE_BIN := libs/devstore/bin/ferretdb-local-sqlite
+## make up builds the SQLite store too only when it is asked for.
+UP_STORES := store $(if $(filter sqlite,$(PTW_STORE_BACKEND)),store-sqlite)
 INSTALLED := node_modules/.ptw-installed
 GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
 
-.PHONY: up test unit component e2e browser build deps grpc-mock grpcurl store sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
+.PHONY: up test unit component e2e browser build deps grpc-mock grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 ## Set-up runs its parts side by side (SETUP_JOBS): npm's and Go's downloads overlap the compiles.
 SETUP_JOBS ?= 4
 SETUP := $(MAKE) --no-print-directory -j$(SETUP_JOBS) --output-sync=target
 up:
-	@$(SETUP) build store sysdeps
+	@$(SETUP) build $(UP_STORES) sysdeps
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
 ## (grpc-mock's native build runs in the background while the first suites run: test/run-all.sh.)
 test:
-	@$(SETUP) build store testdeps grpcurl
+	@$(SETUP) build store store-sqlite testdeps grpcurl
 	bash test/run-all.sh
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
@@ -36,7 +39,7 @@ unit: deps
 	npx jest --selectProjects unit --maxWorkers=$(JEST_WORKERS)
 
 ## component: real parts in-process (a store each, Redis on 127.0.0.1:6379 or REDIS_URL, loopback, Debian tools).
-component: build store testdeps grpc-mock
+component: build store store-sqlite testdeps grpc-mock
 	npx jest --selectProjects component --maxWorkers=$(JEST_WORKERS)
 
 ## e2e: the built system as processes, each suite its own stack on free ports; the make-up-* suites take
@@ -80,9 +83,15 @@ build: deps
 	npx tsc -b
 
 ## The local MongoDB-compatible store (FerretDB embedded, see libs/devstore/main.go); rebuilt only when its sources change.
+## One binary per backend: `store` on PostgreSQL (make up's default), `store-sqlite` on SQLite (PTW_STORE_BACKEND=sqlite).
+## Built apart, SQLite after PostgreSQL (it reuses its compiled packages), because FerretDB's SQLite backend (the pure-Go SQLite) is a fifth of the store's Go build:
+## make up on a fresh machine compiles only what it runs (docs/benchmarks.md "Build and CI times").
 store: $(STORE_BIN)
 $(STORE_BIN): libs/devstore/main.go libs/devstore/go.mod libs/devstore/go.sum
-	cd libs/devstore && $(GO) build -o bin/ferretdb-local .
+	cd libs/devstore && $(GO) build -tags ferretdb_no_sqlite -o bin/ferretdb-local .
+store-sqlite: $(STORE_SQLITE_BIN)
+$(STORE_SQLITE_BIN): libs/devstore/main.go libs/devstore/go.mod libs/devstore/go.sum | $(STORE_BIN)
+	cd libs/devstore && $(GO) build -tags ferretdb_no_postgresql -o bin/ferretdb-local-sqlite .
 
 ## Regenerate the TypeScript of protos/ into libs/proto/src/gen.
 proto: deps
@@ -99,7 +108,7 @@ bench: build store
 
 ## Data path at scale (issue 12): list, KPIs, sync, auto-expire vs the raw driver, per store backend; figures, not pass/fail.
 ##   make bench-scale SIZES=1000,10000 BACKENDS=postgresql
-bench-scale: build store sysdeps
+bench-scale: build store store-sqlite sysdeps
 	@mkdir -p logs
 	set -o pipefail; node test/bench/scale.js $(if $(SIZES),--sizes $(SIZES)) $(if $(BACKENDS),--backends $(BACKENDS)) | tee logs/bench-scale.md
 

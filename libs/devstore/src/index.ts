@@ -12,7 +12,12 @@ import { startPrivateCluster, type PrivateCluster, type StoreDurability } from '
 
 export type { StoreDurability } from './postgres';
 
-export const STORE_BINARY = path.resolve(__dirname, '..', 'bin', 'ferretdb-local');
+/** The store's binary per backend (`make store`, `make store-sqlite`): each holds its own backend only. */
+export const STORE_BINARIES: Readonly<Record<StoreBackend, string>> = {
+  postgresql: path.resolve(__dirname, '..', 'bin', 'ferretdb-local'),
+  sqlite: path.resolve(__dirname, '..', 'bin', 'ferretdb-local-sqlite'),
+};
+const MAKE_TARGET: Readonly<Record<StoreBackend, string>> = { postgresql: 'store', sqlite: 'store-sqlite' };
 
 /** The local store's backend: FerretDB on PostgreSQL (default, measured faster) or on SQLite. */
 export type StoreBackend = 'postgresql' | 'sqlite';
@@ -56,10 +61,11 @@ export interface RunningStore {
 export async function startStore(
   opts: { dataDir?: string; port?: number; database?: string; backend?: StoreBackend; postgresqlUrl?: string; durability?: StoreDurability; poolMaxConns?: number } = {},
 ): Promise<RunningStore> {
-  if (!fs.existsSync(STORE_BINARY)) {
-    throw new Error(`${STORE_BINARY} is missing: run \`make store\` (or \`make test\` / \`make up\`, which build it)`);
-  }
   const backend = opts.backend ?? storeBackend();
+  const binary = STORE_BINARIES[backend];
+  if (!fs.existsSync(binary)) {
+    throw new Error(`${binary} is missing: run \`make ${MAKE_TARGET[backend]}\` (or \`make test\`, which builds both stores, or \`make up\`)`);
+  }
   const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-'));
   fs.mkdirSync(dataDir, { recursive: true });
   const removeOwnDir = () => {
@@ -85,13 +91,13 @@ export async function startStore(
     // cluster's 100 connections.
     if (!/[?&]pool_max_conns=/.test(pgUrl)) pgUrl += `${pgUrl.includes('?') ? '&' : '?'}pool_max_conns=${opts.poolMaxConns ?? 90}`;
     args.push('--handler', 'postgresql', '--postgresql-url', pgUrl);
-  }
+  } else args.push('--handler', 'sqlite');
   const stopAll = async (child: ChildProcess) => {
     await stopChild(child);
     await cluster?.stop();
     removeOwnDir();
   };
-  const child = spawn(STORE_BINARY, args, {
+  const child = spawn(binary, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
