@@ -133,3 +133,35 @@ it('when another process wrote permits since a reader last looked, then the read
   // the hint, then the two probes at it (without it: doubling from 10 and halving back, 2 × 9 probes)
   expect(r.byName).toEqual({ 'find counters': 1, 'find permits': 2 });
 });
+
+it('when a process writes permits round after round, then it publishes the shared place hint one write at a time and ends at its last place', async () => {
+  const p = 'reg-serial';
+  const client = conns[0].getClient();
+  const mine = new Set<number>();
+  let inFlight = 0;
+  let most = 0;
+  const started = (e: { requestId: number; commandName: string; command: Record<string, unknown> }) => {
+    if (e.commandName !== 'update' || e.command.update !== 'counters' || !JSON.stringify(e.command.updates).includes(`list_place:${p}`)) return;
+    mine.add(e.requestId);
+    most = Math.max(most, ++inFlight);
+  };
+  const ended = (e: { requestId: number }) => {
+    if (mine.delete(e.requestId)) inFlight--;
+  };
+  client.on('commandStarted', started);
+  client.on('commandSucceeded', ended);
+  client.on('commandFailed', ended);
+  try {
+    // Rounds back to back (each answered before its hint is written), then several at once.
+    for (let k = 0; k < 30; k++) await insertRegistered(a, p, [permit(p)], renumber);
+    await Promise.all(Array.from({ length: 8 }, () => insertRegistered(a, p, [permit(p), permit(p)], renumber)));
+    const hint = async () => Number((await a.Counter.findById(`list_place:${p}`).lean())?.seq);
+    for (const until = Date.now() + 10_000; Date.now() < until && (inFlight > 0 || (await hint()) !== 46);) await new Promise((r) => setTimeout(r, 20));
+    expect(await hint()).toBe(46);
+    expect(most).toBe(1);
+  } finally {
+    client.off('commandStarted', started);
+    client.off('commandSucceeded', ended);
+    client.off('commandFailed', ended);
+  }
+});

@@ -78,6 +78,9 @@ interface ProjectWriter {
   last: number;
   queue: Ask[];
   busy: boolean;
+  /** The highest place this process has published as the shared hint (see publishLater). */
+  published: number;
+  publishing: boolean;
 }
 
 const writersByStore = new WeakMap<Models, Map<string, ProjectWriter>>();
@@ -86,7 +89,7 @@ function writerOf(models: Models, project: string): ProjectWriter {
   let writers = writersByStore.get(models);
   if (!writers) writersByStore.set(models, (writers = new Map<string, ProjectWriter>()));
   let w = writers.get(project);
-  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false }));
+  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false, published: 0, publishing: false }));
   return w;
 }
 
@@ -124,7 +127,7 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
         else a.resolve(a.out);
       }
       // Not waited for: the creates are answered already, and the next round probes the store itself.
-      if (w.last > before) void publishPlace(models, project, w.last);
+      if (w.last > before) publishLater(models, project, w);
     }
   } finally {
     w.busy = false;
@@ -202,6 +205,28 @@ const placeHintId = (project: string) => `list_place:${project}`;
 /** Publishes `last` as `project`'s place hint (a hint only: a failure or a lost race costs readers a few probes). */
 async function publishPlace(models: Models, project: string, last: number): Promise<void> {
   await upsertRetried(() => models.Counter.updateOne({ _id: placeHintId(project) }, { $max: { seq: last } }, { upsert: true })).catch(() => undefined);
+}
+
+/**
+ * Publishes the writer's last place, one write at a time per project and process, and the newest
+ * place once the write before it ends. FerretDB's `$max` reads, then writes: two at once can leave
+ * the lower value (a CI run saw the hint stay at 285 after 310 was written), and under load every
+ * batch would publish its own. Another process's write can still race this one: it is a hint.
+ */
+function publishLater(models: Models, project: string, w: ProjectWriter): void {
+  if (w.publishing) return;
+  w.publishing = true;
+  void (async () => {
+    try {
+      while (w.published < w.last) {
+        const last = w.last;
+        await publishPlace(models, project, last);
+        w.published = last;
+      }
+    } finally {
+      w.publishing = false;
+    }
+  })();
 }
 
 /** `project`'s permit count: its last place, probed from the higher of this process's hint and the shared one (two probes when it is right). */
