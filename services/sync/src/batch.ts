@@ -6,8 +6,10 @@
  * Permit creates go in bulk: their receipts are claimed with one unordered insert, each carrying
  * the id its permit will get (status `reserved`), then the permits are written by one bulk create.
  * A reserved receipt is final: the change is applied exactly when a permit with that id exists, so
- * nothing has to be written after the permit. Other changes are claimed one by one right before
- * they are applied, in order per permit, with different permits concurrently.
+ * nothing has to be written after the permit. Other changes are claimed together with one more
+ * unordered insert, applied in order per permit (different permits concurrently), and their receipts
+ * recorded together after the last of them; a change whose claim is refused (sent again, or by
+ * another request at once) waits for or takes over the receipt that holds its key, one by one.
  */
 import { createHash } from 'node:crypto';
 import type { Logger, Principal } from '@ptw/common';
@@ -160,8 +162,14 @@ async function free(ctx: Ctx, ids: Types.ObjectId[]) {
   await deleteEach(ctx.models.SyncReceipt, ids);
 }
 
-/** Applies a claimed change that is not a create and records its receipt. */
-async function applyClaimed(ctx: Ctx, c: syncPb.Change, receipt: Receipt): Promise<Outcome> {
+/** What a claimed change's receipt becomes once it was tried: applied with its result, or freed. */
+type ReceiptRecord = { id: Types.ObjectId; applied?: { server_id: string; new_version: number } };
+
+/**
+ * Applies a claimed change that is not a create and records its receipt: at once, or into `later`
+ * (the batch's edits, see claimEdits) for one write after the batch's chains.
+ */
+async function applyClaimed(ctx: Ctx, c: syncPb.Change, receipt: Receipt, later?: ReceiptRecord[]): Promise<Outcome> {
   let outcome: Outcome;
   try {
     outcome = await applyChange(ctx.models, ctx.who, c);
@@ -169,23 +177,58 @@ async function applyClaimed(ctx: Ctx, c: syncPb.Change, receipt: Receipt): Promi
     await free(ctx, [receipt._id]);
     throw err;
   }
-  // By _id: FerretDB's SQLite backend pushes down only _id filters.
-  if (outcome.kind === 'applied') {
-    await ctx.models.SyncReceipt.updateOne({ _id: receipt._id }, { $set: { status: 'applied', server_id: outcome.value.server_id, new_version: outcome.value.new_version } });
-  } else await free(ctx, [receipt._id]);
+  const record: ReceiptRecord = { id: receipt._id, ...(outcome.kind === 'applied' ? { applied: { server_id: outcome.value.server_id, new_version: outcome.value.new_version } } : {}) };
+  if (later) later.push(record);
+  else await recordReceipts(ctx, [record]);
   return outcome;
 }
 
-/** Applies one change at most once per (device, offline id, entity), waiting for or taking over an earlier claim. */
-async function once(ctx: Ctx, c: syncPb.Change): Promise<Outcome> {
+/**
+ * Writes tried changes' receipts: the applied ones in one update command (one statement each, by
+ * `_id`: FerretDB's SQLite backend pushes down only `_id` filters), the others freed so the corrected
+ * change can be sent again.
+ */
+async function recordReceipts(ctx: Ctx, records: ReceiptRecord[]): Promise<void> {
+  const applied = records.filter((r) => r.applied);
+  if (applied.length) {
+    await ctx.models.SyncReceipt.bulkWrite(
+      applied.map((r) => ({ updateOne: { filter: { _id: r.id }, update: { $set: { status: 'applied', ...r.applied } } } })),
+      { ordered: false },
+    );
+  }
+  await free(
+    ctx,
+    records.filter((r) => !r.applied).map((r) => r.id),
+  );
+}
+
+/**
+ * Claims the batch's first changes that are not creates with one unordered insert (instead of one
+ * each): the claimed ones are applied in their chains with their receipts recorded together after
+ * the chains; a refused one (a re-sent or concurrent copy holds its key) goes through once().
+ */
+async function claimEdits(ctx: Ctx, edits: { i: number; c: syncPb.Change }[]): Promise<Map<number, Receipt | 'refused'>> {
+  const claims = edits.map((e) => claimFor(ctx, e.c));
+  const refused = claims.length ? await insertUnordered(ctx.models.SyncReceipt, claims, { lean: true }) : new Set<number>();
+  return new Map(edits.map((e, k) => [e.i, refused.has(k) ? 'refused' : claims[k]]));
+}
+
+/**
+ * Applies one change at most once per (device, offline id, entity), waiting for or taking over an
+ * earlier claim. `refused`: the batch's own claim of it was just refused (see claimEdits), so the
+ * first step is reading the receipt that holds the key.
+ */
+async function once(ctx: Ctx, c: syncPb.Change, refused = false): Promise<Outcome> {
   const key = { device_id: ctx.deviceId, offline_id: c.offline_id, entity: c.entity };
   const started = Date.now();
   let serverId: Types.ObjectId | undefined;
+  let claim = !refused;
   while (Date.now() - started < WAIT_MS) {
     const receipt = claimFor(ctx, c, serverId);
-    if ((await insertUnordered(ctx.models.SyncReceipt, [receipt], { lean: true })).size === 0) {
+    if (claim && (await insertUnordered(ctx.models.SyncReceipt, [receipt], { lean: true })).size === 0) {
       return isCreate(c) ? (await applyCreates(ctx, [{ c, receipt }]))[0] : applyClaimed(ctx, c, receipt);
     }
+    claim = true;
     const r = (await ctx.models.SyncReceipt.findOne(key).lean()) as StoredReceipt | null;
     if (!r) continue;
     const exists = r.status === 'reserved' && r.user_id === ctx.who.user_id && !!(await ctx.models.Permit.exists({ _id: r.server_id }));
@@ -392,14 +435,29 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
       // Without the points' permits, each point's changes still run in order, only not behind its permit's.
     }
   }
+  // One claim command for all of them; after a store error each claims itself (once()).
+  const claimed = await claimEdits(ctx, others).catch(() => new Map<number, Receipt | 'refused'>());
+  const later: ReceiptRecord[] = [];
+  const tried = async (e: { i: number; c: syncPb.Change }) => {
+    const claim = claimed.get(e.i);
+    try {
+      outcomes[e.i] = claim && claim !== 'refused' ? await applyClaimed(ctx, e.c, claim, later) : await once(ctx, e.c, claim === 'refused');
+    } catch {
+      outcomes[e.i] = busy(e.c, 'temporary server error; retry');
+    }
+  };
   const chains = new Map<string, (() => Promise<void>)[]>();
   for (const e of others) {
     const k = chainKey(e.c, points);
     const chain = chains.get(k) ?? [];
-    chain.push(() => guarded(e));
+    chain.push(() => tried(e));
     chains.set(k, chain);
   }
   await runChains([...chains.values()]);
+  // Before the repeats, which wait on these receipts. The answer stands if this write fails: the
+  // changes were applied; a copy sent again waits for the receipts' claims to go stale, then finds
+  // each change applied already by its version (as after a crash here).
+  await recordReceipts(ctx, later).catch((err: unknown) => log?.().warn({ event: 'sync_receipts_unrecorded', err, applied_count: later.length }, 'sync receipts not recorded'));
   // A repeated offline id waits for everything before it (its first occurrence included).
   for (const e of repeats) await guarded(e);
 

@@ -146,7 +146,7 @@ describe('updates', () => {
 });
 
 describe('edit budget', () => {
-  it('when a batch edits 5 permits, then each permit is read once (the read that classifies the change is the one edited) and written once', async () => {
+  it('when a batch edits 5 permits, then each permit is read once (the read that classifies the change is the one edited) and written once, and their receipts are claimed with one insert and recorded with one update', async () => {
     const created = await sync.syncOfflineData({ device_id: 'tablet-edit-budget', changes: creates('edit-budget', 5) }, who);
     const changes: syncPb.Change[] = created.applied.map((a, k) => ({
       entity: 'permit',
@@ -159,7 +159,12 @@ describe('edit budget', () => {
     }));
     const r = await counter.measure(() => sync.syncOfflineData({ device_id: 'tablet-edit-budget', changes }, who));
     expect(r.result.summary).toEqual({ total: 5, applied: 5, conflicts: 0, rejected: 0 });
-    expect(r.byName).toMatchObject({ 'find permits': 5, 'findAndModify permits': 5 });
+    expect(r.byName).toMatchObject({ 'find permits': 5, 'findAndModify permits': 5, 'insert sync_receipts': 1, 'update sync_receipts': 1 });
+    // Sent again as after a lost answer: one claim command refused for all, then each receipt read.
+    const again = await counter.measure(() => sync.syncOfflineData({ device_id: 'tablet-edit-budget', changes }, who));
+    expect(again.result.applied.map((a) => [a.status, a.new_version])).toEqual(Array(5).fill(['already_applied', 2]));
+    expect(again.byName).toMatchObject({ 'insert sync_receipts': 1, 'find sync_receipts': 5 });
+    expect(again.byName['find permits'] ?? 0).toBe(0);
     const stored = await m.Permit.find({ _id: { $in: created.applied.map((a) => a.server_id) } }, { title: 1, version: 1 }).lean();
     expect(stored.map((p) => [p.version, p.title]).sort()).toEqual([0, 1, 2, 3, 4].map((k) => [2, `edited ${k}`]));
   });
