@@ -80,7 +80,8 @@ interface ProjectWriter {
   busy: boolean;
   /** The highest place this process has published as the shared hint (see publishLater). */
   published: number;
-  publishing: boolean;
+  /** The publishing in flight, if any. */
+  publishing?: Promise<void>;
 }
 
 const writersByStore = new WeakMap<Models, Map<string, ProjectWriter>>();
@@ -89,7 +90,7 @@ function writerOf(models: Models, project: string): ProjectWriter {
   let writers = writersByStore.get(models);
   if (!writers) writersByStore.set(models, (writers = new Map<string, ProjectWriter>()));
   let w = writers.get(project);
-  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false, published: 0, publishing: false }));
+  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false, published: 0 }));
   return w;
 }
 
@@ -127,7 +128,7 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
         else a.resolve(a.out);
       }
       // Not waited for: the creates are answered already, and the next round probes the store itself.
-      if (w.last > before) publishLater(models, project, w);
+      if (w.last > before) void publishLater(models, project, w);
     }
   } finally {
     w.busy = false;
@@ -212,11 +213,12 @@ async function publishPlace(models: Models, project: string, last: number): Prom
  * place once the write before it ends. FerretDB's `$max` reads, then writes: two at once can leave
  * the lower value (a CI run saw the hint stay at 285 after 310 was written), and under load every
  * batch would publish its own. Another process's write can still race this one: it is a hint.
+ * Resolves once the hint holds the writer's last place as of the call.
  */
-function publishLater(models: Models, project: string, w: ProjectWriter): void {
-  if (w.publishing) return;
-  w.publishing = true;
-  void (async () => {
+function publishLater(models: Models, project: string, w: ProjectWriter): Promise<void> {
+  // Nothing new: no loop (one that ended at once would clear `publishing` before it was set).
+  if (!w.publishing && w.published >= w.last) return Promise.resolve();
+  w.publishing ??= (async () => {
     try {
       while (w.published < w.last) {
         const last = w.last;
@@ -224,9 +226,10 @@ function publishLater(models: Models, project: string, w: ProjectWriter): void {
         w.published = last;
       }
     } finally {
-      w.publishing = false;
+      w.publishing = undefined;
     }
   })();
+  return w.publishing;
 }
 
 /** `project`'s permit count: its last place, probed from the higher of this process's hint and the shared one (two probes when it is right). */
@@ -342,7 +345,7 @@ export async function registerUnlisted(models: Models, chunk = 20): Promise<numb
       w.last += stop;
       todo = todo.slice(stop);
     }
-    await publishPlace(models, project, w.last);
+    await publishLater(models, project, w);
   }
   return rows.length;
 }
