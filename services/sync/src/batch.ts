@@ -408,15 +408,6 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
     seen.add(key);
   });
 
-  // An unexpected store error on one change must not lose the others' outcomes: report it as a
-  // conflict the device retries (nothing was applied for it).
-  const guarded = async (e: { i: number; c: syncPb.Change }) => {
-    try {
-      outcomes[e.i] = await once(ctx, e.c);
-    } catch {
-      outcomes[e.i] = busy(e.c, 'temporary server error; retry');
-    }
-  };
   const creates = firsts.filter((e) => isCreate(e.c));
   ctx.batch = batchKey(req.device_id, creates);
   try {
@@ -435,9 +426,11 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
       // Without the points' permits, each point's changes still run in order, only not behind its permit's.
     }
   }
-  // One claim command for all of them; after a store error each claims itself (once()).
+  // One claim command for all of them; after a store error each claims itself (once()), as repeats do.
   const claimed = await claimEdits(ctx, others).catch(() => new Map<number, Receipt | 'refused'>());
   const later: ReceiptRecord[] = [];
+  // An unexpected store error on one change must not lose the others' outcomes: report it as a
+  // conflict the device retries (nothing was applied for it).
   const tried = async (e: { i: number; c: syncPb.Change }) => {
     const claim = claimed.get(e.i);
     try {
@@ -459,7 +452,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
   // each change applied already by its version (as after a crash here).
   await recordReceipts(ctx, later).catch((err: unknown) => log?.().warn({ event: 'sync_receipts_unrecorded', err, applied_count: later.length }, 'sync receipts not recorded'));
   // A repeated offline id waits for everything before it (its first occurrence included).
-  for (const e of repeats) await guarded(e);
+  for (const e of repeats) await tried(e);
 
   const at = new Date();
   if (outcomes.length) {
