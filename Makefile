@@ -6,8 +6,14 @@ STORE_SQLITE_BIN := libs/devstore/bin/ferretdb-local-sqlite
 ## make up builds the SQLite store too only when it is asked for.
 UP_STORES := store $(if $(filter sqlite,$(PTW_STORE_BACKEND)),store-sqlite)
 INSTALLED := node_modules/.ptw-installed
+## What npm installs (libs/devstore/npm-deps.sh): `run` (the dependencies: what make up and make build need) or
+## `all` (with the devDependencies: jest, eslint, the benches' tools); the targets that run tests set `all`.
+NPM_DEPS ?= run
 GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
+
+## The targets that run tests or dev tools install the devDependencies too (a target-specific value: their prerequisites' recipes see it).
+unit component e2e browser grpc-mock proto proto-check bench dashboards: NPM_DEPS = all
 
 .PHONY: up test unit component e2e browser build deps grpc-mock grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
@@ -18,13 +24,13 @@ SETUP := $(MAKE) --no-print-directory -j$(SETUP_JOBS) --output-sync=target
 ## (It compiles without type-checking, TypeScript's --noCheck: ~8 s of CPU less on a fresh machine; tsc's build
 ## info keeps the check pending, so the next `make build`/`make test` type-checks it all.)
 up:
-	@$(SETUP) build $(UP_STORES) sysdeps TSC_FLAGS=--noCheck
+	@$(SETUP) build $(UP_STORES) sysdeps TSC_FLAGS=--noCheck NPM_DEPS=run
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
 ## (grpc-mock's native build runs in the background while the first suites run: test/run-all.sh.)
 test:
-	@$(SETUP) build store store-sqlite testdeps grpcurl
+	@$(SETUP) build store store-sqlite testdeps grpcurl NPM_DEPS=all
 	bash test/run-all.sh
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
@@ -53,20 +59,21 @@ e2e: build store testdeps grpcurl
 browser: build store testdeps
 	npx jest --selectProjects browser --maxWorkers=$(JEST_WORKERS)
 
-## node_modules without the test-only native build: every package's install script runs except the deprecated
-## `grpc` addon's (grpc-mock's, used by the gateway's component tests only; ~4 min from source), which
-## the grpc-mock target builds for `make test`/`make component`. A new npm ci (lock changed) wipes both markers.
-deps: $(INSTALLED)
+## node_modules (libs/devstore/npm-deps.sh): npm ci, `--omit=dev` for NPM_DEPS=run, then every package's install
+## script except the deprecated `grpc` addon's (grpc-mock's, used by the gateway's component tests only; ~4 min
+## from source), which the grpc-mock target builds for `make test`/`make component`. A new npm ci (lock changed,
+## or a test target after a runtime-only install) wipes the markers. Phony: the script returns at once when current.
+deps:
+	@bash libs/devstore/npm-deps.sh $(NPM_DEPS)
+## (For `make -q`: run-all.sh checks that the full install is current.)
 $(INSTALLED): package-lock.json package.json
-	npm ci --ignore-scripts
-	npm rebuild $(shell node -p '[...new Set(Object.entries(require("./package-lock.json").packages).filter(([k, v]) => v.hasInstallScript && k && !k.endsWith("node_modules/grpc")).map(([k]) => k.replace(/.*node_modules\//, "")))].join(" ")')
-	@touch $@
+	@bash libs/devstore/npm-deps.sh all
 
 ## Built without optimisation or debug info (these flags come after the addon's own -O and -g): it only serves
 ## the mocks of a few test suites, and the build takes ~45 % less CPU (3 min 38 s -> 2 min 1 s here), which CI
 ## shares with the tests.
 grpc-mock: $(GRPC_MOCK_BUILT)
-$(GRPC_MOCK_BUILT): $(INSTALLED)
+$(GRPC_MOCK_BUILT): | deps
 	CFLAGS="-O0 -g0" CXXFLAGS="-O0 -g0" npm rebuild grpc
 	@touch $@
 
