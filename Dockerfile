@@ -13,18 +13,20 @@ COPY . .
 RUN mkdir /manifests && cp package-lock.json .npmrc /manifests/ \
  && find . -name package.json -not -path '*/node_modules/*' -exec cp --parents {} /manifests/ \;
 
-# ---- build: install everything (tsc and ts-proto are devDependencies), compile, prune ----
+# ---- build: install the dependencies (TypeScript and the @types it compiles against are among them),
+# compile, then drop what only the compile needs ----
 FROM node:${NODE_VERSION}-bookworm AS build
 WORKDIR /app
 # .npmrc sets nodedir=/usr for a developer machine; this image keeps its Node headers under
 # /usr/local (the env var beats the project .npmrc, so .npmrc stays as committed).
 ENV npm_config_nodedir=/usr/local
 COPY --from=manifests /manifests ./
-# --ignore-scripts skips grpc-mock's native `grpc` build (tests only) and dtrace-provider (optional for bunyan).
-RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
+# --omit=dev leaves the test tools out (and grpc-mock's native `grpc` build); --ignore-scripts skips
+# dtrace-provider (optional for bunyan).
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts
 
 COPY . .
-RUN npx tsc -b && npm prune --omit=dev --ignore-scripts
+RUN npx tsc -b && rm -rf node_modules/typescript node_modules/@types
 
 # Gather only what runs, in the same layout: node_modules/@ptw/* are symlinks to the workspace
 # folders, and libs/proto finds protos/ at ../../../protos from its dist. Workspaces are read from

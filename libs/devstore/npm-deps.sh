@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# node_modules for the Makefile (docs/configuration.md "Set-up"):
+# node_modules for the Makefile (docs/testing.md "Install: what each target needs"):
 #   npm-deps.sh run   what `make up` and `make build` need: the dependencies (the services' packages, and
 #                     TypeScript with the @types it compiles against); npm ci --omit=dev, about half of the
 #                     packages and of npm's CPU on a fresh machine (docs/benchmarks.md "Build and CI times")
