@@ -123,12 +123,16 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
       await writeRound(models, project, w, asks).catch((err: unknown) => {
         for (const a of asks) a.failed ??= err;
       });
-      for (const a of asks) {
-        if (a.failed !== undefined) a.reject(a.failed);
-        else a.resolve(a.out);
-      }
-      // Not waited for: the creates are answered already, and the next round probes the store itself.
-      if (w.last > before) void publishLater(models, project, w);
+      // The creates are answered once the hint holds their places (publishLater never rejects): a
+      // write request leaves nothing behind its answer (the hostile-input fuzz compares the store
+      // around each refused request). The next round does not wait for it: it probes the store itself.
+      const published = w.last > before ? publishLater(models, project, w) : Promise.resolve();
+      void published.then(() => {
+        for (const a of asks) {
+          if (a.failed !== undefined) a.reject(a.failed);
+          else a.resolve(a.out);
+        }
+      });
     }
   } finally {
     w.busy = false;

@@ -80,9 +80,10 @@ describe('command budget', () => {
       expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
       budgets[n] = used;
     }
-    // Receipts claimed; numbers reserved; the project's last place (2 probes together); permits, audit
-    // events; sync events, the batch's tally and the project's place hint published (registration.ts), together.
-    const expected = ['insert', 'findAndModify', 'find+find', 'insert', 'insert', 'insert+insert+update'];
+    // Receipts claimed; numbers reserved; the project's last place (2 probes together); permits; the
+    // project's place hint published (registration.ts: before the creates are answered); audit events;
+    // sync events and the batch's tally, together.
+    const expected = ['insert', 'findAndModify', 'find+find', 'insert', 'update', 'insert+insert+insert'];
     const steps = (used: string[]) => [used[0], used[1], [used[2], used[3]].join('+'), used[4], used[5], used.slice(6).sort().join('+')];
     expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: expected, 100: expected, 500: expected });
     expect(budgets[500]).toHaveLength(9);
