@@ -206,11 +206,21 @@ function expectNoPersonalData() {
   for (const secret of [PERSON, EMAIL, AGENT, SEARCH, 'Ada-laptop', 'lovelace']) expect(everything.toLowerCase()).not.toContain(secret.toLowerCase());
 }
 
-/** The spans of a trace once it holds the gateway's server span and a store span of `service` (15 s at most). */
+/**
+ * The spans of a trace once it holds the gateway's server span, `service`'s server span and a store
+ * span of `service` (15 s at most). Each process exports on its own schedule, and a service's store
+ * spans end (and may be exported) before its server span: waiting for the store span alone raced
+ * the server span's export (a CI run found it missing).
+ */
 function traceReachingStore(traceId: string, service: string) {
   return eventually(() => {
     const got = ofTrace(traceId);
-    return got.some((s) => s.service === service && dbSystem(s) === 'mongodb') && got.some((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER) ? got : undefined;
+    const has = (pick: (s: ReceivedSpan) => boolean) => got.some(pick);
+    return has((s) => s.service === service && dbSystem(s) === 'mongodb') &&
+      has((s) => s.service === service && s.kind === SPAN_KIND.SERVER) &&
+      has((s) => s.service === 'gateway' && s.kind === SPAN_KIND.SERVER)
+      ? got
+      : undefined;
   }, 15_000);
 }
 
