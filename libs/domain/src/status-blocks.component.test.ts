@@ -3,13 +3,14 @@
  * store's, after status changes by two processes at once, after new permits, with a stale racing
  * reading, after a transition's effects and after an interrupted refresh.
  */
-import { createLogger } from '@ptw/common';
+import { AppError, createLogger, Status } from '@ptw/common';
 import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { Types } from 'mongoose';
 import type { Connection } from 'mongoose';
 import { completeEffects } from './permits/effects';
 import type { PermitDoc } from './permits/types';
+import { guardedPermitWrite } from './permits/versioning';
 import { insertRegistered, LIST_BLOCK } from './registration';
 import { blockReadings, closedSince, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
 
@@ -68,10 +69,19 @@ async function seed(m: Models, project: string, count: number) {
   return docs;
 }
 
-/** A status change as a versioned write makes it, then the block read again (as the transition's effects do). */
+/**
+ * A status change as the product's versioned write makes it (the next version claimed in the
+ * revisions index, then the guarded update), then the block read again (as the transition's effects
+ * do). A bare `findOneAndUpdate({_id, version})` is not enough on FerretDB, whose findAndModify reads
+ * then writes: two racing moves could both apply at the same version, and their readings share a stamp.
+ */
 async function move(m: Models, id: unknown, to: string, refresh = true) {
   const doc = (await m.Permit.findById(id).lean()) as PermitDoc;
-  const updated = await m.Permit.findOneAndUpdate({ _id: id, version: doc.version }, { $set: { status: to, version: doc.version + 1 } }, { new: true }).lean();
+  // Another move got this version first: a 409 (ABORTED), as a client would get.
+  const updated = await guardedPermitWrite(m, doc, { status: to }, 'u1', new Date()).catch((err: unknown) => {
+    if (err instanceof AppError && err.code === Status.ABORTED) return null;
+    throw err;
+  });
   if (updated && refresh) await refreshBlocksOf(m, [updated]);
   return updated !== null;
 }
