@@ -1,6 +1,6 @@
 /**
  * The local store serves an equality only through the GIN indexes libs/devstore mirrors from each
- * index's fields but its last (FerretDB pushes equality down as JSONB containment, which btree
+ * index's equality fields (FerretDB pushes equality down as JSONB containment, which btree
  * expression indexes cannot serve). A bounding key of the pushdown guard (pushdown.ts) with a field
  * left out reads every document matching the other fields: filterPushdown says true, yet the
  * store's work grows with the data. This checks, on a real store with every model's indexes, that
@@ -27,7 +27,7 @@ const BOUNDED_BY_THE_OTHERS: Record<string, string> = {
   'job_runs.attempt': "one job's slot (job, slot)",
 };
 
-it('when every model has its indexes, then each bounding key of the pushdown guard is served by mirrored GIN indexes', async () => {
+it('when every model has its indexes, then each bounding key of the pushdown guard is served by one mirrored GIN index', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-mirror-'));
   fs.chmodSync(dir, 0o777);
   const store = await startStore({ backend: 'postgresql', dataDir: dir, database: 'mirror' });
@@ -42,15 +42,22 @@ it('when every model has its indexes, then each bounding key of the pushdown gua
     const gin = out.trim().split('\n');
     expect(Object.keys(models).length).toBeGreaterThan(10);
     const missing: string[] = [];
+    const split: string[] = [];
     for (const [collection, keys] of Object.entries(BOUNDING_KEYS)) {
       for (const fields of keys) {
+        const own = gin.filter((row) => row.startsWith(`${collection}_`));
         for (const f of fields) {
-          const mirrored = gin.some((row) => row.startsWith(`${collection}_`) && row.includes(`(_jsonb -> '${f}'::text)`));
+          const mirrored = own.some((row) => row.includes(`(_jsonb -> '${f}'::text)`));
           if (!mirrored && !BOUNDED_BY_THE_OTHERS[`${collection}.${f}`]) missing.push(`${collection}.${f} of ${JSON.stringify(fields)}`);
         }
+        // All of them in one index: PostgreSQL without statistics (a collection not analysed yet) ANDs
+        // one GIN scan per field, reading every entry of the least selective one (a project's permits).
+        const wanted = fields.filter((f) => !BOUNDED_BY_THE_OTHERS[`${collection}.${f}`]);
+        if (wanted.length > 1 && !own.some((row) => wanted.every((f) => row.includes(`(_jsonb -> '${f}'::text)`)))) split.push(`${collection} ${JSON.stringify(wanted)}`);
       }
     }
     expect(missing).toEqual([]);
+    expect(split).toEqual([]);
   } finally {
     await conn.close();
     await store.stop();

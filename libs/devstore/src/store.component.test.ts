@@ -115,7 +115,7 @@ describe('the PostgreSQL backend without a URL', () => {
     }
   });
 
-  it('when FerretDB makes an index, then its equality fields get a GIN index that its pushed-down equality uses (not its last, sort field); older indexes get theirs at the next start', async () => {
+  it('when FerretDB makes an index, then its equality fields (a unique key whole, a compound one but its last, sort field) get one GIN index that its pushed-down equality uses; older indexes get theirs at the next start, and older mirrors no rule makes are dropped', async () => {
     const dir = givenDir();
     /** psql on the private cluster (its socket is in <dir>/pg), as the server's user when we are root. */
     const psql = (sql: string) => {
@@ -130,17 +130,30 @@ describe('the PostgreSQL backend without a URL', () => {
       try {
         const things = client.db('mirror').collection('things');
         await things.createIndex({ project_id: 1, status: 1, created_at: -1 });
-        await things.insertMany(Array.from({ length: 2000 }, (_, i) => ({ project_id: `p${i % 20}`, status: ['a', 'b'][i % 2], created_at: new Date(i) })));
+        await things.createIndex({ project_id: 1, seq: 1 }, { unique: true });
+        await things.insertMany(Array.from({ length: 2000 }, (_, i) => ({ project_id: `p${i % 20}`, status: ['a', 'b'][i % 2], created_at: new Date(i), seq: i })));
         const gin = ginOf('things_');
         const mirrored = (field: string) => gin.some((d) => d.includes(`(_jsonb -> '${field}'::text)`));
-        expect(['_id', 'project_id', 'status', 'created_at'].map((f) => [f, mirrored(f)])).toEqual([
+        expect(['_id', 'project_id', 'status', 'created_at', 'seq'].map((f) => [f, mirrored(f)])).toEqual([
           ['_id', true],
           ['project_id', true],
           ['status', true],
           ['created_at', false],
+          ['seq', true],
         ]);
-        // What FerretDB sends for find({_id}) and find({project_id, status}), planned as it plans them.
+        // One GIN per index over its equality fields: the unique key whole, the compound one but its last field.
+        const covers = (fields: string[]) => gin.some((d) => fields.every((f) => d.includes(`(_jsonb -> '${f}'::text)`)));
+        expect([covers(['project_id', 'seq']), covers(['project_id', 'status'])]).toEqual([true, true]);
         const table = psql(`SELECT tablename FROM pg_tables WHERE schemaname = 'mirror' AND tablename LIKE 'things_%'`).trim();
+        // A probe of a unique key on a table not analysed yet (no statistics, as a new collection):
+        // one index scan over both fields, not one per field ANDed (that reads all of the project's entries).
+        const probe = psql(
+          `PREPARE k(text, jsonb, text, jsonb) AS SELECT _jsonb FROM mirror.${table} WHERE _jsonb->$1 @> $2 AND _jsonb->$3 @> $4; EXPLAIN EXECUTE k('project_id', '"p3"', 'seq', '103')`,
+        );
+        expect(probe).toMatch(/Bitmap Index Scan on ptw_gin_/);
+        expect(probe).not.toMatch(/BitmapAnd|Seq Scan/);
+        expect(await things.findOne({ project_id: 'p3', seq: 103 })).toMatchObject({ status: 'b' });
+        // What FerretDB sends for find({_id}) and find({project_id, status}), planned as it plans them.
         psql(`ANALYZE mirror.${table}`);
         const one = await things.findOne({ project_id: 'p3' });
         const plan = psql(
@@ -155,6 +168,8 @@ describe('the PostgreSQL backend without a URL', () => {
         psql('DROP EVENT TRIGGER ptw_mirror_indexes');
         await client.db('mirror').collection('older').createIndex({ owner: 1 });
         expect(ginOf('older_')).toEqual([]);
+        // A mirror of an earlier rule (one GIN per field): not made by this one, so dropped at the next start.
+        psql(`CREATE INDEX ptw_gin_earlier_rule ON mirror.${table} USING gin ((_jsonb -> 'seq') jsonb_path_ops)`);
       } finally {
         await client.close();
         await first.stop();
@@ -162,6 +177,9 @@ describe('the PostgreSQL backend without a URL', () => {
       const second = await startStore({ backend: 'postgresql', dataDir: dir, database: 'mirror' });
       try {
         expect(ginOf('older_').filter((d) => d.includes(`(_jsonb -> 'owner'::text)`))).toHaveLength(1);
+        const after = ginOf('things_');
+        expect(after.some((d) => d.includes('ptw_gin_earlier_rule'))).toBe(false);
+        expect(after.some((d) => d.includes(`(_jsonb -> 'project_id'::text)`) && d.includes(`(_jsonb -> 'seq'::text)`))).toBe(true);
       } finally {
         await second.stop();
       }

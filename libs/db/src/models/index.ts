@@ -100,11 +100,10 @@ permitSchema.index({ created_at: -1 });
 // two creators never share one; partial so that permits not yet registered (an older version's)
 // do not collide on a missing value (FerretDB, which does not implement partial indexes, gets
 // the plain index: its PostgreSQL index never counts a missing value as a duplicate).
+// On the local store its GIN mirror covers both fields (libs/devstore postgres.ts mirrors a unique
+// index's whole key), which is what a probe of a place looks up.
 permitSchema.index({ project_id: 1, list_seq: 1 }, { unique: true, partialFilterExpression: { list_seq: { $exists: true } } });
 permitSchema.index({ project_id: 1, list_block: 1, list_seq: 1 });
-// For the local store's GIN mirror (libs/devstore postgres.ts mirrors all fields of an index but its
-// last): without an index led by list_seq a probe of a place reads all of the project's entries.
-permitSchema.index({ list_seq: 1, project_id: 1 });
 // KPIs' completed/cancelled today.
 permitSchema.index({ project_id: 1, status: 1, updated_at: 1 });
 permitSchema.index({ status: 1, updated_at: 1 });
