@@ -80,8 +80,10 @@ interface ProjectWriter {
   busy: boolean;
   /** The highest place this process has published as the shared hint (see publishLater). */
   published: number;
-  /** The publishing in flight, if any. */
-  publishing?: Promise<void>;
+  /** Whether a publishing loop runs (publishLater). */
+  publishing: boolean;
+  /** Callers waiting until the hint holds their place (publishLater). */
+  waiting: { place: number; resolve(): void }[];
 }
 
 const writersByStore = new WeakMap<Models, Map<string, ProjectWriter>>();
@@ -90,7 +92,7 @@ function writerOf(models: Models, project: string): ProjectWriter {
   let writers = writersByStore.get(models);
   if (!writers) writersByStore.set(models, (writers = new Map<string, ProjectWriter>()));
   let w = writers.get(project);
-  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false, published: 0 }));
+  if (!w) writers.set(project, (w = { last: 0, queue: [], busy: false, published: 0, publishing: false, waiting: [] }));
   return w;
 }
 
@@ -220,20 +222,39 @@ async function publishPlace(models: Models, project: string, last: number): Prom
  * Resolves once the hint holds the writer's last place as of the call.
  */
 function publishLater(models: Models, project: string, w: ProjectWriter): Promise<void> {
-  // Nothing new: no loop (one that ended at once would clear `publishing` before it was set).
-  if (!w.publishing && w.published >= w.last) return Promise.resolve();
-  w.publishing ??= (async () => {
-    try {
-      while (w.published < w.last) {
-        const last = w.last;
-        await publishPlace(models, project, last);
-        w.published = last;
+  const place = w.last;
+  if (w.published >= place) return Promise.resolve();
+  // Resolved when a write covering this place ends, not when the loop does: under a stream of
+  // rounds the loop goes on publishing newer places, and this caller's answer waits for none of them.
+  const done = new Promise<void>((resolve) => w.waiting.push({ place, resolve }));
+  if (!w.publishing) {
+    w.publishing = true;
+    void (async () => {
+      try {
+        while (w.published < w.last) {
+          const last = w.last;
+          await publishPlace(models, project, last);
+          w.published = last;
+          settle(w, (x) => x.place <= last);
+        }
+      } finally {
+        w.publishing = false;
+        // publishPlace never rejects; should anything else, no caller waits forever on a hint.
+        settle(w, () => true);
       }
-    } finally {
-      w.publishing = undefined;
-    }
-  })();
-  return w.publishing;
+    })();
+  }
+  return done;
+}
+
+/** Resolves the callers of publishLater that `covered` says the hint now holds. */
+function settle(w: ProjectWriter, covered: (x: { place: number }) => boolean): void {
+  const still: ProjectWriter['waiting'] = [];
+  for (const x of w.waiting) {
+    if (covered(x)) x.resolve();
+    else still.push(x);
+  }
+  w.waiting = still;
 }
 
 /** `project`'s permit count: its last place, probed from the higher of this process's hint and the shared one (two probes when it is right). */
