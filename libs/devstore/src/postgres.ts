@@ -88,17 +88,24 @@ BEGIN
   SELECT string_agg(format('(%s) jsonb_path_ops', e), ', ') INTO cols FROM unnest(exprs) e;
 END $fn$;
 
-CREATE OR REPLACE FUNCTION ptw_mirror_btree_index(idx oid) RETURNS void LANGUAGE plpgsql AS $fn$
+-- The mirror of btree index idx, made if missing; returns its name (NULL: nothing to mirror).
+-- (ptw_mirror_btree_index was its name while it returned nothing.)
+DROP FUNCTION IF EXISTS ptw_mirror_btree_index(oid);
+CREATE OR REPLACE FUNCTION ptw_mirror_index(idx oid) RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
   m record;
+  mirror text;
 BEGIN
   SELECT * INTO m FROM ptw_mirror_of(idx);
+  mirror := m.name;
   IF m.tbl IS NOT NULL THEN
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (%s) WITH (fastupdate = off)', m.name, m.tbl::regclass, m.cols);
   END IF;
+  RETURN mirror;
 EXCEPTION WHEN OTHERS THEN
   -- Never fail FerretDB's own statement: without the mirror a query is slower, not wrong.
-  RAISE WARNING 'ptw_mirror_btree_index(%): %', idx, SQLERRM;
+  RAISE WARNING 'ptw_mirror_index(%): %', idx, SQLERRM;
+  RETURN mirror;
 END $fn$;
 
 CREATE OR REPLACE FUNCTION ptw_mirror_new_index() RETURNS event_trigger LANGUAGE plpgsql AS $fn$
@@ -106,7 +113,7 @@ DECLARE
   cmd record;
 BEGIN
   FOR cmd IN SELECT objid FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE INDEX' LOOP
-    PERFORM ptw_mirror_btree_index(cmd.objid);
+    PERFORM ptw_mirror_index(cmd.objid);
   END LOOP;
 END $fn$;
 
@@ -116,15 +123,18 @@ CREATE EVENT TRIGGER ptw_mirror_indexes ON ddl_command_end WHEN TAG IN ('CREATE 
 DO $do$
 DECLARE
   r record;
+  mirror text;
+  wanted text[] := ARRAY[]::text[];
 BEGIN
-  CREATE TEMP TABLE ptw_wanted (name text PRIMARY KEY) ON COMMIT DROP;
   FOR r IN SELECT indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') LOOP
-    PERFORM ptw_mirror_btree_index(r.indexrelid);
-    INSERT INTO ptw_wanted SELECT m.name FROM ptw_mirror_of(r.indexrelid) m WHERE m.tbl IS NOT NULL ON CONFLICT DO NOTHING;
+    mirror := ptw_mirror_index(r.indexrelid);
+    IF mirror IS NOT NULL THEN
+      wanted := wanted || mirror;
+    END IF;
   END LOOP;
   FOR r IN SELECT format('%I.%I', n.nspname, c.relname) AS idx FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind = 'i' AND c.relname LIKE 'ptw_gin_%' AND c.relname NOT IN (SELECT name FROM ptw_wanted) LOOP
+           WHERE c.relkind = 'i' AND c.relname LIKE 'ptw_gin_%' AND NOT (c.relname = ANY (wanted)) LOOP
     EXECUTE 'DROP INDEX ' || r.idx;
   END LOOP;
 END $do$;
