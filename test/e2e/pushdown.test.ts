@@ -42,8 +42,6 @@ const H = 3600_000;
 const ALLOWED: AllowedQuery[] = [
   ...SHARED_ALLOWED,
   { collection: 'permits', fields: ['project_id', 'status'], bound: "one project's permits in one status (filtered list pages, KPI counts): grows with that status, see docs" },
-  { collection: 'permits', fields: ['project_id', 'status', '$or'], bound: 'a `q` search within one project and status' },
-  { collection: 'permits', fields: ['project_id', '$or'], bound: "a `q` search reads one project's permits (regex, not indexable)" },
   { collection: 'permits', fields: ['project_id', 'created_at'], ranged: ['created_at'], bound: "a created_from/created_to filter: one project's permits in that window" },
   { collection: 'permits', fields: ['project_id'], bound: "an export selection without filters: at most limit + 1 of one project's permits (no sort)" },
   { collection: 'permits', fields: ['project_id', 'status', 'updated_at'], ranged: ['updated_at'], bound: "KPIs' completed/cancelled today: one project's permits in that status" },
@@ -55,6 +53,12 @@ const ALLOWED: AllowedQuery[] = [
     fields: ['project_id'],
     bound: "a status-filtered list: one reading per 25 of the project's permits (@ptw/domain status-blocks.ts), plus readings left by racing writers until the next refresh",
   },
+  {
+    collection: 'block_texts',
+    fields: ['project_id'],
+    bound: "a `q` search: one text reading per 25 of the project's permits (@ptw/domain text-blocks.ts), plus readings left by racing writers until the next refresh",
+  },
+  { collection: 'block_marks', fields: ['project_id'], bound: "a `q` search: at most one edit mark per 25 of the project's permits (@ptw/domain text-blocks.ts)" },
 ];
 
 let store: { url: string; stop(): Promise<void> };

@@ -198,6 +198,9 @@ export const BOUNDING_KEYS: BoundingKeys = {
   tally_rollups: [['_id'], ['series', 'level', 'parent']],
   // A block's readings: one per write since the last refresh of the block (older ones are deleted).
   block_tallies: [['_id'], ['project_id', 'block']],
+  block_texts: [['_id'], ['project_id', 'block']],
+  // A block's edit marks: one or two (@ptw/domain text-blocks.ts).
+  block_marks: [['_id'], ['project_id', 'block']],
   counters: [['_id']],
   kpi_snapshots: [['_id']],
   job_states: [['_id']],

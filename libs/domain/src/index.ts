@@ -9,4 +9,5 @@ export * from './sla';
 export * from './bulk';
 export * from './registration';
 export * from './status-blocks';
+export * from './text-blocks';
 export * from './permit-types';

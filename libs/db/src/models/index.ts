@@ -355,6 +355,35 @@ const blockTallySchema = new Schema(
 // `stamp` last, for the store's GIN mirror (see tallySchema's indexes): a project's read and a block's.
 blockTallySchema.index({ project_id: 1, block: 1, stamp: 1 });
 
+/**
+ * The searchable text of one block of a project's registration order (25 places, see @ptw/domain
+ * text-blocks.ts) as read at `stamp` (the sum of the block's permit versions): insert-only, the
+ * highest stamp of a block is its newest reading. `entries` is one JSON string (a string decodes
+ * several times faster on the local store than the same values as fields). `_id` `<project>:<block>:<stamp>`.
+ */
+const blockTextSchema = new Schema(
+  {
+    _id: String,
+    project_id: { type: String, required: true },
+    block: { type: Number, required: true },
+    stamp: { type: Number, required: true },
+    filled: { type: Number, required: true },
+    entries: { type: String, required: true },
+  },
+  opts,
+);
+// `stamp` last, for the store's GIN mirror (see tallySchema's indexes).
+blockTextSchema.index({ project_id: 1, block: 1, stamp: 1 });
+
+/**
+ * "A permit of this block was edited before `at`": written before an edit's permit write, one per
+ * block and 10-second slot (`_id` `<project>:<block>:<slot end ms>`), never updated; deleted by a text
+ * reading taken long enough after `at`, or by the block's next slot (@ptw/domain text-blocks.ts).
+ */
+const blockMarkSchema = new Schema({ _id: String, project_id: { type: String, required: true }, block: { type: Number, required: true }, at: { type: Date, required: true } }, opts);
+// `at` last, for the store's GIN mirror (see tallySchema's indexes): a project's marks and a block's.
+blockMarkSchema.index({ project_id: 1, block: 1, at: 1 });
+
 const counterSchema = new Schema({ _id: String, seq: { type: Number, default: 0 } }, opts);
 
 const schemas = {
@@ -378,6 +407,8 @@ const schemas = {
   Tally: [tallySchema, 'tallies'],
   TallyRollup: [tallyRollupSchema, 'tally_rollups'],
   BlockTally: [blockTallySchema, 'block_tallies'],
+  BlockText: [blockTextSchema, 'block_texts'],
+  BlockMark: [blockMarkSchema, 'block_marks'],
 } as const;
 
 type Schemas = typeof schemas;

@@ -9,6 +9,7 @@ import { audit, completeEffects } from './effects';
 import { nextPermitNumber } from './numbering';
 import { getScopedPermit, settledPermit } from './query';
 import { insertRegistered } from '../registration';
+import { EDIT_GRACE_MS, markEdited, SEARCHED_FIELDS } from '../text-blocks';
 import type { PendingEffects, PermitDoc } from './types';
 import { guardedPermitWrite, staleVersion } from './versioning';
 
@@ -56,7 +57,12 @@ export async function updatePermit(models: Models, who: Principal, id: string, v
   checkTimes(input.planned_start_time ?? (doc.planned_start_time as Date | undefined), input.planned_end_time ?? (doc.planned_end_time as Date | undefined));
   const set: Record<string, unknown> = { ...input };
   if (input.probability !== undefined || input.severity !== undefined) Object.assign(set, risk(input.probability ?? (doc.probability as number), input.severity ?? (doc.severity as number)));
+  // A search reads the block again (text-blocks.ts): marked before the write, again after a slow one.
+  const searched = SEARCHED_FIELDS.some((f) => set[f] !== undefined);
+  const markedAt = Date.now();
+  if (searched) await markEdited(models, doc);
   const updated = await guardedPermitWrite(models, doc, set, who.user_id, now, version);
+  if (searched && Date.now() - markedAt > EDIT_GRACE_MS / 2) await markEdited(models, doc);
   await audit(models, updated, 'update', doc.status, doc.status, who.user_id, '', now);
   return updated;
 }

@@ -5,6 +5,7 @@ import { isValidObjectId } from 'mongoose';
 import { parseInput, permitFilterSchema } from '../input';
 import { registeredPage } from '../registration';
 import { statusPage } from '../status-blocks';
+import { searchPage } from '../text-blocks';
 import { toPermitMessage } from '../serialize';
 import { completeEffects, PENDING_GRACE_MS } from './effects';
 import type { PendingEffects, PermitDoc, PermitFilterInput } from './types';
@@ -187,6 +188,23 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
       return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
     }
   }
+  const searched = (opts.byPlace ?? true) && parts.length > 0 ? searchesByProject(parts) : undefined;
+  if (searched) {
+    const { pattern, byProject } = searched;
+    if (byProject.size === 1) {
+      const [[project, statuses]] = [...byProject];
+      const { count, docs } = await searchPage(models, project, statuses, pattern, skip, pageSize);
+      return { count, results: docs.map((d) => toPermitMessage(d)) };
+    }
+    if (skip + pageSize <= MERGE_MAX_DEPTH) {
+      const heads = await Promise.all([...byProject].map(([project, statuses]) => searchPage(models, project, statuses, pattern, 0, skip + pageSize)));
+      const docs = heads
+        .flatMap((h) => h.docs)
+        .sort(newerFirst)
+        .slice(skip, skip + pageSize);
+      return { count: heads.reduce((a, h) => a + h.count, 0), results: docs.map((d) => toPermitMessage(d)) };
+    }
+  }
   if ((opts.byPlace ?? true) && parts.length > 0) return matchedPage(models, parts, skip, pageSize);
   if (parts.length <= 1) {
     const q = parts[0];
@@ -213,6 +231,25 @@ export async function listPermits(models: Models, who: Principal, filter: Permit
     .sort(newerFirst)
     .slice(skip, skip + pageSize);
   return { count: counts.reduce((a, b) => a + b, 0), results: docs.map((d) => toPermitMessage(d)) };
+}
+
+/**
+ * The `q` search and the statuses each project's parts ask for, when the query is nothing but
+ * projects, statuses and `q` (permitQuery's `$or` of one escaped pattern); what the text readings
+ * (text-blocks.ts) can answer alone. The pattern is the store query's, with Unicode case folding.
+ */
+export function searchesByProject(parts: Record<string, unknown>[]): { pattern: RegExp; byProject: Map<string, string[] | 'all'> } | undefined {
+  let source: string | undefined;
+  const rest: Record<string, unknown>[] = [];
+  for (const { $or, ...others } of parts) {
+    const first = Array.isArray($or) ? ($or[0] as { title?: { $regex?: unknown } } | undefined) : undefined;
+    const rx = first?.title?.$regex;
+    if (typeof rx !== 'string' || (source !== undefined && rx !== source)) return undefined;
+    source = rx;
+    rest.push(others);
+  }
+  const byProject = statusesByProject(rest);
+  return source === undefined || !byProject ? undefined : { pattern: new RegExp(source, 'iu'), byProject };
 }
 
 /** What a filtered list reads of each match: its place in {@link NEWEST_FIRST}. */
