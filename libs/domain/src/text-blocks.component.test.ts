@@ -4,7 +4,7 @@
  * permits, with an edit landing after a reading began, and across projects through the list.
  */
 import { createLogger, type Principal } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
+import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
 import { Types } from 'mongoose';
 import type { Connection } from 'mongoose';
@@ -139,6 +139,24 @@ it("when a block is edited in many slots without a search, then it keeps one mar
   expect(marks.map((m) => m.at.getTime())).toEqual([(Math.floor((t0 + 30_000) / 10_000) + 1) * 10_000]);
   expect(await ours(a, p, 'hoist', 'all', 0, 10)).toEqual(await raw(a, p, 'hoist', 'all', 0, 10));
   expect((await ours(a, p, 'hoist', 'all', 0, 10)).count).toBe(1);
+});
+
+it('when one process marks a block again within the slot it marked, then nothing is sent to the store; another process inserts nothing new', async () => {
+  const p = 'tb-p8';
+  const docs = await seed(a, p, 3);
+  const doc = (await a.Permit.findById(docs[0]._id).lean()) as PermitDoc;
+  // Counted commands need a connection opened while a counter listens (the driver's monitoring).
+  const counter = countStoreCommands('tb-c');
+  const conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'tb-c' });
+  conns.push(conn);
+  const c = registerModels(conn);
+  // Mongoose creates each model's collection once, on its first use.
+  await Promise.all(Object.values(c).map((model) => model.init()));
+  const first = await counter.measure(() => markEdited(c, doc));
+  const again = await counter.measure(() => markEdited(c, doc));
+  expect({ first: first.commands, again: again.commands }).toEqual({ first: 2, again: 0 });
+  await markEdited(b, doc);
+  expect(await a.BlockMark.countDocuments({ project_id: p })).toBe(1);
 });
 
 it('when a status changes (with its block read again, as a transition does) or permits are added, then status-filtered searches follow', async () => {

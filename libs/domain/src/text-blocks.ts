@@ -20,7 +20,8 @@
  *     writing the permit ({@link markEdited}). A mark covers a 10-second slot and says "edited
  *     before `at`" (the slot's end); marks are inserted, never updated (FerretDB's updates read,
  *     then write: a racing update could be lost), and the first mark of a slot deletes the block's
- *     older ones, which it covers, so a block has one or two. A reading deletes the block's marks
+ *     older ones, which it covers, so a block has one or two; a process that saved (or found) a
+ *     slot's mark sends nothing for the slot's other edits (the mark cannot go before the slot ends). A reading deletes the block's marks
  *     whose `at` is more than {@link EDIT_GRACE_MS} before the reading began: an edit whose write
  *     lands after the reading read the block keeps its block marked (an edit still writing after
  *     half the grace marks it again). Clocks of the processes are assumed within seconds of each other.
@@ -70,15 +71,37 @@ export async function markEdited(models: Models, permit: Placed, now = Date.now(
   const { project_id: project, list_block: block } = permit;
   if (typeof project !== 'string' || typeof block !== 'number') return;
   const end = (Math.floor(now / MARK_SLOT_MS) + 1) * MARK_SLOT_MS;
+  const id = `${project}:${block}:${end}`;
+  // This process saved the slot's mark already: it stays until EDIT_GRACE_MS after the slot's end.
+  const known = savedMarks(models);
+  if (known.has(id) && Date.now() < end) return;
   const at = new Date(end);
   try {
-    await models.BlockMark.create({ _id: `${project}:${block}:${end}`, project_id: project, block, at });
+    await models.BlockMark.create({ _id: id, project_id: project, block, at });
   } catch (err) {
     // Another edit of this block marked the slot already.
-    if (isDuplicateKey(err)) return;
+    if (isDuplicateKey(err)) return remember(known, id, end);
     throw err;
   }
+  remember(known, id, end);
   await models.BlockMark.deleteMany({ project_id: project, block, at: { $lt: at } });
+}
+
+const marksSaved = new WeakMap<Models, Map<string, number>>();
+
+/** The slot marks this process saved or found saved, by id, with their slot's end (ms). */
+function savedMarks(models: Models): Map<string, number> {
+  let known = marksSaved.get(models);
+  if (!known) marksSaved.set(models, (known = new Map<string, number>()));
+  return known;
+}
+
+function remember(known: Map<string, number>, id: string, end: number): void {
+  if (known.size >= 1_000) {
+    const now = Date.now();
+    for (const [k, e] of known) if (e <= now) known.delete(k);
+  }
+  known.set(id, end);
 }
 
 /** Reads block `block` of `project` and saves its text reading; clears the block's edit mark when `marked` and old enough. */
