@@ -104,8 +104,12 @@ function remember(known: Map<string, number>, id: string, end: number): void {
   known.set(id, end);
 }
 
-/** Reads block `block` of `project` and saves its text reading; clears the block's edit mark when `marked` and old enough. */
-export async function refreshTextBlock(models: Models, project: string, block: number, marked = false): Promise<TextReading> {
+/**
+ * Reads block `block` of `project` and saves its text reading, deleting older ones unless `replaces`
+ * is false (the caller saw none: one left by a racing reader goes at the block's next reading);
+ * clears the block's edit marks when `marked` and old enough.
+ */
+export async function refreshTextBlock(models: Models, project: string, block: number, marked = false, replaces = true): Promise<TextReading> {
   const readAt = Date.now();
   const projection = { list_seq: 1, status: 1, version: 1, created_at: 1, ...Object.fromEntries(SEARCHED_FIELDS.map((f) => [f, 1])) };
   const rows = (await models.Permit.find({ project_id: project, list_block: block }, projection)
@@ -124,7 +128,7 @@ export async function refreshTextBlock(models: Models, project: string, block: n
       // The same stamp saved by a racing reader: the same reading.
       if (!isDuplicateKey(err)) throw err;
     }),
-    models.BlockText.deleteMany({ project_id: project, block, stamp: { $lt: stamp } }),
+    replaces ? models.BlockText.deleteMany({ project_id: project, block, stamp: { $lt: stamp } }) : undefined,
   ]);
   if (marked) await models.BlockMark.deleteMany({ project_id: project, block, at: { $lt: new Date(readAt - EDIT_GRACE_MS) } });
   return { block, stamp, filled: rows.length, entries };
@@ -156,7 +160,7 @@ async function textReadings(models: Models, project: string, n: number): Promise
     if (!r || r.filled < places || (statusStamp.get(b) ?? 0) > r.stamp || marked.has(b)) stale.push(b);
     else out.push({ block: r.block, stamp: r.stamp, filled: r.filled, entries: JSON.parse(r.entries) as Entry[] });
   }
-  out.push(...(await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshTextBlock(models, project, b, marked.has(b)))));
+  out.push(...(await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshTextBlock(models, project, b, marked.has(b), newest.has(b)))));
   return out;
 }
 
