@@ -3,37 +3,26 @@
  * connections) create at once, retried creates, refused numbers, pages read by place, and the
  * registration of permits written without a place.
  */
-import { createLogger } from '@ptw/common';
-import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type CommandCounter, type Models } from '@ptw/db';
-import { testStore } from '@ptw/devstore';
+import { countStoreCommands, type CommandCounter, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
-import type { Connection } from 'mongoose';
 import { ensureRegistered, insertRegistered, lastPlace, LIST_BLOCK, projectCount, registeredPage, registerUnlisted } from './registration';
+import { storePair } from '../../../test/support/store-pair';
 
 jest.setTimeout(120_000);
 
-let store: { url: string; stop(): Promise<void> };
-const conns: Connection[] = [];
+let counter: CommandCounter;
+const pair = storePair('registration', ['reg-a', 'reg-b'], () => {
+  // Before b connects: a connection monitors its commands only when a counter listens then.
+  counter = countStoreCommands('reg-b');
+});
 let a: Models;
 let b: Models;
 let n = 0;
-let counter: CommandCounter;
 
-beforeAll(async () => {
-  store = await testStore('registration');
-  // Before b connects: a connection monitors its commands only when a counter listens then.
-  counter = countStoreCommands('reg-b');
-  for (const name of ['reg-a', 'reg-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
-  a = registerModels(conns[0]);
-  b = registerModels(conns[1]);
-  await ensureIndexes(conns[0]);
+beforeAll(() => {
+  ({ a, b } = pair);
 });
-
-afterAll(async () => {
-  counter?.close();
-  for (const c of conns) await c.close();
-  await store?.stop();
-});
+afterAll(() => counter?.close());
 
 const number = () => `PTW-2042-${String(++n).padStart(6, '0')}`;
 const permit = (project: string, at = new Date()) => ({
@@ -133,7 +122,7 @@ it('when another process wrote permits since a reader last looked, then the shar
 
 it('when a process writes permits round after round, then it publishes the shared place hint one write at a time and ends at its last place', async () => {
   const p = 'reg-serial';
-  const client = conns[0].getClient();
+  const client = a.Permit.db.getClient();
   const mine = new Set<number>();
   let inFlight = 0;
   let most = 0;

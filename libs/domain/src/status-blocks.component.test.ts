@@ -3,36 +3,25 @@
  * store's, after status changes by two processes at once, after new permits, with a stale racing
  * reading, after a transition's effects and after an interrupted refresh.
  */
-import { AppError, createLogger, Status } from '@ptw/common';
-import { connectMongo, ensureIndexes, registerModels, type Models } from '@ptw/db';
-import { testStore } from '@ptw/devstore';
+import { AppError, Status } from '@ptw/common';
+import type { Models } from '@ptw/db';
 import { Types } from 'mongoose';
-import type { Connection } from 'mongoose';
 import { completeEffects } from './permits/effects';
 import type { PermitDoc } from './permits/types';
 import { guardedPermitWrite } from './permits/versioning';
 import { insertRegistered, LIST_BLOCK } from './registration';
 import { blockReadings, closedSince, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
+import { storePair } from '../../../test/support/store-pair';
 
 jest.setTimeout(120_000);
 
-let store: { url: string; stop(): Promise<void> };
-const conns: Connection[] = [];
+const pair = storePair('status-blocks', ['sb-a', 'sb-b']);
 let a: Models;
 let b: Models;
 let n = 0;
 
-beforeAll(async () => {
-  store = await testStore('status-blocks');
-  for (const name of ['sb-a', 'sb-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
-  a = registerModels(conns[0]);
-  b = registerModels(conns[1]);
-  await ensureIndexes(conns[0]);
-});
-
-afterAll(async () => {
-  for (const c of conns) await c.close();
-  await store?.stop();
+beforeAll(() => {
+  ({ a, b } = pair);
 });
 
 const STATUSES = ['draft', 'submitted', 'active', 'completed', 'cancelled'];

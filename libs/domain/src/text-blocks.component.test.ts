@@ -3,11 +3,9 @@
  * query, after edits (by the product's edit, from another process), after status changes, after new
  * permits, with an edit landing after a reading began, and across projects through the list.
  */
-import { createLogger, type Principal } from '@ptw/common';
-import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type Models } from '@ptw/db';
-import { testStore } from '@ptw/devstore';
+import type { Principal } from '@ptw/common';
+import { countStoreCommands, type Models } from '@ptw/db';
 import { Types } from 'mongoose';
-import type { Connection } from 'mongoose';
 import { updatePermit } from './permits/commands';
 import { listPermits, permitQuery } from './permits/query';
 import type { PermitDoc } from './permits/types';
@@ -15,26 +13,17 @@ import { guardedPermitWrite } from './permits/versioning';
 import { insertRegistered } from './registration';
 import { refreshBlocksOf } from './status-blocks';
 import { EDIT_GRACE_MS, markEdited, searchPage } from './text-blocks';
+import { storePair } from '../../../test/support/store-pair';
 
 jest.setTimeout(120_000);
 
-let store: { url: string; stop(): Promise<void> };
-const conns: Connection[] = [];
+const pair = storePair('text-blocks', ['tb-a', 'tb-b']);
 let a: Models;
 let b: Models;
 let n = 0;
 
-beforeAll(async () => {
-  store = await testStore('text-blocks');
-  for (const name of ['tb-a', 'tb-b']) conns.push(await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: name }));
-  a = registerModels(conns[0]);
-  b = registerModels(conns[1]);
-  await ensureIndexes(conns[0]);
-});
-
-afterAll(async () => {
-  for (const c of conns) await c.close();
-  await store?.stop();
+beforeAll(() => {
+  ({ a, b } = pair);
 });
 
 const STATUSES = ['draft', 'submitted', 'active', 'completed', 'cancelled'];
@@ -147,9 +136,7 @@ it('when one process marks a block again within the slot it marked, then nothing
   const doc = (await a.Permit.findById(docs[0]._id).lean()) as PermitDoc;
   // Counted commands need a connection opened while a counter listens (the driver's monitoring).
   const counter = countStoreCommands('tb-c');
-  const conn = await connectMongo(store.url, createLogger('test', { stdout: false }), { appName: 'tb-c' });
-  conns.push(conn);
-  const c = registerModels(conn);
+  const c = await pair.connect('tb-c');
   // Mongoose creates each model's collection once, on its first use.
   await Promise.all(Object.values(c).map((model) => model.init()));
   const first = await counter.measure(() => markEdited(c, doc));
