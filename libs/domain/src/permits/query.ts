@@ -130,9 +130,10 @@ function newerFirst(a: PermitDoc, b: PermitDoc): number {
 
 export interface ListOptions {
   /**
-   * Serve the default list by registration order (registration.ts): right where the store pushes
-   * equality down to an index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend,
-   * which pushes down only `_id`, every query scans, so fewer queries win there.
+   * Serve the default list by registration order (registration.ts), status and `q` lists by block
+   * readings (status-blocks.ts, text-blocks.ts): right where the store pushes equality down to an
+   * index (MongoDB, FerretDB on PostgreSQL); on FerretDB's SQLite backend, which pushes down only
+   * `_id`, every query scans, so fewer queries win there.
    */
   byPlace?: boolean;
 }
@@ -144,7 +145,8 @@ export const MERGE_MAX_DEPTH = 200;
  * One page of the caller's permits, newest first. With no filter but the caller's projects, a
  * project's page is read by place (registration.ts: the count is the last place, the page the
  * places it covers), and several projects' heads are merged by creation time. Filtered by status
- * only, the same by the blocks' status readings (status-blocks.ts). Otherwise each part
+ * only, the same by the blocks' status readings (status-blocks.ts); searched by `q` (with or
+ * without statuses), by the blocks' text readings (text-blocks.ts). Otherwise each part
  * of the query (see {@link permitQueryParts}) is counted and read up to the page's depth in
  * parallel; the parts are disjoint, so the counts add up and the page is the merged head.
  */
