@@ -32,7 +32,7 @@
  * Unicode case folding (`iu`), as the stores' regular expressions fold case; each field is tested
  * on its own, as the `$or` of the store query does.
  */
-import { isDuplicateKey, mapLimit, type Models } from '@ptw/db';
+import { insertUnordered, isDuplicateKey, mapLimit, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount } from './registration';
 import { blockReadings, placesInBlock } from './status-blocks';
 import type { PermitDoc } from './permits/types';
@@ -104,12 +104,13 @@ function remember(known: Map<string, number>, id: string, end: number): void {
   known.set(id, end);
 }
 
-/**
- * Reads block `block` of `project` and saves its text reading, deleting older ones unless `replaces`
- * is false (the caller saw none: one left by a racing reader goes at the block's next reading);
- * clears the block's edit marks when `marked` and old enough.
- */
-export async function refreshTextBlock(models: Models, project: string, block: number, marked = false, replaces = true): Promise<TextReading> {
+/** A block's text reading as just read, and when the read began (ms). */
+interface ReadBlock extends TextReading {
+  readAt: number;
+}
+
+/** Reads block `block` of `project`: its text reading, not saved yet. */
+async function readTextBlock(models: Models, project: string, block: number): Promise<ReadBlock> {
   const readAt = Date.now();
   const projection = { list_seq: 1, status: 1, version: 1, created_at: 1, ...Object.fromEntries(SEARCHED_FIELDS.map((f) => [f, 1])) };
   const rows = (await models.Permit.find({ project_id: project, list_block: block }, projection)
@@ -122,16 +123,33 @@ export async function refreshTextBlock(models: Models, project: string, block: n
     const created = r.created_at instanceof Date ? r.created_at.getTime() : Number.NaN;
     entries.push([Number(r.list_seq), String(r._id), String(r.status), created, ...SEARCHED_FIELDS.map((f) => (typeof r[f] === 'string' ? r[f] : ''))]);
   }
-  const id = `${project}:${block}:${stamp}`;
-  await Promise.all([
-    models.BlockText.create({ _id: id, project_id: project, block, stamp, filled: rows.length, entries: JSON.stringify(entries) }).catch((err: unknown) => {
-      // The same stamp saved by a racing reader: the same reading.
-      if (!isDuplicateKey(err)) throw err;
-    }),
-    replaces ? models.BlockText.deleteMany({ project_id: project, block, stamp: { $lt: stamp } }) : undefined,
-  ]);
-  if (marked) await models.BlockMark.deleteMany({ project_id: project, block, at: { $lt: new Date(readAt - EDIT_GRACE_MS) } });
-  return { block, stamp, filled: rows.length, entries };
+  return { block, stamp, filled: rows.length, entries, readAt };
+}
+
+/**
+ * Saves readings of `project` with one insert (a reading a racing reader saved with the same stamp
+ * is the same reading), then deletes the older readings of the blocks in `replacing` (a block the
+ * caller saw none of has none: one left by a racing reader goes at its next reading) and the edit
+ * marks of the blocks in `marked` that are old enough.
+ */
+async function saveTextReadings(models: Models, project: string, read: ReadBlock[], replacing: Set<number>, marked: Set<number>): Promise<void> {
+  const docs = read.map((r) => ({ _id: `${project}:${r.block}:${r.stamp}`, project_id: project, block: r.block, stamp: r.stamp, filled: r.filled, entries: JSON.stringify(r.entries) }));
+  await insertUnordered(models.BlockText, docs, { lean: true });
+  await mapLimit(
+    read.filter((r) => replacing.has(r.block) || marked.has(r.block)),
+    REFRESH_CONCURRENCY,
+    async (r) => {
+      if (replacing.has(r.block)) await models.BlockText.deleteMany({ project_id: project, block: r.block, stamp: { $lt: r.stamp } });
+      if (marked.has(r.block)) await models.BlockMark.deleteMany({ project_id: project, block: r.block, at: { $lt: new Date(r.readAt - EDIT_GRACE_MS) } });
+    },
+  );
+}
+
+/** Reads block `block` of `project` and saves its text reading (see saveTextReadings for `marked` and `replaces`). */
+export async function refreshTextBlock(models: Models, project: string, block: number, marked = false, replaces = true): Promise<TextReading> {
+  const r = await readTextBlock(models, project, block);
+  await saveTextReadings(models, project, [r], new Set(replaces ? [block] : []), new Set(marked ? [block] : []));
+  return r;
 }
 
 /** The current text reading of every block of `project` up to its last place `n`, reading again those that are not. */
@@ -160,7 +178,9 @@ async function textReadings(models: Models, project: string, n: number): Promise
     if (!r || r.filled < places || (statusStamp.get(b) ?? 0) > r.stamp || marked.has(b)) stale.push(b);
     else out.push({ block: r.block, stamp: r.stamp, filled: r.filled, entries: JSON.parse(r.entries) as Entry[] });
   }
-  out.push(...(await mapLimit(stale, REFRESH_CONCURRENCY, (b) => refreshTextBlock(models, project, b, marked.has(b), newest.has(b)))));
+  const read = await mapLimit(stale, REFRESH_CONCURRENCY, (b) => readTextBlock(models, project, b));
+  await saveTextReadings(models, project, read, new Set(stale.filter((b) => newest.has(b))), new Set(stale.filter((b) => marked.has(b))));
+  out.push(...read);
   return out;
 }
 
