@@ -21,10 +21,11 @@
  *     before `at`" (the slot's end); marks are inserted, never updated (FerretDB's updates read,
  *     then write: a racing update could be lost), and the first mark of a slot deletes the block's
  *     older ones, which it covers, so a block has one or two; a process that saved (or found) a
- *     slot's mark sends nothing for the slot's other edits (the mark cannot go before the slot ends). A reading deletes the block's marks
- *     whose `at` is more than {@link EDIT_GRACE_MS} before the reading began: an edit whose write
- *     lands after the reading read the block keeps its block marked (an edit still writing after
- *     half the grace marks it again). Clocks of the processes are assumed within seconds of each other.
+ *     slot's mark sends nothing for the slot's other edits (the mark cannot go before the slot
+ *     ends). A reading deletes the block's marks whose `at` is more than {@link EDIT_GRACE_MS}
+ *     before the reading began: an edit whose write lands after the reading read the block keeps
+ *     its block marked (an edit still writing after half the grace marks it again). Clocks of the
+ *     processes are assumed within seconds of each other.
  * As with status lists, a search running while a write is in flight may see the permit as it was;
  * the next search sees it as written.
  *
