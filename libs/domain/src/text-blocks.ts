@@ -146,13 +146,6 @@ async function saveTextReadings(models: Models, project: string, read: ReadBlock
   );
 }
 
-/** Reads block `block` of `project` and saves its text reading (see saveTextReadings for `marked` and `replaces`). */
-export async function refreshTextBlock(models: Models, project: string, block: number, marked = false, replaces = true): Promise<TextReading> {
-  const r = await readTextBlock(models, project, block);
-  await saveTextReadings(models, project, [r], new Set(replaces ? [block] : []), new Set(marked ? [block] : []));
-  return r;
-}
-
 /** The current text reading of every block of `project` up to its last place `n`, reading again those that are not. */
 async function textReadings(models: Models, project: string, n: number): Promise<TextReading[]> {
   const [status, saved, marks] = await Promise.all([
