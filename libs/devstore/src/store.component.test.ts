@@ -188,6 +188,59 @@ describe('the PostgreSQL backend without a URL', () => {
     }
   });
 
+  it('when FerretDB makes an index that is not unique, then PostgreSQL keeps it empty (WHERE false) while FerretDB lists, uses and drops it; unique ones stay whole; an older store gets this at its next start', async () => {
+    const dir = givenDir();
+    const psql = (sql: string) => {
+      const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
+      return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
+    };
+    /** The btree indexes of a collection's table (FerretDB's), `unique`/`empty`/`whole` by name. */
+    const btrees = (prefix: string) =>
+      Object.fromEntries(
+        psql(
+          `SELECT c.relname, CASE WHEN i.indisunique THEN 'unique' WHEN i.indpred IS NOT NULL THEN 'empty' ELSE 'whole' END FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = c.relam WHERE n.nspname = 'neutral' AND t.relname LIKE '${prefix}%' AND am.amname = 'btree'`,
+        )
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split('|'))
+          .map(([name, kind]) => [name.replace(/^[a-z]+_[0-9a-f]+_/, '').replace(/_[0-9a-f]{8}_idx$/, ''), kind]),
+      );
+    try {
+      const first = await startStore({ backend: 'postgresql', dataDir: dir, database: 'neutral' });
+      const client = await MongoClient.connect(first.url, { serverSelectionTimeoutMS: 10_000 });
+      try {
+        const things = client.db('neutral').collection('things');
+        await things.createIndex({ project_id: 1, created_at: -1 });
+        await things.createIndex({ code: 1 }, { unique: true });
+        await things.insertMany(Array.from({ length: 50 }, (_, i) => ({ project_id: `p${i % 5}`, code: `c${i}`, created_at: new Date(i) })));
+        expect(btrees('things_')).toEqual({ _id_: 'unique', code__: 'unique', project_id___creat: 'empty' });
+        // FerretDB still knows, uses and enforces what it made.
+        expect((await things.indexes()).map((i) => i.name).sort()).toEqual(['_id_', 'code_1', 'project_id_1_created_at_-1']);
+        expect(await things.countDocuments({ project_id: 'p2' })).toBe(10);
+        expect((await things.find({ project_id: 'p2' }).sort({ created_at: -1 }).limit(1).toArray())[0]).toMatchObject({ code: 'c47' });
+        await expect(things.insertOne({ project_id: 'p1', code: 'c3' })).rejects.toMatchObject({ code: 11000 });
+        await things.dropIndex('project_id_1_created_at_-1');
+        expect(btrees('things_')).toEqual({ _id_: 'unique', code__: 'unique' });
+        // An index made while the trigger was not there (a store folder of an older version) stays whole until the next start.
+        psql('DROP EVENT TRIGGER ptw_mirror_indexes');
+        await client.db('neutral').collection('older').createIndex({ owner: 1 });
+        expect(btrees('older_')).toEqual({ _id_: 'unique', owner__: 'whole' });
+      } finally {
+        await client.close();
+        await first.stop();
+      }
+      const second = await startStore({ backend: 'postgresql', dataDir: dir, database: 'neutral' });
+      try {
+        expect(btrees('older_')).toEqual({ _id_: 'unique', owner__: 'empty' });
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('when the store cannot start (its port is taken), then the cluster it started is stopped too', async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
