@@ -10,6 +10,7 @@ import { createPermitSchema, parseInput, type PermitFields } from './input';
 import { activeTypeIds } from './permit-types';
 import { insertRegistered } from './registration';
 import { risk } from './rules';
+import { readFilledBlocks } from './status-blocks';
 
 /** A validated permit to create, before its type is checked and its number allocated. */
 export interface PermitDraft {
@@ -189,6 +190,7 @@ export async function createPermits(models: Models, who: Principal, items: BulkC
         p,
         idx.map((i) => docs.get(i)!),
         renumber,
+        readFilledBlocks(models, p),
       ),
     ),
   );

@@ -64,10 +64,16 @@ export async function lastPlace(models: Models, project: string, hint = 0): Prom
 /** What became of one permit handed to {@link insertRegistered}. */
 export type Registered = 'inserted' | 'exists';
 
+/** Told the blocks a create completed (their last place written), before the create is answered. */
+export type OnFilled = (blocks: number[]) => Promise<unknown>;
+
 interface Ask {
   docs: Record<string, unknown>[];
   out: Registered[];
   renumber: () => Promise<string>;
+  onFilled?: OnFilled;
+  /** Blocks whose last place this ask's permits took. */
+  filled: number[];
   failed?: unknown;
   resolve(out: Registered[]): void;
   reject(err: unknown): void;
@@ -102,15 +108,17 @@ const MAX_ATTEMPTS = 50;
 /**
  * Inserts permits of one project at the next places of its registration order. A permit whose
  * `_id` already exists is not written again (`exists`: a retried create). `renumber` gives a fresh
- * permit number when the store refuses one. Store errors reject (permits before the failing one
- * may have been written, as with any unordered insert).
+ * permit number when the store refuses one. `onFilled` is given the blocks whose last place these
+ * permits took (every place of such a block is written then) and awaited before the answer; its
+ * failure is dropped. Store errors reject (permits before the failing one may have been written,
+ * as with any unordered insert).
  */
-export async function insertRegistered(models: Models, project: string, docs: Record<string, unknown>[], renumber: () => Promise<string>): Promise<Registered[]> {
+export async function insertRegistered(models: Models, project: string, docs: Record<string, unknown>[], renumber: () => Promise<string>, onFilled?: OnFilled): Promise<Registered[]> {
   if (docs.length === 0) return [];
   await ensureRegistered(models);
   const w = writerOf(models, project);
   return new Promise<Registered[]>((resolve, reject) => {
-    w.queue.push({ docs: docs.map((d) => ({ ...d })), out: new Array<Registered>(docs.length), renumber, resolve, reject });
+    w.queue.push({ docs: docs.map((d) => ({ ...d })), out: new Array<Registered>(docs.length), renumber, onFilled, filled: [], resolve, reject });
     void pump(models, project, w);
   });
 }
@@ -129,7 +137,8 @@ async function pump(models: Models, project: string, w: ProjectWriter): Promise<
       // write request leaves nothing behind its answer (the hostile-input fuzz compares the store
       // around each refused request). The next round does not wait for it: it probes the store itself.
       const published = w.last > before ? publishLater(models, project, w) : Promise.resolve();
-      void published.then(() => {
+      const filled = asks.map((a) => (a.onFilled && a.filled.length ? a.onFilled(a.filled).catch(() => undefined) : undefined));
+      void Promise.all([published, ...filled]).then(() => {
         for (const a of asks) {
           if (a.failed !== undefined) a.reject(a.failed);
           else a.resolve(a.out);
@@ -163,7 +172,11 @@ async function writeRound(models: Models, project: string, w: ProjectWriter, ask
       stop = refused.index;
       error = refused.duplicate ? undefined : err;
     }
-    for (let k = 0; k < stop; k++) rows[k].ask.out[rows[k].i] = 'inserted';
+    for (let k = 0; k < stop; k++) {
+      rows[k].ask.out[rows[k].i] = 'inserted';
+      // The last place of its block: every place of the block is written now (no gaps below it).
+      if ((first + k) % LIST_BLOCK === LIST_BLOCK - 1) rows[k].ask.filled.push(Math.floor((first + k) / LIST_BLOCK));
+    }
     if (stop > 0) w.last = first + stop - 1;
     if (stop === rows.length) return;
     const r = rows[stop];

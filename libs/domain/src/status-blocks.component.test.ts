@@ -1,7 +1,7 @@
 /**
  * Status-filtered pages by block readings on the real store: counts and pages equal the raw
  * store's, after status changes by two processes at once, after new permits, with a stale racing
- * reading, after a transition's effects and after an interrupted refresh.
+ * reading, after a transition's effects, after an interrupted refresh and as creates fill blocks.
  */
 import { AppError, Status } from '@ptw/common';
 import type { Models } from '@ptw/db';
@@ -10,7 +10,7 @@ import { completeEffects } from './permits/effects';
 import type { PermitDoc } from './permits/types';
 import { guardedPermitWrite } from './permits/versioning';
 import { insertRegistered, LIST_BLOCK } from './registration';
-import { blockReadings, closedSince, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
+import { blockReadings, closedSince, FILLED_READS_MAX, readFilledBlocks, refreshBlocksOf, statusCounts, statusPage } from './status-blocks';
 import { storePair } from '../../../test/support/store-pair';
 
 jest.setTimeout(120_000);
@@ -225,4 +225,42 @@ it('when a page is read, then it reads only the block that holds it, by status',
     [2, 'completed'],
     [2, 'draft'],
   ]);
+});
+
+it('when creates write the last places of blocks, then those blocks (the newest 2 per create) have current readings when the creates are answered, and a count reads only the others', async () => {
+  const p = 'sb-fill';
+  const hook = readFilledBlocks(a, p);
+  const readBlocks = async () => ((await a.BlockTally.find({ project_id: p }, { block: 1 }).lean()) as { block: number }[]).map((r) => r.block).sort((x, y) => x - y);
+  // Places 1…20: block 0 (1–24) not full yet; nothing read.
+  await insertRegistered(
+    a,
+    p,
+    Array.from({ length: 20 }, () => permit(p, 'draft')),
+    renumber,
+    hook,
+  );
+  expect(await readBlocks()).toEqual([]);
+  // Places 21…30 (another process's writer): block 0 now full, read by this create.
+  await insertRegistered(
+    b,
+    p,
+    Array.from({ length: 10 }, (_, k) => permit(p, STATUSES[k % STATUSES.length])),
+    renumber,
+    readFilledBlocks(b, p),
+  );
+  expect((await a.BlockTally.find({ project_id: p }).lean()).map((r) => [r.block, r.filled])).toEqual([[0, 24]]);
+  // Places 31…130 fill blocks 1, 2, 3 and 4: the newest FILLED_READS_MAX (3 and 4) are read, 1 and 2 are left to readers.
+  expect(FILLED_READS_MAX).toBe(2);
+  await insertRegistered(
+    a,
+    p,
+    Array.from({ length: 100 }, (_, k) => permit(p, STATUSES[(k * 3) % STATUSES.length])),
+    renumber,
+    hook,
+  );
+  expect(await readBlocks()).toEqual([0, 3, 4]);
+  // A count reads the rest: blocks 1 and 2, and 5 (places 125–130, not full); its figures are the store's.
+  const counts = await statusCounts(b, p);
+  expect(await readBlocks()).toEqual([0, 1, 2, 3, 4, 5]);
+  for (const s of STATUSES) expect([s, counts?.byStatus[s] ?? 0]).toEqual([s, await a.Permit.countDocuments({ project_id: p, status: s })]);
 });

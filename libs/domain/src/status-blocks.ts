@@ -15,6 +15,7 @@
  * readings with lower stamps lose; equal stamps are the same reading). A block is read again:
  *   - after a status change, by the transition's effects (permits/effects.ts: a crash before it is
  *     completed later, as the audit event is) and by the expiry job for the permits it moves;
+ *   - by the create that writes its last place (readFilledBlocks);
  *   - when a list finds a block with more places written than its newest reading saw (new
  *     permits), or with no reading at all (the first list after an upgrade reads every block once).
  * A list running while a status change is in flight may count the permit in its old status; the
@@ -23,7 +24,7 @@
  * terminal and the reading after the status change saw the `updated_at` it set.
  */
 import { isDuplicateKey, mapLimit, utcDay, waitAtMost, type Models } from '@ptw/db';
-import { LIST_BLOCK, projectCount, type PlacedDoc } from './registration';
+import { LIST_BLOCK, projectCount, type OnFilled, type PlacedDoc } from './registration';
 
 /** One block's newest reading. */
 export interface BlockReading {
@@ -109,6 +110,22 @@ export async function refreshBlocksOf(models: Models, permits: { project_id?: un
   }
   await mapLimit([...keys.values()], REFRESH_CONCURRENCY, ([project, block]) => refreshBlock(models, project, block));
 }
+
+/**
+ * The creates' hook (insertRegistered's `onFilled`): reads each block a create completed, so that a
+ * project being filled keeps current readings and a count or KPI reads at most its last, partial
+ * block instead of every block created since it last looked (at 320 creates/s, some 60 blocks
+ * every 5 s, read in one burst: docs/benchmarks.md).
+ */
+export function readFilledBlocks(models: Models, project: string): OnFilled {
+  return (blocks) => mapLimit(blocks.slice(-FILLED_READS_MAX), REFRESH_CONCURRENCY, (b) => refreshBlock(models, project, b));
+}
+
+/**
+ * Blocks one create reads (its newest): a sync batch of up to 50 permits fills at most 2; a bulk
+ * create of more leaves the older ones to the first reader, so that its commands stay bounded.
+ */
+export const FILLED_READS_MAX = 2;
 
 /** The saved newest reading of each block of `project` up to its last place `n`, and the blocks with none or one that missed new permits. */
 async function savedReadings(models: Models, project: string, n: number): Promise<{ newest: Map<number, BlockReading>; stale: number[]; last: number }> {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createClient, createLogger, DEV_JWT_SECRET, mintToken, type StartedService } from '@ptw/common';
 import { connectMongo, countStoreCommands, ensureIndexes, registerModels, type CommandCounter, type Models } from '@ptw/db';
 import { testStore } from '@ptw/devstore';
+import { FILLED_READS_MAX, LIST_BLOCK } from '@ptw/domain';
 import { syncPb } from '@ptw/proto';
 import { Types, type Connection } from 'mongoose';
 import { start } from './main';
@@ -70,23 +71,32 @@ async function commandsOf(changes: syncPb.Change[], device: string) {
 }
 
 describe('command budget', () => {
-  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 9 store commands; a replay of 500 costs 5', async () => {
+  it('when batches of 1, 100 and 500 creates are synced, then each costs the same 9 store commands plus 3 per block it fills (at most 2); a replay of 500 costs 5', async () => {
     const budgets: Record<number, string[]> = {};
+    const filled: Record<number, number> = {};
     // The service's first create reads the store's registration mark (once per process) and finds the
     // permit type active (remembered for a few seconds, permit-types.ts in @ptw/domain): not part of a batch's cost.
     await commandsOf(creates('budget-warm-up', 1), 'tablet-warm-up');
     for (const n of [1, 100, 500]) {
+      const before = await m.Permit.countDocuments({ project_id: 'p1' });
       const { r, commands: used } = await commandsOf(creates(`budget-${n}`, n), 'tablet-budget');
       expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
       budgets[n] = used;
+      // Blocks whose last place (24, 49, 74, …) this batch wrote: each read by the create (status-blocks.ts), the newest FILLED_READS_MAX.
+      let k = 0;
+      for (let place = before + 1; place <= before + n; place++) if (place % LIST_BLOCK === LIST_BLOCK - 1) k++;
+      filled[n] = Math.min(k, FILLED_READS_MAX);
     }
-    // Receipts claimed; numbers reserved; the project's last place (2 probes together); permits; the
-    // project's place hint published (registration.ts: before the creates are answered); audit events;
-    // sync events and the batch's tally, together.
-    const expected = ['insert', 'findAndModify', 'find+find', 'insert', 'update', 'insert+insert+insert'];
-    const steps = (used: string[]) => [used[0], used[1], [used[2], used[3]].join('+'), used[4], used[5], used.slice(6).sort().join('+')];
-    expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: expected, 100: expected, 500: expected });
-    expect(budgets[500]).toHaveLength(9);
+    expect(filled).toEqual({ 1: 0, 100: 2, 500: 2 });
+    // Receipts claimed; numbers reserved; the project's last place (2 probes together); permits; then
+    // together: the project's place hint published (registration.ts: before the creates are
+    // answered), each filled block read and its reading saved (older ones deleted); audit events;
+    // sync events and the batch's tally.
+    const head = ['insert', 'findAndModify', 'find+find', 'insert'];
+    const tail = (k: number) => ['update', 'insert', 'insert', 'insert', ...Array.from({ length: k }, () => ['find', 'insert', 'delete']).flat()].sort().join('+');
+    const steps = (used: string[]) => [used[0], used[1], [used[2], used[3]].join('+'), used[4], used.slice(5).sort().join('+')];
+    expect({ 1: steps(budgets[1]), 100: steps(budgets[100]), 500: steps(budgets[500]) }).toEqual({ 1: [...head, tail(0)], 100: [...head, tail(2)], 500: [...head, tail(2)] });
+    expect(budgets[500]).toHaveLength(9 + 3 * FILLED_READS_MAX);
 
     // Receipts refused, the batch's receipts read, its permits checked (one equality each), sync events and tally.
     const { r, commands: replay } = await commandsOf(creates('budget-500', 500), 'tablet-budget');

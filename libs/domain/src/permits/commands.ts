@@ -9,6 +9,7 @@ import { audit, completeEffects } from './effects';
 import { nextPermitNumber } from './numbering';
 import { getScopedPermit, settledPermit } from './query';
 import { insertRegistered } from '../registration';
+import { readFilledBlocks } from '../status-blocks';
 import { EDIT_GRACE_MS, markEdited, SEARCHED_FIELDS } from '../text-blocks';
 import type { PendingEffects, PermitDoc } from './types';
 import { guardedPermitWrite, staleVersion } from './versioning';
@@ -26,7 +27,7 @@ export async function createPermit(models: Models, who: Principal, data: unknown
   const doc = new models.Permit({ ...draft.fields, permit_number: await nextPermitNumber(models, now) });
   await doc.validate();
   const created = doc.toObject() as PermitDoc;
-  const [outcome] = await insertRegistered(models, created.project_id, [created], () => nextPermitNumber(models, now));
+  const [outcome] = await insertRegistered(models, created.project_id, [created], () => nextPermitNumber(models, now), readFilledBlocks(models, created.project_id));
   if (outcome !== 'inserted') throw conflict('Could not create the permit, retry');
   await models.Revision.create({ entity: 'permit', entity_id: String(created._id), version: 1, user_id: who.user_id, at: now });
   await audit(models, created, 'create', undefined, 'draft', who.user_id, '', now);
