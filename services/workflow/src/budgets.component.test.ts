@@ -172,7 +172,7 @@ describe('one permit', () => {
   let id = '';
   let version = 0;
 
-  it('when a permit is created, then at most 8 commands (type, number, the 2 probes of the last place of its project, permit, its place published, revision, audit)', async () => {
+  it('when a permit is created, then at most 8 commands (type, number, 1 or 2 probes of the last place of its project, permit, its place published, revision, audit)', async () => {
     const who = await as('u-worker', 'worker', ['p1']);
     const data = { permit_type_id: 'hot-work', title: 'Budgeted', planned_start_time: new Date(Date.now() + H).toISOString(), planned_end_time: new Date(Date.now() + 5 * H).toISOString() };
     const r = await counter.measure(() => wf.createPermit({ data }, who));
