@@ -6,8 +6,8 @@
  * Permit creates go in bulk: their receipts are claimed with one unordered insert, each carrying
  * the id its permit will get (status `reserved`), then the permits are written by one bulk create.
  * A reserved receipt is final: the change is applied exactly when a permit with that id exists, so
- * nothing has to be written after the permit. Other changes are claimed together with one more
- * unordered insert, applied in order per permit (different permits concurrently), and their receipts
+ * nothing has to be written after the permit. Other changes are claimed in the same insert (or one
+ * of their own when the batch has no creates), applied in order per permit (different permits concurrently), and their receipts
  * recorded together after the last of them; a change whose claim is refused (sent again, or by
  * another request at once) waits for or takes over the receipt that holds its key, one by one.
  */
@@ -202,15 +202,25 @@ async function recordReceipts(ctx: Ctx, records: ReceiptRecord[]): Promise<void>
   );
 }
 
+/** The claims of a batch's first changes that are not creates, and once sent, what became of each (by change index). */
+interface EditClaims {
+  of: { i: number; c: syncPb.Change }[];
+  claims: Receipt[];
+  claimed?: Map<number, Receipt | 'refused'>;
+}
+
 /**
  * Claims the batch's first changes that are not creates with one unordered insert (instead of one
- * each): the claimed ones are applied in their chains with their receipts recorded together after
- * the chains; a refused one (a re-sent or concurrent copy holds its key) goes through once().
+ * each), the one of the batch's creates when it has any (bulkCreates): the claimed ones are applied
+ * in their chains with their receipts recorded together after the chains; a refused one (a re-sent
+ * or concurrent copy holds its key) goes through once().
  */
-async function claimEdits(ctx: Ctx, edits: { i: number; c: syncPb.Change }[]): Promise<Map<number, Receipt | 'refused'>> {
-  const claims = edits.map((e) => claimFor(ctx, e.c));
-  const refused = claims.length ? await insertUnordered(ctx.models.SyncReceipt, claims, { lean: true }) : new Set<number>();
-  return new Map(edits.map((e, k) => [e.i, refused.has(k) ? 'refused' : claims[k]]));
+async function claimEdits(ctx: Ctx, edits: EditClaims): Promise<Map<number, Receipt | 'refused'>> {
+  if (!edits.claimed) {
+    const refused = edits.claims.length ? await insertUnordered(ctx.models.SyncReceipt, edits.claims, { lean: true }) : new Set<number>();
+    edits.claimed = new Map(edits.of.map((e, k) => [e.i, refused.has(k) ? 'refused' : edits.claims[k]]));
+  }
+  return edits.claimed;
 }
 
 /**
@@ -283,7 +293,7 @@ async function settledReceipts(ctx: Ctx, toCheck: { c: syncPb.Change }[]): Promi
  * Those another request is still applying are read again after a growing pause; freed or stale
  * ones are claimed again, as one set.
  */
-async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[], outcomes: Outcome[]): Promise<void> {
+async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[], outcomes: Outcome[], edits?: EditClaims): Promise<void> {
   const started = Date.now();
   const serverIds = new Map<number, Types.ObjectId>();
   let toClaim = creates;
@@ -291,7 +301,11 @@ async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[],
   for (let pause = 25; toClaim.length || toCheck.length; pause = Math.min(pause * 2, 250)) {
     if (toClaim.length) {
       const claims = toClaim.map((e) => claimFor(ctx, e.c, serverIds.get(e.i)));
-      const refused = await insertUnordered(ctx.models.SyncReceipt, claims, { lean: true });
+      // The first claim command carries the batch's edits' claims too (see claimEdits).
+      const extra = edits && !edits.claimed ? edits.claims : [];
+      const refusedAll = await insertUnordered(ctx.models.SyncReceipt, [...claims, ...extra], { lean: true });
+      if (edits && extra.length) edits.claimed = new Map(edits.of.map((e, k) => [e.i, refusedAll.has(claims.length + k) ? 'refused' : extra[k]]));
+      const refused = new Set([...refusedAll].filter((k) => k < claims.length));
       const claimed = toClaim.map((e, k) => ({ ...e, receipt: claims[k] })).filter((_, k) => !refused.has(k));
       const results = await applyCreates(ctx, claimed);
       claimed.forEach((e, n) => (outcomes[e.i] = results[n]));
@@ -410,13 +424,14 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
 
   const creates = firsts.filter((e) => isCreate(e.c));
   ctx.batch = batchKey(req.device_id, creates);
+  const others = firsts.filter((e) => !isCreate(e.c));
+  const edits: EditClaims = { of: others, claims: others.map((e) => claimFor(ctx, e.c)) };
   try {
-    await bulkCreates(ctx, creates, outcomes);
+    await bulkCreates(ctx, creates, outcomes, edits);
   } catch {
     for (const e of creates) outcomes[e.i] ??= busy(e.c, 'temporary server error; retry');
   }
 
-  const others = firsts.filter((e) => !isCreate(e.c));
   const pointIds = others.filter((e) => e.c.entity === 'isolation_point' && /^[0-9a-f]{24}$/i.test(e.c.server_id ?? '')).map((e) => e.c.server_id as string);
   const points = new Map<string, string>();
   if (pointIds.length) {
@@ -427,7 +442,7 @@ export async function syncBatch(models: Models, who: Principal, req: syncPb.Sync
     }
   }
   // One claim command for all of them; after a store error each claims itself (once()), as repeats do.
-  const claimed = await claimEdits(ctx, others).catch(() => new Map<number, Receipt | 'refused'>());
+  const claimed = await claimEdits(ctx, edits).catch(() => new Map<number, Receipt | 'refused'>());
   const later: ReceiptRecord[] = [];
   // An unexpected store error on one change must not lose the others' outcomes: report it as a
   // conflict the device retries (nothing was applied for it).

@@ -105,6 +105,31 @@ describe('command budget', () => {
     expect(replay).toEqual(['insert', 'find', 'find', 'insert', 'insert']);
   });
 
+  it('when a batch holds 8 creates and 2 edits (the shift-start mix), then one command claims all 10 and the batch costs 17 (+3 per block it fills)', async () => {
+    const first = await sync.syncOfflineData({ device_id: 'tablet-mix', changes: creates('mix-0', 8) }, who);
+    const edits = first.applied.slice(0, 2).map((a, k) => ({
+      entity: 'permit',
+      op: 'update',
+      offline_id: `mix-e${k}`,
+      server_id: a.server_id,
+      client_version: a.new_version,
+      data: { title: `mix edited ${k}`, location: 'Bay 9' },
+      invalid_reason: '',
+    }));
+    const before = await m.Permit.countDocuments({ project_id: 'p1' });
+    counter.reset();
+    const r = await sync.syncOfflineData({ device_id: 'tablet-mix', changes: [...creates('mix-1', 8), ...edits] }, who);
+    expect(r.summary).toEqual({ total: 10, applied: 10, conflicts: 0, rejected: 0 });
+    expect(r.applied.slice(8).map((a) => a.new_version)).toEqual([2, 2]);
+    let filled = 0;
+    for (let place = before + 1; place <= before + 8; place++) if (place % LIST_BLOCK === LIST_BLOCK - 1) filled++;
+    const byName = counter.byName();
+    expect(byName['insert sync_receipts']).toBe(1);
+    // The edits' titles are searched fields: their block's mark (text-blocks.ts) is sent once per process and 10-s slot.
+    const marks = (byName['insert block_marks'] ?? 0) + (byName['delete block_marks'] ?? 0);
+    expect({ total: counter.total - marks, marks: marks <= 3 }).toEqual({ total: 17 + 3 * filled, marks: true });
+  });
+
   it('when a batch has no changes, then it costs no store command and records no sync event', async () => {
     const events = await m.SyncEvent.countDocuments({ device_id: 'tablet-empty' });
     const { r, commands: used } = await commandsOf([], 'tablet-empty');
