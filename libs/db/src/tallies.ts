@@ -27,6 +27,7 @@
 import { invalidArgument } from '@ptw/common';
 import type { Models } from './models';
 import { mapLimit, waitAtMost } from './each';
+import { insertOne } from './revisions';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -50,7 +51,7 @@ function add(into: Counts, c: Counts | undefined): Counts {
 export async function recordTally(models: Models, series: string, counts: Counts, at = new Date()): Promise<void> {
   const clean = Object.fromEntries(Object.entries(counts).filter(([, v]) => v > 0));
   if (Object.keys(clean).length === 0) return;
-  await models.Tally.create({ series, minute: minuteKey(at.getTime()), hour: hourKey(at.getTime()), counts: clean, at });
+  await insertOne(models.Tally, { series, minute: minuteKey(at.getTime()), hour: hourKey(at.getTime()), counts: clean, at });
 }
 
 const closed = (end: number, now: number) => end + TALLY_CLOSE_MARGIN_MS <= now;

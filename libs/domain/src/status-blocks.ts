@@ -23,7 +23,7 @@
  * their `updated_at` (the KPIs' "today"): exact by the same argument, since those statuses are
  * terminal and the reading after the status change saw the `updated_at` it set.
  */
-import { isDuplicateKey, mapLimit, utcDay, waitAtMost, type Models } from '@ptw/db';
+import { insertOne, isDuplicateKey, mapLimit, utcDay, waitAtMost, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount, type OnFilled, type PlacedDoc } from './registration';
 
 /** One block's newest reading. */
@@ -93,7 +93,7 @@ export async function refreshBlock(models: Models, project: string, block: numbe
   // take this id); it goes with the older readings.
   const id = `${project}:${block}:${stamp}:c`;
   await Promise.all([
-    models.BlockTally.create({ _id: id, project_id: project, ...reading }).catch((err: unknown) => {
+    insertOne(models.BlockTally, { _id: id, project_id: project, ...reading }).catch((err: unknown) => {
       // The same stamp saved by a racing reader: the same reading.
       if (!isDuplicateKey(err)) throw err;
     }),

@@ -33,7 +33,7 @@
  * Unicode case folding (`iu`), as the stores' regular expressions fold case; each field is tested
  * on its own, as the `$or` of the store query does.
  */
-import { insertUnordered, isDuplicateKey, mapLimit, type Models } from '@ptw/db';
+import { insertOne, insertUnordered, isDuplicateKey, mapLimit, type Models } from '@ptw/db';
 import { LIST_BLOCK, projectCount } from './registration';
 import { blockReadings, placesInBlock } from './status-blocks';
 import type { PermitDoc } from './permits/types';
@@ -78,7 +78,7 @@ export async function markEdited(models: Models, permit: Placed, now = Date.now(
   if (known.has(id) && Date.now() < end) return;
   const at = new Date(end);
   try {
-    await models.BlockMark.create({ _id: id, project_id: project, block, at });
+    await insertOne(models.BlockMark, { _id: id, project_id: project, block, at });
   } catch (err) {
     // Another edit of this block marked the slot already.
     if (isDuplicateKey(err)) return remember(known, id, end);

@@ -74,7 +74,7 @@ async function effects(id: string) {
 
 it('when the audit write fails after the status change, then the permit keeps a pending mark and the next read writes its event and steps once', async () => {
   const id = await draft();
-  const spy = jest.spyOn(m.AuditEvent, 'create').mockRejectedValueOnce(storeDown());
+  const spy = jest.spyOn(m.AuditEvent, 'insertMany').mockRejectedValueOnce(storeDown());
   await expect(transitionPermit(m, worker, id, 'submitted', 'ready')).rejects.toThrow(/closed/);
   spy.mockRestore();
   expect(await effects(id)).toEqual({ audit: 0, steps: 0, pending: true });
@@ -104,7 +104,7 @@ it('when the steps write fails after the audit event, then a recovery adds the s
 
 it('when a pending mark is younger than the grace, then a read leaves it to its writer; the next transition completes it first', async () => {
   const id = await draft();
-  const spy = jest.spyOn(m.AuditEvent, 'create').mockRejectedValueOnce(storeDown());
+  const spy = jest.spyOn(m.AuditEvent, 'insertMany').mockRejectedValueOnce(storeDown());
   await expect(transitionPermit(m, worker, id, 'submitted', '')).rejects.toThrow(/closed/);
   spy.mockRestore();
   await getScopedPermit(m, worker, id);

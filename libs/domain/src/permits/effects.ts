@@ -1,5 +1,5 @@
 /** A transition's effects after its status change: the audit event, the workflow steps and the block's status reading. */
-import type { Models, PermitStatus } from '@ptw/db';
+import { insertOne, type Models, type PermitStatus } from '@ptw/db';
 import { refreshBlocksOf } from '../status-blocks';
 import type { PendingEffects, PermitDoc } from './types';
 
@@ -26,7 +26,7 @@ export async function completeEffects(models: Models, permit: PermitDoc, recover
 
 /** Writes one audit event. */
 export async function audit(models: Models, permit: PermitDoc, action: string, from: string | undefined, to: string | undefined, userId: string, comments: string, at: Date): Promise<void> {
-  await models.AuditEvent.create({ permit_id: String(permit._id), project_id: permit.project_id, action, from, to, user_id: userId, comments, at });
+  await insertOne(models.AuditEvent, { permit_id: String(permit._id), project_id: permit.project_id, action, from, to, user_id: userId, comments, at });
 }
 
 /**
