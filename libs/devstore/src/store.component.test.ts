@@ -43,6 +43,14 @@ async function exited(pid: number): Promise<boolean> {
   return false;
 }
 
+/** psql on the private cluster of store folder `dir` (its socket is in <dir>/pg), as the server's user when we are root. */
+function psqlOn(dir: string): (sql: string) => string {
+  return (sql) => {
+    const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
+    return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
+  };
+}
+
 function givenDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'ptw-store-given-'));
 }
@@ -117,11 +125,7 @@ describe('the PostgreSQL backend without a URL', () => {
 
   it('when FerretDB makes an index, then its equality fields (a unique key whole, a compound one but its last, sort field) get one GIN index that its pushed-down equality uses; older indexes get theirs at the next start, and older mirrors no rule makes are dropped', async () => {
     const dir = givenDir();
-    /** psql on the private cluster (its socket is in <dir>/pg), as the server's user when we are root. */
-    const psql = (sql: string) => {
-      const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
-      return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
-    };
+    const psql = psqlOn(dir);
     const ginOf = (table: string) =>
       psql(`SELECT indexdef FROM pg_indexes WHERE schemaname = 'mirror' AND tablename LIKE '${table}%' AND indexdef LIKE '%USING gin%'`).trim().split('\n').filter(Boolean);
     try {
@@ -190,10 +194,7 @@ describe('the PostgreSQL backend without a URL', () => {
 
   it('when FerretDB makes an index that is not unique, then PostgreSQL keeps it empty (WHERE false) while FerretDB lists, uses and drops it; unique ones stay whole; an older store gets this at its next start', async () => {
     const dir = givenDir();
-    const psql = (sql: string) => {
-      const cmd = [path.join(postgresBinDir(), 'psql'), '-h', path.join(dir, 'pg'), '-U', 'postgres', '-d', 'postgres', '-X', '-At', '-c', sql];
-      return process.getuid?.() === 0 ? execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { encoding: 'utf8' }) : execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8' });
-    };
+    const psql = psqlOn(dir);
     /** The btree indexes of a collection's table (FerretDB's), `unique`/`empty`/`whole` by name. */
     const btrees = (prefix: string) =>
       Object.fromEntries(

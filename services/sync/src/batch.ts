@@ -209,6 +209,11 @@ interface EditClaims {
   claimed?: Map<number, Receipt | 'refused'>;
 }
 
+/** What became of the edits' claims, from the refused positions of the insert that sent them (from `offset` on). */
+function recordClaims(edits: EditClaims, refused: Set<number>, offset = 0): Map<number, Receipt | 'refused'> {
+  return (edits.claimed = new Map(edits.of.map((e, k) => [e.i, refused.has(offset + k) ? 'refused' : edits.claims[k]])));
+}
+
 /**
  * Claims the batch's first changes that are not creates with one unordered insert (instead of one
  * each), the one of the batch's creates when it has any (bulkCreates): the claimed ones are applied
@@ -216,11 +221,9 @@ interface EditClaims {
  * or concurrent copy holds its key) goes through once().
  */
 async function claimEdits(ctx: Ctx, edits: EditClaims): Promise<Map<number, Receipt | 'refused'>> {
-  if (!edits.claimed) {
-    const refused = edits.claims.length ? await insertUnordered(ctx.models.SyncReceipt, edits.claims, { lean: true }) : new Set<number>();
-    edits.claimed = new Map(edits.of.map((e, k) => [e.i, refused.has(k) ? 'refused' : edits.claims[k]]));
-  }
-  return edits.claimed;
+  if (edits.claimed) return edits.claimed;
+  const refused = edits.claims.length ? await insertUnordered(ctx.models.SyncReceipt, edits.claims, { lean: true }) : new Set<number>();
+  return recordClaims(edits, refused);
 }
 
 /**
@@ -304,7 +307,7 @@ async function bulkCreates(ctx: Ctx, creates: { i: number; c: syncPb.Change }[],
       // The first claim command carries the batch's edits' claims too (see claimEdits).
       const extra = edits && !edits.claimed ? edits.claims : [];
       const refusedAll = await insertUnordered(ctx.models.SyncReceipt, [...claims, ...extra], { lean: true });
-      if (edits && extra.length) edits.claimed = new Map(edits.of.map((e, k) => [e.i, refusedAll.has(claims.length + k) ? 'refused' : extra[k]]));
+      if (edits && extra.length) recordClaims(edits, refusedAll, claims.length);
       const refused = new Set([...refusedAll].filter((k) => k < claims.length));
       const claimed = toClaim.map((e, k) => ({ ...e, receipt: claims[k] })).filter((_, k) => !refused.has(k));
       const results = await applyCreates(ctx, claimed);

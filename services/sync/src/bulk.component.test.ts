@@ -63,6 +63,13 @@ afterAll(async () => {
   await store?.stop();
 });
 
+/** Blocks whose last place (24, 49, 74, …) `n` permits written after place `before` take. */
+function blocksFilled(before: number, n: number): number {
+  let k = 0;
+  for (let place = before + 1; place <= before + n; place++) if (place % LIST_BLOCK === LIST_BLOCK - 1) k++;
+  return k;
+}
+
 /** The store commands one sync request costs. */
 async function commandsOf(changes: syncPb.Change[], device: string) {
   counter.reset();
@@ -82,10 +89,8 @@ describe('command budget', () => {
       const { r, commands: used } = await commandsOf(creates(`budget-${n}`, n), 'tablet-budget');
       expect(r.summary).toEqual({ total: n, applied: n, conflicts: 0, rejected: 0 });
       budgets[n] = used;
-      // Blocks whose last place (24, 49, 74, …) this batch wrote: each read by the create (status-blocks.ts), the newest FILLED_READS_MAX.
-      let k = 0;
-      for (let place = before + 1; place <= before + n; place++) if (place % LIST_BLOCK === LIST_BLOCK - 1) k++;
-      filled[n] = Math.min(k, FILLED_READS_MAX);
+      // Each block the batch fills is read by the create (status-blocks.ts), the newest FILLED_READS_MAX.
+      filled[n] = Math.min(blocksFilled(before, n), FILLED_READS_MAX);
     }
     expect(filled).toEqual({ 1: 0, 100: 2, 500: 2 });
     // Receipts claimed; numbers reserved; the writer's last place confirmed (1 probe); permits; then
@@ -121,8 +126,7 @@ describe('command budget', () => {
     const r = await sync.syncOfflineData({ device_id: 'tablet-mix', changes: [...creates('mix-1', 8), ...edits] }, who);
     expect(r.summary).toEqual({ total: 10, applied: 10, conflicts: 0, rejected: 0 });
     expect(r.applied.slice(8).map((a) => a.new_version)).toEqual([2, 2]);
-    let filled = 0;
-    for (let place = before + 1; place <= before + 8; place++) if (place % LIST_BLOCK === LIST_BLOCK - 1) filled++;
+    const filled = blocksFilled(before, 8);
     const byName = counter.byName();
     expect(byName['insert sync_receipts']).toBe(1);
     // The edits' titles are searched fields: their block's mark (text-blocks.ts) is sent once per process and 10-s slot.
