@@ -1,34 +1,15 @@
-import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
-import { BunyanInstrumentation } from '@opentelemetry/instrumentation-bunyan';
-import { GrpcInstrumentation } from '@opentelemetry/instrumentation-grpc';
-import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
-import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
-import { KoaInstrumentation, KoaLayerType } from '@opentelemetry/instrumentation-koa';
-import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOffSampler } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { SafeSpanProcessor, setTraceFlusher, setTraceMode } from './tracing';
+import { setTraceFlusher, setTraceMode } from './tracing';
+import type * as TracingExport from './tracing-export';
 
 export interface Tracing {
   provider: NodeTracerProvider;
   /** True when spans are recorded and exported (an OTLP endpoint is set). */
   exporting: boolean;
   shutdown(): Promise<void>;
-}
-
-/**
- * The OTLP/HTTP encoding the standard variables ask for (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
- * `OTEL_EXPORTER_OTLP_PROTOCOL`): `http/protobuf`, the specification's default and the cheaper one
- * (test/bench/tracing.js), or `http/json`. Anything else (`grpc`) stops the process at start.
- */
-export function otlpProtocol(env: NodeJS.ProcessEnv): 'http/protobuf' | 'http/json' {
-  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL?.trim() || env.OTEL_EXPORTER_OTLP_PROTOCOL?.trim() || 'http/protobuf').toLowerCase();
-  if (protocol === 'http/protobuf' || protocol === 'http/json') return protocol;
-  throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL / OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "${protocol}" is not supported (http/protobuf or http/json)`);
 }
 
 /**
@@ -40,7 +21,7 @@ export function otlpProtocol(env: NodeJS.ProcessEnv): 'http/protobuf' | 'http/js
  * Koa, gRPC, the store driver, ioredis and bunyan are instrumented and {@link incomingTraceContext}
  * starts the gateway's HTTP server spans; spans are sampled by `OTEL_TRACES_SAMPLER` (default:
  * parent-based, always on), scrubbed of personal data and exported over OTLP/HTTP in the encoding of
- * {@link otlpProtocol}.
+ * `otlpProtocol` (tracing-export.ts).
  *
  * Without one nothing is recorded and no instrumentation is installed (the `ids` mode of TraceMode):
  * a caller's `traceparent` (taken in by {@link incomingTraceContext}) is carried by hand over gRPC
@@ -55,36 +36,18 @@ export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = proce
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT) && env.OTEL_TRACES_EXPORTER?.trim() !== 'none';
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the process's own name.
   const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }).merge(detectResources({ detectors: [envDetector] }));
+  // The exporters and instrumentations (~0.1 s of CPU to load) load only when spans are exported.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- synchronous on purpose: this runs before the modules the instrumentations patch are loaded, so it cannot await an import().
+  const exportMode = exporting ? (require('./tracing-export') as typeof TracingExport) : undefined;
   const provider = new NodeTracerProvider({
     resource,
     // Without an endpoint no instrumentation starts spans (ids mode); anything else that would records nothing.
-    ...(exporting ? {} : { sampler: new AlwaysOffSampler() }),
-    spanProcessors: exporting ? [new SafeSpanProcessor(), new BatchSpanProcessor(otlpProtocol(env) === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter())] : [],
+    ...(exportMode ? {} : { sampler: new AlwaysOffSampler() }),
+    spanProcessors: exportMode ? exportMode.spanProcessors(env) : [],
   });
   provider.register();
   // An instrumentation patches its modules as soon as it is constructed: make only those in use.
-  const instrumentations: Instrumentation[] = [];
-  if (exporting) {
-    instrumentations.push(
-      new GrpcInstrumentation(),
-      new BunyanInstrumentation({ disableLogSending: true }),
-      new HttpInstrumentation({
-        // The gateway's server span is started by incomingTraceContext (its first Koa middleware): the
-        // incoming side of this instrumentation cost ~40 µs more CPU per request on the bench's stack
-        // (URL and header parsing, request and response emitters bound to the context).
-        disableIncomingRequestInstrumentation: true,
-        // The services' only outgoing HTTP is the OTLP export itself and the alert webhook.
-        requireParentforOutgoingSpans: true,
-      }),
-      // Router layers only: a span per middleware would cost more than the middleware.
-      new KoaInstrumentation({ ignoreLayersType: [KoaLayerType.MIDDLEWARE] }),
-      // Background work (Agenda's polling, pings) has no parent and makes no trace.
-      new MongoDBInstrumentation({ requireParentSpan: true, enhancedDatabaseReporting: false }),
-      // The command name only: arguments are keys (user ids) and values.
-      new IORedisInstrumentation({ requireParentSpan: true, dbStatementSerializer: (cmdName) => cmdName }),
-    );
-  }
-  if (instrumentations.length) registerInstrumentations({ tracerProvider: provider, instrumentations });
+  if (exportMode) exportMode.instrument(provider);
   setTraceFlusher(exporting ? () => provider.forceFlush() : undefined);
   setTraceMode(exporting ? 'export' : 'ids');
   return { provider, exporting, shutdown: () => provider.shutdown() };

@@ -5,7 +5,7 @@ import { createLogger, lineWriter, memorySink } from './logger';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { EventEmitter } from 'node:events';
 import { hopTrace, incomingTraceContext, inRootSpan, keepTraceContext, REDACTED_VALUE, safeAttribute, SafeSpanProcessor, setTraceMode } from './tracing';
-import { otlpProtocol } from './tracing-sdk';
+import { otlpProtocol } from './tracing-export';
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SafeSpanProcessor(), new SimpleSpanProcessor(exporter)] });

@@ -129,9 +129,10 @@ describe('when tracing runs without an endpoint (ids mode)', () => {
 describe('reflection', () => {
   it('when a service file is reflected, then it is served as compiled with its imports (import list, absolute type names), plus grpc.health.v1 and grpc.reflection', () => {
     const definition = reflectionDefinition([PROTO_FILES.workflow]);
-    const entry = definition['ptw.workflow.v1.ListPermitsRequest'] as MessageTypeDefinition;
-    expect(entry.format).toBe('Protocol Buffer 3 DescriptorProto');
-    const files = entry.fileDescriptorProtos.map((b) => FileDescriptorProto.decode(b) as IFileDescriptorProto);
+    const entries = Object.values(definition) as MessageTypeDefinition[];
+    expect(new Set(entries.map((e) => e.format))).toEqual(new Set(['Protocol Buffer 3 DescriptorProto']));
+    // @grpc/reflection decodes every entry's files: each file is carried once, by one entry.
+    const files = entries.flatMap((e) => e.fileDescriptorProtos).map((b) => FileDescriptorProto.decode(b) as IFileDescriptorProto);
     expect(files.map((f) => f.name).sort()).toEqual([
       'google/protobuf/struct.proto',
       'grpc/health/v1/health.proto',

@@ -252,7 +252,9 @@ const STANDARD_SERVICES = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerRe
  * package definition: it rebuilds the files from protobuf.js, one per package, without their import
  * lists and with relative type names, which no reflection client can resolve (grpcurl: `cannot
  * resolve type "*.common.v1.PermitFilter"`; grpc-node issues 2595, 2958). @grpc/reflection reads
- * only the files of a definition, so each message's entry carries all of them, as proto-loader's do.
+ * only the files of a definition's entries (each file once, by name), and decodes every entry's list:
+ * the first entry carries all the files and the others none, so each file is decoded once per start
+ * instead of once per message (68 messages: ~150 ms of CPU per server start).
  */
 export function reflectionDefinition(protoFiles: string[]): PackageDefinition {
   const all = new Map(descriptorFiles().map((f) => [f.name, f]));
@@ -265,10 +267,13 @@ export function reflectionDefinition(protoFiles: string[]): PackageDefinition {
     files.add(file);
     wanted.push(...file.dependencies);
   }
-  const fileDescriptorProtos = [...files].map((f) => f.bytes);
+  const bytes = [...files].map((f) => f.bytes);
   const definition: PackageDefinition = {};
   for (const f of files) {
-    for (const [name, type] of f.messages) definition[name] = { format: 'Protocol Buffer 3 DescriptorProto', type, fileDescriptorProtos } satisfies MessageTypeDefinition;
+    for (const [name, type] of f.messages) {
+      const first = Object.keys(definition).length === 0;
+      definition[name] = { format: 'Protocol Buffer 3 DescriptorProto', type, fileDescriptorProtos: first ? bytes : [] } satisfies MessageTypeDefinition;
+    }
   }
   return definition;
 }
