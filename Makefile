@@ -13,9 +13,9 @@ GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
 
 ## The targets that run tests or dev tools install the devDependencies too (a target-specific value: their prerequisites' recipes see it).
-unit component e2e browser grpc-mock proto proto-check bench dashboards: NPM_DEPS = all
+unit component e2e browser grpc-mock grpc-mock-background proto proto-check bench dashboards: NPM_DEPS = all
 
-.PHONY: up test unit component e2e browser build deps grpc-mock grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
+.PHONY: up test unit component e2e browser build deps grpc-mock grpc-mock-background grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 ## Set-up runs its parts side by side (SETUP_JOBS): npm's and Go's downloads overlap the compiles.
@@ -28,10 +28,19 @@ up:
 	node libs/devstore/dist/up.js
 
 ## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
-## (grpc-mock's native build runs in the background while the first suites run: test/run-all.sh.)
+## (grpc-mock's native build runs in the background, at the lowest CPU priority, from set-up on: grpc-mock-background.)
 test:
-	@$(SETUP) build store store-sqlite testdeps grpcurl NPM_DEPS=all
+	@rm -f logs/grpc-mock-build.started logs/grpc-mock-build.status
+	@$(SETUP) build store store-sqlite testdeps grpcurl grpc-mock-background NPM_DEPS=all
 	bash test/run-all.sh
+
+## grpc-mock's native build (below), started in the background at the lowest CPU priority as soon as node_modules
+## is installed: it takes only the CPU that set-up and the suites leave idle. test/run-all.sh waits for its exit
+## code (logs/grpc-mock-build.status) before the grpc-mock suites, and starts it itself when make test did not.
+## (A make of its own, outside this make's job server.)
+grpc-mock-background: deps
+	@mkdir -p logs && touch logs/grpc-mock-build.started
+	@(env -u MAKEFLAGS -u MFLAGS nice -n 19 $(MAKE) -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $$? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) < /dev/null > /dev/null 2>&1 &
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
 ## + poppler-utils, unzip, chromium, prometheus and docker-compose to test.

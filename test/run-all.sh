@@ -6,13 +6,19 @@ cd "$(dirname "$0")/.."
 
 mkdir -p logs
 # grpc-mock's native addon (only the gateway's grpc-mock suites use it) takes ~130 s of CPU to build
-# from source: it builds in the background at the lowest CPU priority, so it takes only what the
-# checks and suites leave idle (the make-up and browser phases leave ~110 s of it), and its suites run
-# last (Makefile: grpc-mock). Only with node_modules current: a stale marker would have make run npm ci
+# from source: it builds in the background at the lowest CPU priority, so it takes only what set-up,
+# the checks and the suites leave idle (the make-up and browser phases leave ~110 s of it), and its
+# suites run last. `make test` starts it during its set-up (Makefile: grpc-mock-background); run
+# alone, this starts it. Only with node_modules current: a stale marker would have make run npm ci
 # under the running checks.
 make -s -q node_modules/.ptw-installed || { echo "node_modules is not current: run make test (or make deps) first" >&2; exit 1; }
-nice -n 19 make -s grpc-mock > logs/grpc-mock-build.log 2>&1 &
-grpc_mock_build=$!
+if [ ! -f logs/grpc-mock-build.started ]; then
+  rm -f logs/grpc-mock-build.status
+  touch logs/grpc-mock-build.started
+  (nice -n 19 make -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) &
+fi
+# The next run (make test or this script alone) starts its own build step again.
+trap 'rm -f logs/grpc-mock-build.started' EXIT
 
 echo "== generated code is current"
 npm run -s -w @ptw/proto check
@@ -61,7 +67,8 @@ phase make-up test/e2e/make-up- --selectProjects e2e --runInBand "$@"
 phase unit-component --selectProjects unit component --testPathPatterns "^(?!$grpc_mock_suites)" --maxWorkers="$workers" "$@"
 phase browser --selectProjects browser --maxWorkers="$workers" "$@"
 echo "== grpc-mock's native build"
-if ! wait "$grpc_mock_build"; then
+until [ -f logs/grpc-mock-build.status ]; do sleep 1; done
+if [ "$(cat logs/grpc-mock-build.status)" != 0 ]; then
   tail -n 30 logs/grpc-mock-build.log
   echo "grpc-mock's native build failed (logs/grpc-mock-build.log): the gateway's grpc-mock suites cannot run" >&2
   status=1
