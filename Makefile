@@ -13,9 +13,9 @@ GRPC_MOCK_BUILT := node_modules/.ptw-grpc-built
 SERVICE ?= gateway
 
 ## The targets that run tests or dev tools install the devDependencies too (a target-specific value: their prerequisites' recipes see it).
-unit component e2e browser grpc-mock grpc-mock-background proto proto-check bench dashboards: NPM_DEPS = all
+unit component e2e browser grpc-mock grpc-mock-background checks proto proto-check bench dashboards: NPM_DEPS = all
 
-.PHONY: up test unit component e2e browser build deps grpc-mock grpc-mock-background grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
+.PHONY: up test unit component e2e browser build deps checks grpc-mock grpc-mock-background grpcurl store store-sqlite sysdeps testdeps proto proto-check logs bench bench-scale bench-data load clean rules-check dashboards compose-check
 
 ## Everything in the foreground on 127.0.0.1:8080 (store and Redis started when MONGO_URL/REDIS_URL are unset); Ctrl-C stops all.
 ## Set-up runs its parts side by side (SETUP_JOBS): npm's and Go's downloads overlap the compiles.
@@ -27,12 +27,17 @@ up:
 	@$(SETUP) build $(UP_STORES) sysdeps TSC_FLAGS=--noCheck NPM_DEPS=run
 	node libs/devstore/dist/up.js
 
-## Every test: stale generated code check, unit, component, end-to-end and browser suites (docs/testing.md).
+## Every test: the source checks (stale generated code, cycles, types, lint, format), unit, component, end-to-end and browser suites (docs/testing.md).
 ## (grpc-mock's native build runs in the background, at the lowest CPU priority, from set-up on: grpc-mock-background.)
 test:
 	@rm -f logs/grpc-mock-build.started logs/grpc-mock-build.status
-	@$(SETUP) build store store-sqlite testdeps grpcurl grpc-mock-background NPM_DEPS=all
+	@$(SETUP) build store store-sqlite testdeps grpcurl grpc-mock-background checks NPM_DEPS=all
 	bash test/run-all.sh
+
+## The source checks (test/checks.sh: generated code, import cycles, the tests' types, lint, format), after the
+## build and beside the rest of set-up (the Go builds and downloads leave a core idle much of the time).
+checks: build
+	@bash test/checks.sh
 
 ## grpc-mock's native build (below), started in the background at the lowest CPU priority as soon as node_modules
 ## is installed: it takes only the CPU that set-up and the suites leave idle. test/run-all.sh waits for its exit

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test in one run (called by `make test`, after build and store): the generated-code check,
-# then the unit, component, end-to-end and browser suites, and a closing summary line.
+# Every suite in one run (called by `make test`, after its set-up, which ran test/checks.sh too): the
+# end-to-end, unit, component, browser and grpc-mock suites, and a closing summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,32 +19,6 @@ if [ ! -f logs/grpc-mock-build.started ]; then
 fi
 # The next run (make test or this script alone) starts its own build step again.
 trap 'rm -f logs/grpc-mock-build.started' EXIT
-
-echo "== generated code is current"
-npm run -s -w @ptw/proto check
-
-# The other checks read the sources only: side by side (each is one busy process; two cores).
-checks=(
-  "no import cycles:check:cycles"
-  "tests type-check:typecheck:tests"
-  "lint (eslint, type-aware):lint"
-  "format (prettier --check):format:check"
-)
-check_pids=()
-for c in "${checks[@]}"; do
-  script=${c#*:}
-  npm run -s "$script" > "logs/check-${script//:/-}.log" 2>&1 &
-  check_pids+=($!)
-done
-check_failed=0
-for i in "${!checks[@]}"; do
-  c=${checks[$i]}
-  script=${c#*:}
-  echo "== ${c%%:*}"
-  if ! wait "${check_pids[$i]}"; then check_failed=1; fi
-  cat "logs/check-${script//:/-}.log"
-done
-[ "$check_failed" = 0 ] || { echo "a check failed (above)" >&2; exit 1; }
 
 # Jest in phases by what the suites need (jest.config.js, docs/testing.md): e2e in parallel workers (each
 # suite its own stack on free ports and its own database), except the make-up-* suites, which take make
