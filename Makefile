@@ -42,10 +42,11 @@ checks: build
 ## grpc-mock's native build (below), started in the background at the lowest CPU priority as soon as node_modules
 ## is installed: it takes only the CPU that set-up and the suites leave idle. test/run-all.sh waits for its exit
 ## code (logs/grpc-mock-build.status) before the grpc-mock suites, and starts it itself when make test did not.
-## (A make of its own, outside this make's job server.)
+## (A make of its own: plain `make`, not $(MAKE), so that it gets none of this make's job-server pipes, which kept make test's
+## set-up waiting for the whole build.)
 grpc-mock-background: deps
 	@mkdir -p logs && touch logs/grpc-mock-build.started
-	@(env -u MAKEFLAGS -u MFLAGS nice -n 19 $(MAKE) -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $$? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) < /dev/null > /dev/null 2>&1 &
+	@(env -u MAKEFLAGS -u MFLAGS nice -n 19 make -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $$? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) < /dev/null > /dev/null 2>&1 &
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);
 ## + poppler-utils, unzip, chromium, prometheus and docker-compose to test.
