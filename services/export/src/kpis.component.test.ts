@@ -175,7 +175,11 @@ it('when KPIs are read, then the store commands per project of the scope do not 
       // when most of a project's are new); here at once, then the steady cost is measured.
       await ex.getKpis({ project }, who);
       for (const p of projects) await blockReadings(m, p, await projectCount(m, p));
-      used.push((await counter.measure(() => ex.getKpis({ project }, who))).commands);
+      // The steady cost is the least of three reads: the warm-up's background block reads (for a
+      // project whose blocks are mostly new) can still be running during one of them (seen in CI).
+      const reads: number[] = [];
+      for (let i = 0; i < 3; i++) reads.push((await counter.measure(() => ex.getKpis({ project }, who))).commands);
+      used.push(Math.min(...reads));
     }
     return used;
   };
