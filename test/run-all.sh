@@ -22,9 +22,9 @@ trap 'rm -f logs/grpc-mock-build.started' EXIT
 
 # Jest in phases by what the suites need (jest.config.js, docs/testing.md): e2e in parallel workers (each
 # suite its own stack on free ports and its own database), except the make-up-* suites, which take make
-# up's fixed ports and run one at a time, beside the browser suites; before them unit and component in
-# parallel workers, but the gateway's grpc-mock suites; last the grpc-mock suites, once its native build
-# has finished. Each phase writes logs/jest-<phase>.json; logs/jest-results.json merges them
+# up's fixed ports and run one at a time; then unit and component in parallel workers, but the gateway's
+# grpc-mock suites; the browser suites, in parallel workers too; last the grpc-mock suites, once its
+# native build has finished. Each phase writes logs/jest-<phase>.json; logs/jest-results.json merges them
 # (per-suite times).
 workers=${JEST_WORKERS:-2}
 grpc_mock_suites='(.*/)?gateway/src/(gateway|admin|openapi/admin-routes)\.component\.test\.ts$'
@@ -36,16 +36,10 @@ phase() {
   npx jest "$@" --passWithNoTests --json --outputFile="logs/jest-$name.json" || status=1
 }
 phase e2e --selectProjects e2e --testPathIgnorePatterns /make-up- --maxWorkers="$workers" "$@"
+phase make-up test/e2e/make-up- --selectProjects e2e --runInBand "$@"
 # (A path pattern, not --testPathIgnorePatterns: that would replace the unit project's own ignore list.)
 phase unit-component --selectProjects unit component --testPathPatterns "^(?!$grpc_mock_suites)" --maxWorkers="$workers" "$@"
-# The make-up suites (one at a time, on make up's fixed ports) beside the browser suites (free ports):
-# both wait on processes starting and leave CPU idle; the make-up output follows the browser phase's.
-phase make-up test/e2e/make-up- --selectProjects e2e --runInBand "$@" > logs/jest-make-up.log 2>&1 &
-make_up=$!
 phase browser --selectProjects browser --maxWorkers="$workers" "$@"
-wait "$make_up" || status=1
-cat logs/jest-make-up.log
-grep -q '"success":true' logs/jest-make-up.json 2>/dev/null || status=1
 echo "== grpc-mock's native build"
 until [ -f logs/grpc-mock-build.status ]; do sleep 1; done
 if [ "$(cat logs/grpc-mock-build.status)" != 0 ]; then
