@@ -30,7 +30,6 @@ up:
 ## Every test: the source checks (stale generated code, cycles, types, lint, format), unit, component, end-to-end and browser suites (docs/testing.md).
 ## (grpc-mock's native build runs in the background, at the lowest CPU priority, from set-up on: grpc-mock-background.)
 test:
-	@rm -f logs/grpc-mock-build.started logs/grpc-mock-build.status
 	@$(SETUP) build store store-sqlite testdeps grpcurl grpc-mock-background checks NPM_DEPS=all
 	bash test/run-all.sh
 
@@ -45,7 +44,7 @@ checks: build
 ## (A make of its own: plain `make`, not $(MAKE), so that it gets none of this make's job-server pipes, which kept make test's
 ## set-up waiting for the whole build.)
 grpc-mock-background: deps
-	@mkdir -p logs && touch logs/grpc-mock-build.started
+	@mkdir -p logs && rm -f logs/grpc-mock-build.status && touch logs/grpc-mock-build.started
 	@(env -u MAKEFLAGS -u MFLAGS nice -n 19 make -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $$? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) < /dev/null > /dev/null 2>&1 &
 
 ## Debian packages (libs/devstore/sysdeps.sh): the store's PostgreSQL and the PDF fonts to run (+ prometheus with PTW_PROMETHEUS=1);

@@ -6,17 +6,12 @@ cd "$(dirname "$0")/.."
 
 mkdir -p logs
 # grpc-mock's native addon (only the gateway's grpc-mock suites use it) takes ~130 s of CPU to build
-# from source: it builds in the background at the lowest CPU priority, so it takes only what set-up,
-# the checks and the suites leave idle (the make-up and browser phases leave ~110 s of it), and its
-# suites run last. `make test` starts it during its set-up (Makefile: grpc-mock-background); run
-# alone, this starts it. Only with node_modules current: a stale marker would have make run npm ci
-# under the running checks.
+# from source: it builds in the background at the lowest CPU priority, so it takes only what set-up and
+# the suites leave idle (the make-up and browser phases leave ~110 s of it), and its suites run last.
+# `make test` starts it during its set-up; run alone, this starts it (Makefile: grpc-mock-background).
+# Only with node_modules current: a stale marker would have make run npm ci under the running suites.
 make -s -q node_modules/.ptw-installed || { echo "node_modules is not current: run make test (or make deps) first" >&2; exit 1; }
-if [ ! -f logs/grpc-mock-build.started ]; then
-  rm -f logs/grpc-mock-build.status
-  touch logs/grpc-mock-build.started
-  (nice -n 19 make -s grpc-mock > logs/grpc-mock-build.log 2>&1; echo $? > logs/grpc-mock-build.status.tmp; mv logs/grpc-mock-build.status.tmp logs/grpc-mock-build.status) &
-fi
+[ -f logs/grpc-mock-build.started ] || make -s grpc-mock-background NPM_DEPS=all
 # The next run (make test or this script alone) starts its own build step again.
 trap 'rm -f logs/grpc-mock-build.started' EXIT
 

@@ -269,10 +269,11 @@ export function reflectionDefinition(protoFiles: string[]): PackageDefinition {
   }
   const bytes = [...files].map((f) => f.bytes);
   const definition: PackageDefinition = {};
+  let carried = false;
   for (const f of files) {
     for (const [name, type] of f.messages) {
-      const first = Object.keys(definition).length === 0;
-      definition[name] = { format: 'Protocol Buffer 3 DescriptorProto', type, fileDescriptorProtos: first ? bytes : [] } satisfies MessageTypeDefinition;
+      definition[name] = { format: 'Protocol Buffer 3 DescriptorProto', type, fileDescriptorProtos: carried ? [] : bytes } satisfies MessageTypeDefinition;
+      carried = true;
     }
   }
   return definition;
