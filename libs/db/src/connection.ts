@@ -16,6 +16,10 @@ export const DEFAULT_MAX_POOL_SIZE = 10;
  * store's, some connection is always free (libs/devstore gives the local store 90).
  */
 export async function connectMongo(url: string, log: Logger, opts: { appName: string; maxPoolSize?: number }): Promise<Connection> {
+  // Mongoose keeps `new Error().stack` of every query it runs, for one message ("Query was already
+  // executed", which our code never provokes); capturing and formatting it was ~3 % of the sync
+  // service's busy CPU under `make load` (docs/benchmarks.md "Shift-start load"). A documented option.
+  mongoose.set('skipOriginalStackTraces', true);
   const monitor = queryCaptureWanted();
   const conn = mongoose.createConnection(url, {
     appName: opts.appName,

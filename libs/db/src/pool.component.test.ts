@@ -7,7 +7,7 @@
  */
 import { createLogger } from '@ptw/common';
 import { storeBackend, testStore } from '@ptw/devstore';
-import type { Connection } from 'mongoose';
+import mongoose, { type Connection } from 'mongoose';
 import { connectMongo, DEFAULT_MAX_POOL_SIZE } from './connection';
 
 jest.setTimeout(120_000);
@@ -44,6 +44,13 @@ it('when no pool size is given, then a process runs at most the default number o
   const conn = await connectMongo(process.env.MONGO_URL ?? store.url, log, { appName: 'pool-default' });
   conns.push(conn);
   expect(conn.getClient().options.maxPoolSize).toBe(DEFAULT_MAX_POOL_SIZE);
+});
+
+it('when a service connects, then mongoose no longer captures a stack trace per query (its documented option)', async () => {
+  mongoose.set('skipOriginalStackTraces', false);
+  const conn = await connectMongo(process.env.MONGO_URL ?? store.url, log, { appName: 'pool-stacks' });
+  conns.push(conn);
+  expect(mongoose.get('skipOriginalStackTraces')).toBe(true);
 });
 
 it('when a process runs fewer findAndModify at once than the local store has connections, then 200 complete; with more at once, they stall', async () => {
