@@ -19,9 +19,11 @@
  * request is refused; every case must answer 2xx only (the program exits 1 otherwise: the figures
  * would not measure what they claim). Prints Markdown; progress goes to stderr.
  * Run after `make build store`:  node test/bench/gateway.js [measured seconds per case, default 8] [rounds, default 3]
- * BENCH_CASES=koa,gateway-info,sync (case ids: koa, koa-rl, gateway-info, gateway-warn, express, koa-h2, koa-rl-h2, koa-rl-sync, kpis, sync, types, list;
+ * BENCH_CASES=koa,gateway-info,sync (case ids: koa, koa-rl, gateway-info, gateway-warn, gateway-before, express, koa-h2, koa-rl-h2, koa-rl-sync, kpis, sync, types, list;
  * comma-separated) runs only those cases; bare Koa (A),
- * the baseline of every ratio, always runs.
+ * the baseline of every ratio, always runs. BENCH_GATEWAY_BEFORE=<another checkout, built> adds the case
+ * `gateway-before`: the same middleware stack built from that checkout, measured in the same rounds (the
+ * issue-24 criterion "same run, before and after").
  * Every case runs in rounds (each case once per round, same order; the real stack is started once, before
  * the first round) and is reported by its median round; the ratios to bare Koa printed at the end are the
  * median of the rounds' ratios: this machine is shared and its speed drifts over minutes.
@@ -164,14 +166,19 @@ const SERVERS = {
     return { listener: app.callback(), close: [() => redis.quit()] };
   },
 
+  /**
+   * The gateway's middleware stack from this checkout, or from the build of another one when
+   * BENCH_GATEWAY_ROOT names it (the `gateway-before` case: same run, before and after).
+   */
   async gateway(env) {
     const Koa = require('koa');
     const Redis = require('ioredis');
-    const { createLogger, closeLogFiles, createTokenVerifier, loadConfig, Metrics, DEV_JWT_SECRET } = common();
-    const { gatewayConfigSchema } = require(path.join(root, 'gateway/dist/config.js'));
-    const { requestMiddleware } = require(path.join(root, 'gateway/dist/middleware/request.js'));
-    const { authMiddleware } = require(path.join(root, 'gateway/dist/middleware/auth.js'));
-    const { createThrottle } = require(path.join(root, 'gateway/dist/throttle/index.js'));
+    const code = env.BENCH_GATEWAY_ROOT || root;
+    const { createLogger, closeLogFiles, createTokenVerifier, loadConfig, Metrics, DEV_JWT_SECRET } = require(path.join(code, 'libs/common/dist'));
+    const { gatewayConfigSchema } = require(path.join(code, 'gateway/dist/config.js'));
+    const { requestMiddleware } = require(path.join(code, 'gateway/dist/middleware/request.js'));
+    const { authMiddleware } = require(path.join(code, 'gateway/dist/middleware/auth.js'));
+    const { createThrottle, throttleRedisOptions } = require(path.join(code, 'gateway/dist/throttle/index.js'));
     const config = loadConfig(gatewayConfigSchema, {
       PTW_JWT_SECRET: DEV_JWT_SECRET,
       ...AUTH,
@@ -182,9 +189,11 @@ const SERVERS = {
     });
     const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, stdout: false });
     const metrics = new Metrics('gateway');
-    // The gateway's own client options (main.ts): fail fast, no offline queue, so wait for ready.
-    const redis = await readyRedis(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }));
-    const throttle = createThrottle({ redis, config, log, metrics, keyPrefix: `${env.BENCH_KEY_PREFIX}:gateway-${env.BENCH_LOG_LEVEL}` });
+    // The gateway's own client options (main.ts: throttleRedisOptions, with its commandTimeout): fail fast, no offline queue, so wait for ready.
+    // (A build from before throttleRedisOptions existed: the options its main.ts gave.)
+    const options = throttleRedisOptions ? throttleRedisOptions(config) : { maxRetriesPerRequest: 1, enableOfflineQueue: false };
+    const redis = await readyRedis(new Redis(config.REDIS_URL, options));
+    const throttle = createThrottle({ redis, config, log, metrics, keyPrefix: `${env.BENCH_KEY_PREFIX}:gateway-${env.BENCH_GATEWAY_ROOT ? 'before' : env.BENCH_LOG_LEVEL}` });
     const app = new Koa({ proxy: config.PTW_TRUST_PROXY });
     app.silent = true;
     app.use(requestMiddleware(log, metrics));
@@ -558,6 +567,18 @@ async function main() {
         req: sameRequest,
         expect: hasHeader('x-ratelimit-remaining'),
       })),
+      ...(process.env.BENCH_GATEWAY_BEFORE
+        ? [
+            {
+              id: 'gateway-before',
+              name: `the same stack built from ${process.env.BENCH_GATEWAY_BEFORE} (LOG_LEVEL=info)`,
+              kind: 'gateway',
+              env: { ...childEnv, BENCH_LOG_LEVEL: 'info', BENCH_GATEWAY_ROOT: path.resolve(process.env.BENCH_GATEWAY_BEFORE) },
+              req: sameRequest,
+              expect: hasHeader('x-ratelimit-remaining'),
+            },
+          ]
+        : []),
       { id: 'express', name: 'Express + express-rate-limit + rate-limit-redis', kind: 'express', env: childEnv, req: sameRequest, expect: hasHeader('ratelimit') },
       { id: 'koa-h2', name: 'floor of a proxied request: bare Koa + one raw HTTP/2 unary call to a canned answer', kind: 'koa-h2', env: childEnv, req: {} },
       {
@@ -665,7 +686,7 @@ async function main() {
 
   report(rows, { a: 'koa', b: 'koa-rl' }, duration);
   const ids = Object.keys(perRound);
-  const names = { koa: 'A', 'koa-rl': 'B', 'gateway-info': 'gateway (info)', 'gateway-warn': 'gateway (warn)', express: 'Express' };
+  const names = { koa: 'A', 'koa-rl': 'B', 'gateway-info': 'gateway (info)', 'gateway-warn': 'gateway (warn)', 'gateway-before': 'gateway (before)', express: 'Express' };
   if (perRound['gateway-info'] && perRound['koa-rl']) {
     const ratios = perRound['gateway-info'].map((g, i) => g.rps / perRound['koa-rl'][i].rps);
     console.log(`\nEvery round of the in-process cases (req/s; the tables above show each case's median round):\n`);
@@ -680,6 +701,15 @@ async function main() {
         `range ${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}): ${ratio >= 0.8 ? 'MET' : 'NOT MET'} at ${ratio.toFixed(2)}×; ` +
         `server CPU per response (median rounds) ${fmt(gw.cpuUsPerResponse / b.cpuUsPerResponse, 2)}× that of Koa + koa-ratelimit.`,
     );
+    if (perRound['gateway-before']) {
+      const before = perRound['gateway-before'].map((g, i) => g.rps / perRound['koa-rl'][i].rps);
+      const kept = perRound['gateway-info'].map((g, i) => g.rps / perRound['gateway-before'][i].rps);
+      const old = rows.find((r) => r.id === 'gateway-before');
+      console.log(
+        `Before (${process.env.BENCH_GATEWAY_BEFORE}), same rounds: ${fmt(median(before), 2)}× Koa + koa-ratelimit (range ${fmt(Math.min(...before), 2)}–${fmt(Math.max(...before), 2)}), ` +
+          `server CPU ${fmt(old.cpuUsPerResponse / b.cpuUsPerResponse, 2)}×; after/before req/s ${fmt(median(kept), 2)}× (median of the rounds' ratios, range ${fmt(Math.min(...kept), 2)}–${fmt(Math.max(...kept), 2)}).`,
+      );
+    }
   }
   const sync = rows.find((r) => r.id === 'sync');
   const stackRow = rows.find((r) => r.id === 'gateway-info');

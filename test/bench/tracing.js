@@ -90,7 +90,7 @@ const SERVERS = {
     const { gatewayConfigSchema } = require(path.join(root, 'gateway/dist/config.js'));
     const { requestMiddleware } = require(path.join(root, 'gateway/dist/middleware/request.js'));
     const { authMiddleware } = require(path.join(root, 'gateway/dist/middleware/auth.js'));
-    const { createThrottle } = require(path.join(root, 'gateway/dist/throttle/index.js'));
+    const { createThrottle, throttleRedisOptions } = require(path.join(root, 'gateway/dist/throttle/index.js'));
     const config = loadConfig(gatewayConfigSchema, {
       PTW_JWT_SECRET: DEV_JWT_SECRET,
       ...AUTH,
@@ -101,7 +101,7 @@ const SERVERS = {
     });
     const log = createLogger('gateway', { dir: config.LOG_DIR, level: config.LOG_LEVEL, stdout: false });
     const metrics = new Metrics('gateway');
-    const redis = await readyRedis(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }));
+    const redis = await readyRedis(new Redis(config.REDIS_URL, throttleRedisOptions(config)));
     const throttle = createThrottle({ redis, config, log, metrics, keyPrefix: `${env.BENCH_KEY_PREFIX}:gateway` });
     const app = new Koa({ proxy: config.PTW_TRUST_PROXY });
     app.silent = true;
