@@ -556,27 +556,18 @@ async function main() {
     // The in-process cases run in ROUNDS rounds, each case once per round in the same order, so
     // that a slow spell of this shared machine hits every case of a round alike. Each case is
     // reported by its median round (by req/s); the target uses the median of the per-round ratios.
+    /** A case of the gateway's middleware stack; `env` says its log level and, for `gateway-before`, its build. */
+    const gatewayCase = (id, name, env) => ({ id, name, kind: 'gateway', env: { ...childEnv, ...env }, req: sameRequest, expect: hasHeader('x-ratelimit-remaining') });
     const serverCases = [
       { id: 'koa', name: 'A. bare Koa', kind: 'koa', env: childEnv, req: sameRequest },
       { id: 'koa-rl', name: 'B. Koa + koa-ratelimit (redis)', kind: 'koa-ratelimit', env: childEnv, req: sameRequest, expect: hasHeader('x-ratelimit-remaining') },
-      ...['info', 'warn'].map((level) => ({
-        id: `gateway-${level}`,
-        name: `gateway middleware stack (request+auth+ptw_kpi throttle, LOG_LEVEL=${level})`,
-        kind: 'gateway',
-        env: { ...childEnv, BENCH_LOG_LEVEL: level },
-        req: sameRequest,
-        expect: hasHeader('x-ratelimit-remaining'),
-      })),
+      ...['info', 'warn'].map((level) => gatewayCase(`gateway-${level}`, `gateway middleware stack (request+auth+ptw_kpi throttle, LOG_LEVEL=${level})`, { BENCH_LOG_LEVEL: level })),
       ...(process.env.BENCH_GATEWAY_BEFORE
         ? [
-            {
-              id: 'gateway-before',
-              name: `the same stack built from ${process.env.BENCH_GATEWAY_BEFORE} (LOG_LEVEL=info)`,
-              kind: 'gateway',
-              env: { ...childEnv, BENCH_LOG_LEVEL: 'info', BENCH_GATEWAY_ROOT: path.resolve(process.env.BENCH_GATEWAY_BEFORE) },
-              req: sameRequest,
-              expect: hasHeader('x-ratelimit-remaining'),
-            },
+            gatewayCase('gateway-before', `the same stack built from ${process.env.BENCH_GATEWAY_BEFORE} (LOG_LEVEL=info)`, {
+              BENCH_LOG_LEVEL: 'info',
+              BENCH_GATEWAY_ROOT: path.resolve(process.env.BENCH_GATEWAY_BEFORE),
+            }),
           ]
         : []),
       { id: 'express', name: 'Express + express-rate-limit + rate-limit-redis', kind: 'express', env: childEnv, req: sameRequest, expect: hasHeader('ratelimit') },
